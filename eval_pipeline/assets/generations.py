@@ -1,0 +1,44 @@
+"""The ``[suite, generations]`` asset: inference, one partition per model."""
+
+import dagster as dg
+import pandas as pd
+
+from eval_pipeline.assets.metadata import preview
+from eval_pipeline.inference.backends import build_sampler
+from eval_pipeline.inference.base import GenerationParams
+from eval_pipeline.inference.runner import run_generations
+from eval_pipeline.progress import Progress
+from eval_pipeline.resources.generation_cache import GenerationCacheResource
+from eval_pipeline.suites.spec import Suite
+
+
+def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    gen = suite.generation
+    params = GenerationParams(max_tokens=gen.max_tokens, temperature=gen.temperature, top_p=gen.top_p,
+                              seed=gen.seed)
+
+    @dg.asset(key=[suite.suite, "generations"], group_name=suite.suite, partitions_def=partitions,
+              ins={"samples": dg.AssetIn(key=[suite.suite, "samples"])}, kinds={"parquet"},
+              description="One row per sample × model × sample index: output, tokens, latency, errors.")
+    def generations(context: dg.AssetExecutionContext, samples: pd.DataFrame,
+                    generation_cache: GenerationCacheResource) -> dg.Output[pd.DataFrame]:
+        model = suite.model(context.partition_key)
+        sampler = build_sampler(suite, model, samples)
+        cache = generation_cache.open()
+        progress = Progress(f"{suite.suite}/{model.name} generation", context.log.info)
+        try:
+            frame, stats = run_generations(samples, model.name, sampler, params, num_samples=gen.num_samples,
+                                           system_prompt=gen.system_prompt, cache=cache, on_progress=progress)
+        finally:
+            progress.close()
+            if cache is not None:
+                cache.close()
+        context.log.info(f"generation for {model.name}: {stats.summary()}")
+        return dg.Output(frame, metadata={
+            "requests": stats.requests, "cached": stats.cached, "generated": stats.generated,
+            "errors": stats.errors, "tokens_in": stats.tokens_in, "tokens_out": stats.tokens_out,
+            "backend": model.backend,
+            "preview": preview(frame, ["sample_id", "sample_index", "output", "finish_reason", "cached", "error"]),
+        })
+
+    return generations

@@ -1,0 +1,51 @@
+"""The ``[suite, metrics]`` asset: aggregation, the error-rate check, and the MLflow run."""
+
+import dagster as dg
+import pandas as pd
+
+from eval_pipeline.assets.metadata import metrics_summary, preview
+from eval_pipeline.assets.samples import dataset_digest
+from eval_pipeline.metrics.aggregate import aggregate_scores
+from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
+from eval_pipeline.scoring.items import item_table
+from eval_pipeline.suites.spec import Suite
+from eval_pipeline.tracking import EvaluationRecord
+
+ERROR_RATE_CHECK = "error_rate"
+
+
+def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    key = dg.AssetKey([suite.suite, "metrics"])
+
+    @dg.asset(key=key, group_name=suite.suite, partitions_def=partitions, kinds={"parquet", "mlflow"},
+              ins={"samples": dg.AssetIn(key=[suite.suite, "samples"]),
+                   "generations": dg.AssetIn(key=[suite.suite, "generations"]),
+                   "scores": dg.AssetIn(key=[suite.suite, "scores"])},
+              check_specs=[dg.AssetCheckSpec(ERROR_RATE_CHECK, asset=key,
+                                             description=f"Share of failed scores ≤ {suite.max_error_rate}")],
+              description="Per metric (and breakdown value): mean, stderr, 95% CI, n, errors; logged to MLflow.")
+    def metrics(context: dg.AssetExecutionContext, samples: pd.DataFrame, generations: pd.DataFrame,
+                scores: pd.DataFrame, mlflow: MlflowTrackingResource):
+        model = suite.model(context.partition_key)
+        table = aggregate_scores(suite.suite, samples, scores, suite.breakdown_keys)
+        run_id = mlflow.log(EvaluationRecord(
+            suite=suite.suite, model=model.name,
+            params={"model": model.model_dump(exclude_none=True), "generation": suite.generation.model_dump(),
+                    "scorers": [s.name for s in suite.scorers], "dataset": suite.dataset.model_dump()},
+            dataset_uri=suite.resolve_uri(suite.dataset.uri), dataset_digest=dataset_digest(samples),
+            samples=samples, items=item_table(samples, generations, scores), metrics=table,
+            tags={"dagster.run_id": context.run.run_id, "dagster.partition": model.name}))
+        error_rate = float(scores["error"].notna().mean()) if len(scores) else 0.0
+        yield dg.Output(table, metadata={
+            "summary": dg.MetadataValue.md(metrics_summary(table)),
+            "error_rate": error_rate,
+            "mlflow_run_id": run_id or "",
+            "preview": preview(table),
+        })
+        yield dg.AssetCheckResult(
+            check_name=ERROR_RATE_CHECK, passed=error_rate <= suite.max_error_rate,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"error_rate": error_rate, "max_error_rate": suite.max_error_rate,
+                      "errors": int(scores["error"].notna().sum()), "rows": len(scores)})
+
+    return metrics

@@ -1,0 +1,172 @@
+"""``eval-pipeline``: run suites, list what exists, start the UI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from eval_pipeline import paths
+from eval_pipeline.errors import EvalInputError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except EvalInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eval-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="materialize a suite in-process and print its metrics")
+    run.add_argument("spec", help="a suite file (evals/x.yaml) or a suite name")
+    run.add_argument("--model", action="append", help="only this model (repeatable)")
+    run.add_argument("--limit", type=int, help="only the first N dataset items")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    run.add_argument("--verbose", action="store_true", help="show Dagster's event log")
+    run.set_defaults(handler=_run)
+
+    listing = commands.add_parser("list", help="show suites, their models and past runs")
+    listing.add_argument("--runs", type=int, default=10, help="how many past runs to show")
+    listing.set_defaults(handler=_list)
+
+    ui = commands.add_parser("ui", help="start the Dagster UI (webserver + daemon) on the workspace")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=_ui)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from eval_pipeline.execution import run_suite
+    from eval_pipeline.instance import local_instance
+    from eval_pipeline.suites import find_suite
+
+    if args.limit is not None and args.limit < 1:
+        raise EvalInputError("--limit must be at least 1")
+    suite = find_suite(args.spec)
+    result = run_suite(suite, local_instance(), models=args.model, limit=args.limit,
+                       log_level="DEBUG" if args.verbose else "WARNING")
+    if args.json:
+        print(json.dumps(_result_json(result), indent=None, default=str))
+    else:
+        _print_result(result)
+    return 0 if result.success else 1
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    metrics = []
+    for row in result.metrics.to_dict("records"):
+        breakdown = {} if _missing(row["breakdown_key"]) else {row["breakdown_key"]: row["breakdown_value"]}
+        metrics.append({
+            "model": row["model"], "metric": row["metric"], "value": _number(row["value"]),
+            "stderr": _number(row["stderr"]), "ci_low": _number(row["ci_low"]), "ci_high": _number(row["ci_high"]),
+            "n": int(row["n"]), "errors": int(row["errors"]), "breakdown": breakdown,
+        })
+    return {
+        "suite": result.suite,
+        "success": result.success,
+        "metrics": metrics,
+        "outputs": {m.model: {**m.outputs, "dagster_run_id": m.dagster_run_id, "mlflow_run_id": m.mlflow_run_id}
+                    for m in result.models},
+        "generation": {m.model: m.generation for m in result.models},
+        "errors": {m.model: m.error for m in result.models if m.error},
+    }
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value: Any) -> float | None:
+    return None if _missing(value) else float(value)
+
+
+def _print_result(result: Any) -> None:
+    for model in result.models:
+        if not model.success:
+            print(f"{result.suite} / {model.model}: FAILED: {model.error}", file=sys.stderr)
+            continue
+        gen = model.generation
+        print(f"\n{result.suite} / {model.model}  (Dagster run {model.dagster_run_id[:8]})")
+        print(f"generation: {gen.get('requests', 0)} requests, {gen.get('cached', 0)} from cache, "
+              f"{gen.get('generated', 0)} generated, {gen.get('errors', 0)} errors"
+              + ("  (nothing generated: all cached)" if gen.get("generated") == 0 else ""))
+        print(_plain_table([_metric_cells(row) for row in model.metrics.itertuples(index=False)]))
+        print(f"outputs: {Path(model.outputs['metrics']).parent.parent}")
+        if model.mlflow_run_id:
+            print(f"MLflow run: {model.mlflow_run_id}")
+
+
+def _metric_cells(row: Any) -> dict[str, str]:
+    label = row.metric if _missing(row.breakdown_key) else f"  {row.metric} [{row.breakdown_key}={row.breakdown_value}]"
+    def fmt(value: float) -> str:
+        return "" if math.isnan(value) else f"{value:.3f}"
+    ci = "" if math.isnan(row.ci_low) else f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
+    return {"metric": label, "value": fmt(row.value) or "n/a", "stderr": fmt(row.stderr), "95% CI": ci,
+            "n": str(row.n), "errors": str(row.errors)}
+
+
+def _plain_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "(no metrics)"
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(r[c].ljust(w) for c, w in zip(columns, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from eval_pipeline.instance import local_instance
+    from eval_pipeline.suites import load_suites
+
+    print(f"suites in {paths.suites_dir()}:")
+    for suite in load_suites():
+        models = ", ".join(f"{m.name} ({m.backend})" for m in suite.models)
+        print(f"  {suite.suite}: {suite.dataset.uri} | models: {models}")
+    instance = local_instance()
+    records = instance.get_run_records(limit=args.runs)
+    print(f"\npast runs ({paths.dagster_home()}):" if records else "\nno past runs")
+    for record in records:
+        run = record.dagster_run
+        started = datetime.fromtimestamp(record.start_time).strftime("%Y-%m-%d %H:%M:%S") if record.start_time else ""
+        partition = run.tags.get("dagster/partition", "")
+        print(f"  {run.run_id[:8]}  {run.job_name:<24} {partition:<20} {run.status.value:<10} {started}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from eval_pipeline.assets.partitions import register_declared_models
+    from eval_pipeline.instance import local_instance
+    from eval_pipeline.suites import load_suites
+    from eval_pipeline.tracking import default_tracking_uri
+
+    instance = local_instance()
+    for suite in load_suites():
+        register_declared_models(instance, suite)
+
+    print(f"Dagster UI: http://{args.host}:{args.port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    print(f"MLflow UI:  mlflow ui --backend-store-uri {default_tracking_uri()} --host 127.0.0.1 --port 5000")
+    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    return subprocess.call(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

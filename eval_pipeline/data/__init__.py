@@ -1,0 +1,1 @@
+"""Datasets: canonical table schemas, sources (path, glob, s3://) and format converters."""

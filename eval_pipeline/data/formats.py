@@ -1,0 +1,187 @@
+"""Format converters: gen_qa, Bedrock evaluation and chat-messages JSONL into the canonical ``samples`` table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from pathlib import PurePosixPath
+from typing import Any
+
+import pandas as pd
+
+from eval_pipeline.data.schemas import SAMPLES
+from eval_pipeline.data.sources import SourceFile, read_source
+from eval_pipeline.errors import EvalInputError
+
+FORMATS = ("auto", "gen_qa", "bedrock", "messages")
+_ID_FIELDS = ("sample_id", "id", "recordId")
+_ROLES = {"system", "user", "assistant", "tool"}
+
+Row = dict[str, Any]
+
+
+def load_samples(uri: str, fmt: str = "auto", limit: int | None = None) -> pd.DataFrame:
+    """Read every file of a dataset URI and convert it into the ``samples`` table."""
+    if fmt not in FORMATS:
+        raise EvalInputError(f"unknown dataset format {fmt!r}; known formats: {', '.join(FORMATS)}",
+                             file=uri, field="format")
+    rows: list[Row] = []
+    for source in read_source(uri):
+        rows += convert_file(source, fmt)
+        if limit is not None and len(rows) >= limit:
+            rows = rows[:limit]
+            break
+    _check_unique_ids(rows)
+    return pd.DataFrame(rows, columns=SAMPLES.names)
+
+
+def convert_file(source: SourceFile, fmt: str = "auto") -> list[Row]:
+    """Convert one JSONL file; errors name the file, the line and the field."""
+    records = list(_parse_jsonl(source))
+    if not records:
+        return []
+    chosen = fmt if fmt != "auto" else detect_format(records[0][1], source.name, records[0][0])
+    convert = _CONVERTERS[chosen]
+    return [_finish(record, convert(record, source.name, line), source.name, line)
+            for line, record in records]
+
+
+def detect_format(record: Row, file: str, line: int) -> str:
+    """The format that a row's keys imply."""
+    if "messages" in record:
+        return "messages"
+    if ("referenceResponse" in record or "modelResponses" in record) and "query" not in record:
+        return "bedrock"
+    if "prompt" in record or "query" in record:
+        return "gen_qa"
+    raise EvalInputError(
+        f"cannot detect the dataset format from keys {sorted(record)}: expected 'prompt' or 'query' (gen_qa), "
+        "'prompt' + 'referenceResponse' (bedrock) or 'messages' (chat); set dataset.format to say which",
+        file=file, line=line)
+
+
+def _parse_jsonl(source: SourceFile) -> Iterable[tuple[int, Row]]:
+    try:
+        text = source.data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EvalInputError(f"not UTF-8 text (byte {exc.start})", file=source.name) from exc
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise EvalInputError(f"malformed JSON: {exc.msg} at column {exc.colno}",
+                                 file=source.name, line=number) from exc
+        if not isinstance(record, dict):
+            raise EvalInputError(f"each line must be a JSON object, got {type(record).__name__}",
+                                 file=source.name, line=number)
+        yield number, record
+
+
+def _text_field(record: Row, names: tuple[str, ...], file: str, line: int, *, required: bool) -> str | None:
+    for name in names:
+        if name in record and record[name] is not None:
+            value = record[name]
+            if not isinstance(value, str):
+                raise EvalInputError(f"must be a string, got {type(value).__name__}", file=file, line=line,
+                                     field=name)
+            if required and not value.strip():
+                raise EvalInputError("is empty", file=file, line=line, field=name)
+            return value
+    if required:
+        raise EvalInputError(f"missing: the row needs one of {', '.join(repr(n) for n in names)}",
+                             file=file, line=line, field=names[0])
+    return None
+
+
+def _gen_qa(record: Row, file: str, line: int) -> Row:
+    prompt_key = "prompt" if "prompt" in record else "query"
+    return {
+        "input": _text_field(record, ("prompt", "query"), file, line, required=True),
+        "input_kind": "text",
+        "reference": _text_field(record, ("referenceResponse", "response", "answer"), file, line,
+                                 required=False),
+        "consumed": {prompt_key, "referenceResponse", "response", "answer"},
+    }
+
+
+def _bedrock(record: Row, file: str, line: int) -> Row:
+    responses = record.get("modelResponses")
+    if responses is not None and not (isinstance(responses, list)
+                                      and all(isinstance(r, dict) and "response" in r for r in responses)):
+        raise EvalInputError("must be a list of {'response', 'modelIdentifier'} objects", file=file,
+                             line=line, field="modelResponses")
+    return {
+        "input": _text_field(record, ("prompt",), file, line, required=True),
+        "input_kind": "text",
+        "reference": _text_field(record, ("referenceResponse",), file, line, required=False),
+        "consumed": {"prompt", "referenceResponse"},
+    }
+
+
+def _messages(record: Row, file: str, line: int) -> Row:
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise EvalInputError("must be a non-empty list of {'role', 'content'} objects", file=file, line=line,
+                             field="messages")
+    for index, message in enumerate(messages):
+        if (not isinstance(message, dict) or message.get("role") not in _ROLES
+                or not isinstance(message.get("content"), str)):
+            raise EvalInputError(f"each message needs a role in {sorted(_ROLES)} and string content",
+                                 file=file, line=line, field=f"messages[{index}]")
+    reference = _text_field(record, ("reference", "answer", "referenceResponse"), file, line, required=False)
+    if messages[-1]["role"] == "assistant":
+        if reference is None:
+            reference = messages[-1]["content"]
+        messages = messages[:-1]
+    if not any(m["role"] == "user" for m in messages):
+        raise EvalInputError("has no user message to answer", file=file, line=line, field="messages")
+    return {
+        "input": json.dumps([{"role": m["role"], "content": m["content"]} for m in messages], ensure_ascii=False),
+        "input_kind": "messages",
+        "reference": reference,
+        "consumed": {"messages", "reference", "answer", "referenceResponse"},
+    }
+
+
+_CONVERTERS: dict[str, Callable[[Row, str, int], Row]] = {
+    "gen_qa": _gen_qa,
+    "bedrock": _bedrock,
+    "messages": _messages,
+}
+
+
+def _finish(record: Row, converted: Row, file: str, line: int) -> Row:
+    """Add the columns every format shares: id, category, choices, metadata, provenance and hash."""
+    consumed = converted.pop("consumed") | {"category", "choices", *_ID_FIELDS}
+    sample_id = next((str(record[k]) for k in _ID_FIELDS if record.get(k) is not None), None)
+    category = record.get("category")
+    if category is not None and not isinstance(category, str | int | float | bool):
+        raise EvalInputError("must be a string", file=file, line=line, field="category")
+    choices = record.get("choices")
+    if choices is not None and not isinstance(choices, list):
+        raise EvalInputError("must be a list", file=file, line=line, field="choices")
+    row = {
+        "sample_id": sample_id or f"{PurePosixPath(file).name}:{line}",
+        **converted,
+        "choices": json.dumps(choices, ensure_ascii=False) if choices is not None else None,
+        "category": str(category) if category is not None else None,
+        "metadata": json.dumps({k: v for k, v in record.items() if k not in consumed}, ensure_ascii=False,
+                               sort_keys=True),
+        "source": file,
+        "line": line,
+    }
+    hashed = {k: row[k] for k in ("input", "input_kind", "reference", "choices", "category", "metadata")}
+    row["row_hash"] = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
+    return row
+
+
+def _check_unique_ids(rows: list[Row]) -> None:
+    seen: dict[str, Row] = {}
+    for row in rows:
+        first = seen.setdefault(row["sample_id"], row)
+        if first is not row:
+            raise EvalInputError(f"duplicate sample id {row['sample_id']!r} (first at {first['source']}:"
+                                 f"{first['line']})", file=row["source"], line=row["line"], field="id")

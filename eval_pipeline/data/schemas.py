@@ -1,0 +1,87 @@
+"""The canonical tables that flow between stages, as pyarrow schemas."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+
+SAMPLES = pa.schema([
+    ("sample_id", pa.string()),
+    ("input", pa.string()),            # prompt text, or a JSON list of chat messages when input_kind == "messages"
+    ("input_kind", pa.string()),       # "text" | "messages"
+    ("reference", pa.string()),
+    ("choices", pa.string()),          # JSON list, or null
+    ("category", pa.string()),
+    ("metadata", pa.string()),         # JSON object of the row's other fields
+    ("source", pa.string()),           # file the row came from
+    ("line", pa.int64()),
+    ("row_hash", pa.string()),
+])
+
+GENERATIONS = pa.schema([
+    ("sample_id", pa.string()),
+    ("model", pa.string()),
+    ("sample_index", pa.int64()),
+    ("output", pa.string()),
+    ("finish_reason", pa.string()),
+    ("tokens_in", pa.int64()),
+    ("tokens_out", pa.int64()),
+    ("latency_s", pa.float64()),
+    ("cost_usd", pa.float64()),
+    ("request_hash", pa.string()),
+    ("row_hash", pa.string()),
+    ("cached", pa.bool_()),
+    ("error", pa.string()),
+])
+
+SCORES = pa.schema([
+    ("sample_id", pa.string()),
+    ("model", pa.string()),
+    ("sample_index", pa.int64()),
+    ("scorer", pa.string()),
+    ("score", pa.float64()),
+    ("extracted", pa.string()),
+    ("request_hash", pa.string()),
+    ("error", pa.string()),
+])
+
+METRICS = pa.schema([
+    ("suite", pa.string()),
+    ("model", pa.string()),
+    ("metric", pa.string()),
+    ("breakdown_key", pa.string()),    # null for the overall row
+    ("breakdown_value", pa.string()),
+    ("value", pa.float64()),
+    ("stderr", pa.float64()),
+    ("ci_low", pa.float64()),
+    ("ci_high", pa.float64()),
+    ("n", pa.int64()),
+    ("errors", pa.int64()),
+    ("k", pa.int64()),
+])
+
+BY_STAGE: dict[str, pa.Schema] = {
+    "samples": SAMPLES,
+    "generations": GENERATIONS,
+    "scores": SCORES,
+    "metrics": METRICS,
+}
+
+
+def conform(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """The frame as a table of exactly this schema: missing columns become nulls, extra columns are kept last."""
+    frame = frame.reset_index(drop=True)
+    columns = {}
+    for field in schema:
+        values = frame[field.name] if field.name in frame.columns else pd.Series([None] * len(frame))
+        columns[field.name] = pa.array(values.astype(object).where(values.notna(), None).tolist(),
+                                       type=field.type)
+    table = pa.table(columns, schema=schema)
+    for name in frame.columns:
+        if name not in schema.names:
+            table = table.append_column(name, pa.array(frame[name].tolist()))
+    return table
+
+
+def empty(schema: pa.Schema) -> pd.DataFrame:
+    return schema.empty_table().to_pandas()

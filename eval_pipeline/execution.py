@@ -1,0 +1,110 @@
+"""Running a suite in-process on a Dagster instance, one run per model partition, and collecting results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from eval_pipeline.assets.partitions import model_partitions, register_declared_models
+from eval_pipeline.automation.jobs import eval_job_name
+from eval_pipeline.suite_definitions import build_definitions, default_resources
+from eval_pipeline.errors import EvalInputError
+from eval_pipeline.resources.parquet_io import ParquetIOManager
+from eval_pipeline.scoring.registry import validate_scorers
+from eval_pipeline.suites.spec import Suite
+
+
+@dataclass
+class ModelRun:
+    model: str
+    dagster_run_id: str
+    success: bool
+    error: str | None = None
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    generation: dict[str, Any] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SuiteRun:
+    suite: str
+    models: list[ModelRun]
+
+    @property
+    def success(self) -> bool:
+        return all(m.success for m in self.models)
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        frames = [m.metrics for m in self.models if not m.metrics.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] | None = None,
+              limit: int | None = None, resources: dict[str, Any] | None = None,
+              log_level: str = "WARNING") -> SuiteRun:
+    """Materialize every stage of the suite for each model, in this process."""
+    validate_scorers(list(suite.scorers), suite.source_path)
+    names = models or [m.name for m in suite.models]
+    for name in names:
+        try:
+            suite.model(name)
+        except KeyError as exc:
+            raise EvalInputError(str(exc.args[0]), file=suite.source_path, field="models") from None
+    resources = resources or default_resources()
+    job = build_definitions([suite], resources).resolve_job_def(eval_job_name(suite))
+    register_declared_models(instance, suite)
+    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if limit is not None:
+        run_config["ops"] = {_node(suite, "samples"): {"config": {"limit": limit}}}
+    io_manager: ParquetIOManager = resources["io_manager"]
+    partitions = model_partitions(suite).name
+    unregistered = [n for n in names if n not in instance.get_dynamic_partitions(partitions)]
+    if unregistered:
+        instance.add_dynamic_partitions(partitions, unregistered)
+    runs = []
+    for name in names:
+        result = job.execute_in_process(instance=instance, partition_key=name, run_config=run_config,
+                                        raise_on_error=False)
+        runs.append(_collect(suite, name, result, io_manager))
+    return SuiteRun(suite.suite, runs)
+
+
+def _node(suite: Suite, stage: str) -> str:
+    return f"{suite.suite}__{stage}"
+
+
+def _collect(suite: Suite, model: str, result: dg.ExecuteInProcessResult, io_manager: ParquetIOManager) -> ModelRun:
+    outputs = {"samples": io_manager.path_for([suite.suite, "samples"])}
+    outputs |= {stage: io_manager.path_for([suite.suite, stage], model)
+                for stage in ("generations", "scores", "metrics")}
+    run = ModelRun(model=model, dagster_run_id=result.run_id, success=result.success, outputs=outputs)
+    if not result.success:
+        run.error = _failure_message(result)
+        return run
+    run.generation = _metadata(result, _node(suite, "generations"))
+    run.mlflow_run_id = _metadata(result, _node(suite, "metrics")).get("mlflow_run_id") or None
+    run.metrics = pd.read_parquet(outputs["metrics"])
+    return run
+
+
+def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
+    materializations = result.asset_materializations_for_node(node)
+    if not materializations:
+        return {}
+    return {key: getattr(value, "value", value) for key, value in materializations[-1].metadata.items()}
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            if error is not None:
+                return f"{event.step_key}: {error.message.strip()}"
+    return "the run failed (see the Dagster run logs)"

@@ -1,0 +1,1 @@
+"""Inference: the Sampler protocol, its backends, the request cache and the generation runner."""

@@ -1,0 +1,105 @@
+"""Turning samples into the ``generations`` table: cache look-up, generation of what is missing, bookkeeping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from eval_pipeline.data.schemas import GENERATIONS
+from eval_pipeline.inference.base import (
+    Completion,
+    GenerationParams,
+    GenerationRequest,
+    Sampler,
+    request_messages,
+)
+from eval_pipeline.inference.cache import RequestCache, request_hash
+
+CHUNK_REQUESTS = 64
+"""Requests generated between two cache writes: what a killed run can lose at most."""
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    requests: int
+    cached: int
+    generated: int
+    errors: int
+    tokens_in: int
+    tokens_out: int
+
+    def summary(self) -> str:
+        return (f"{self.requests} requests: {self.cached} from cache, {self.generated} generated, "
+                f"{self.errors} errors")
+
+
+def build_requests(samples: pd.DataFrame, num_samples: int, system_prompt: str | None) -> list[GenerationRequest]:
+    """One request per sample and sample index, in sample order."""
+    return [
+        GenerationRequest(sample_id=sample_id, sample_index=index,
+                          messages=request_messages(text, kind, system_prompt))
+        for sample_id, text, kind in zip(samples["sample_id"], samples["input"], samples["input_kind"], strict=True)
+        for index in range(num_samples)
+    ]
+
+
+def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params: GenerationParams, *,
+                    num_samples: int = 1, system_prompt: str | None = None, cache: RequestCache | None = None,
+                    on_progress: Callable[[int, int], None] | None = None,
+                    ) -> tuple[pd.DataFrame, GenerationStats]:
+    """Generate every missing completion; ``on_progress(done, total)`` reports requests finished."""
+    requests = build_requests(samples, num_samples, system_prompt)
+    identity = sampler.identity()
+    keys = [request_hash(identity, params, r) for r in requests]
+    use_cache = cache is not None and getattr(sampler, "cacheable", True)
+    found = cache.get_many(keys) if use_cache and cache is not None else {}
+    results: dict[str, Completion] = dict(found)
+    missing = list({k: r for k, r in zip(keys, requests, strict=True) if k not in found}.items())
+    total, done = len(requests), len(found)
+    if on_progress:
+        on_progress(done, total)
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if on_progress:
+            on_progress(done, total)
+
+    for start in range(0, len(missing), CHUNK_REQUESTS):
+        chunk = missing[start:start + CHUNK_REQUESTS]
+        completions = sampler.generate([r for _, r in chunk], params, advance)
+        pairs = list(zip([k for k, _ in chunk], completions, strict=True))
+        results.update(pairs)
+        if use_cache and cache is not None:
+            cache.put_many(pairs)
+
+    row_hashes = dict(zip(samples["sample_id"], samples["row_hash"], strict=True))
+    rows = [_row(request, key, results[key], model, row_hashes[request.sample_id], key in found)
+            for key, request in zip(keys, requests, strict=True)]
+    frame = pd.DataFrame(rows, columns=GENERATIONS.names)
+    stats = GenerationStats(
+        requests=total, cached=len([k for k in keys if k in found]), generated=len(missing),
+        errors=int(frame["error"].notna().sum()),
+        tokens_in=int(frame["tokens_in"].fillna(0).sum()), tokens_out=int(frame["tokens_out"].fillna(0).sum()))
+    return frame, stats
+
+
+def _row(request: GenerationRequest, key: str, completion: Completion, model: str, row_hash: str,
+         cached: bool) -> dict[str, object]:
+    return {
+        "sample_id": request.sample_id,
+        "model": model,
+        "sample_index": request.sample_index,
+        "output": completion.output,
+        "finish_reason": completion.finish_reason,
+        "tokens_in": completion.tokens_in,
+        "tokens_out": completion.tokens_out,
+        "latency_s": completion.latency_s,
+        "cost_usd": completion.cost_usd,
+        "request_hash": key,
+        "row_hash": row_hash,
+        "cached": cached,
+        "error": completion.error,
+    }

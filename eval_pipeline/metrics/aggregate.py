@@ -1,0 +1,54 @@
+"""Scores into the ``metrics`` table: per model × metric, overall and per breakdown value."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from eval_pipeline.data.schemas import METRICS
+from eval_pipeline.metrics.summary import mean_estimate
+
+
+def breakdown_column(samples: pd.DataFrame, key: str) -> pd.Series:
+    """A breakdown key's value per sample: a samples column, else a field of the row's metadata."""
+    if key in samples.columns:
+        values = samples[key]
+    else:
+        values = samples["metadata"].map(lambda m: json.loads(m or "{}").get(key))
+    return values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+
+
+def aggregate_scores(suite: str, samples: pd.DataFrame, scores: pd.DataFrame,
+                     breakdown_keys: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """Mean over items of each item's mean score over its samples; errors counted, never averaged in.
+
+    ``n`` counts items with at least one scored sample; ``errors`` counts score rows that failed.
+    """
+    groups = {key: breakdown_column(samples, key) for key in breakdown_keys}
+    group_of = {key: dict(zip(samples["sample_id"], values, strict=True)) for key, values in groups.items()}
+    rows = []
+    for (model, metric), frame in scores.groupby(["model", "scorer"], sort=False):
+        failed = frame["error"].notna()
+        per_item = frame[~failed].groupby("sample_id", sort=False)["score"].mean()
+        errors_per_item = frame[failed].groupby("sample_id", sort=False).size()
+        rows.append(_row(suite, model, metric, None, None, per_item, int(failed.sum())))
+        for key in breakdown_keys:
+            item_group = per_item.index.map(group_of[key])
+            error_group = errors_per_item.index.map(group_of[key])
+            for value in sorted({v for v in group_of[key].values() if v is not None}):
+                selected = per_item[np.asarray(item_group == value)]
+                errors = int(errors_per_item[np.asarray(error_group == value)].sum())
+                rows.append(_row(suite, model, metric, key, value, selected, errors))
+    return pd.DataFrame(rows, columns=METRICS.names)
+
+
+def _row(suite: str, model: str, metric: str, key: str | None, value: str | None, per_item: pd.Series,
+         errors: int) -> dict[str, object]:
+    estimate = mean_estimate(per_item.to_numpy())
+    return {
+        "suite": suite, "model": model, "metric": metric, "breakdown_key": key, "breakdown_value": value,
+        "value": estimate.value, "stderr": estimate.stderr, "ci_low": estimate.ci_low,
+        "ci_high": estimate.ci_high, "n": estimate.n, "errors": errors, "k": None,
+    }

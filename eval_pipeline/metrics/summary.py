@@ -1,0 +1,32 @@
+"""A mean with its standard error and a t-based confidence interval."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class MeanEstimate:
+    value: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def mean_estimate(values: np.ndarray, confidence: float = 0.95) -> MeanEstimate:
+    """Mean, standard error (sample SD with ddof=1 over √n) and the t interval; NaN where n is too small."""
+    values = np.asarray(values, dtype=float)
+    n = int(values.size)
+    if n == 0:
+        return MeanEstimate(math.nan, math.nan, math.nan, math.nan, 0)
+    mean = float(values.mean())
+    if n < 2:
+        return MeanEstimate(mean, math.nan, math.nan, math.nan, n)
+    stderr = float(values.std(ddof=1) / math.sqrt(n))
+    half_width = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * stderr
+    return MeanEstimate(mean, stderr, mean - half_width, mean + half_width, n)

@@ -1,0 +1,58 @@
+"""Parquet IO manager: ``<base>/<suite>/<stage>/<partition>.parquet`` on local disk or S3, canonical schemas."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+from eval_pipeline.data.schemas import BY_STAGE, conform
+
+
+class _ParquetUPathIOManager(dg.UPathIOManager):
+    extension = ".parquet"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        table = _as_table(obj, context.asset_key.path[-1])
+        if path.protocol in ("", "file"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            pq.write_table(table, str(temporary))
+            os.replace(str(temporary), str(path))  # atomic: concurrent runs never see half a file
+        else:
+            with path.open("wb") as handle:
+                pq.write_table(table, handle)
+        context.add_output_metadata({"row_count": table.num_rows})
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
+        with path.open("rb") as handle:
+            return pq.read_table(handle).to_pandas()
+
+
+def _as_table(obj: Any, stage: str) -> pa.Table:
+    if isinstance(obj, pa.Table):
+        return obj
+    if not isinstance(obj, pd.DataFrame):
+        raise TypeError(f"the Parquet IO manager stores DataFrames or Arrow tables, got {type(obj).__name__}")
+    schema = BY_STAGE.get(stage)
+    return conform(obj, schema) if schema is not None else pa.Table.from_pandas(obj, preserve_index=False)
+
+
+class ParquetIOManager(dg.ConfigurableIOManagerFactory):
+    """Stores each stage's table as Parquet under ``base_path`` (a folder or an ``s3://`` prefix)."""
+
+    base_path: str
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetUPathIOManager:
+        return _ParquetUPathIOManager(base_path=UPath(self.base_path))
+
+    def path_for(self, asset_key: list[str], partition: str | None = None) -> str:
+        """Where an asset's table (or one partition of it) lives."""
+        path = UPath(self.base_path).joinpath(*asset_key)
+        return str(path / f"{partition}.parquet" if partition is not None else path.with_suffix(".parquet"))

@@ -1,0 +1,1 @@
+"""Deterministic scorers and the ``scores`` table."""

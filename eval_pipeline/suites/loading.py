@@ -1,0 +1,129 @@
+"""Reading suite files, with errors that name the file and the key."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from eval_pipeline import paths
+from eval_pipeline.errors import EvalInputError
+from eval_pipeline.suites.spec import Suite
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Load and validate one suite file."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalInputError("suite file not found", file=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise EvalInputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
+                             line=mark.line + 1 if mark else None) from exc
+    if not isinstance(raw, dict):
+        raise EvalInputError("a suite file must be a mapping of keys", file=str(path))
+    raw = _expand_env(raw)
+    folder = path.resolve().parent
+    base_dir = folder.parent if folder.name == "evals" else folder
+    try:
+        return Suite.model_validate({**raw, "source_path": str(path.resolve()), "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        raise _located(exc, path, raw) from None
+
+
+def load_suites(folder: str | Path | None = None) -> list[Suite]:
+    """Every ``*.yaml`` suite in a folder (default: ``$EVAL_PIPELINE_SUITES`` or ``./evals``)."""
+    folder = Path(folder) if folder else paths.suites_dir()
+    suites = [load_suite(p) for p in sorted(folder.glob("*.y*ml"))]
+    names = [s.suite for s in suites]
+    for name in set(names):
+        if names.count(name) > 1:
+            raise EvalInputError(f"two suite files use the suite name {name!r}", file=str(folder))
+    return suites
+
+
+def find_suite(name_or_path: str) -> Suite:
+    """A suite by file path, or by name among the suites folder."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return load_suite(candidate)
+    for suffix in (".yaml", ".yml"):
+        path = paths.suites_dir() / f"{name_or_path}{suffix}"
+        if path.is_file():
+            return load_suite(path)
+    for suite in load_suites():
+        if suite.suite == name_or_path:
+            return suite
+    raise EvalInputError(f"no suite named {name_or_path!r} in {paths.suites_dir()}")
+
+
+def _expand_env(value: Any) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in strings; EVAL_PIPELINE_HOME defaults to the state folder."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v) for v in value]
+    if isinstance(value, str):
+        def lookup(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name == paths.HOME_ENV:
+                return str(paths.home())
+            return os.environ.get(name, default if default is not None else match.group(0))
+        return _ENV_REFERENCE.sub(lookup, value)
+    return value
+
+
+def _located(exc: ValidationError, path: Path, raw: dict[str, Any]) -> EvalInputError:
+    first = exc.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    key = ".".join(location) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = f"unknown key {location[-1]!r}"
+        allowed = _allowed_keys(location[:-1])
+        close = difflib.get_close_matches(location[-1], allowed, n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif allowed:
+            message += f"; allowed keys: {', '.join(allowed)}"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return EvalInputError(message, file=str(path), line=_line_of(path, location), field=key)
+
+
+def _allowed_keys(location: list[str]) -> list[str]:
+    model: type[BaseModel] = Suite
+    for part in location:
+        if part.isdigit():
+            continue
+        annotation = model.model_fields[part].annotation
+        inner = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        nested = next((a for a in inner if issubclass(a, BaseModel)), None)
+        if nested is None:
+            return []
+        model = nested
+    return [name for name in model.model_fields if name not in ("source_path", "base_dir")]
+
+
+def _line_of(path: Path, location: list[str]) -> int | None:
+    """The line of the deepest named key of the location in the file (best effort)."""
+    names = [part for part in location if not part.isdigit()]
+    if not names:
+        return None
+    pattern = re.compile(rf"^\s*-?\s*{re.escape(names[-1])}\s*:|[{{,]\s*{re.escape(names[-1])}\s*:")
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if pattern.search(text):
+            return number
+    return None

@@ -1,0 +1,470 @@
+"""Log one suite × model evaluation to MLflow: params, metrics, the dataset input, tables, plots and files.
+
+Everything goes through an explicit ``MlflowClient`` bound to the given tracking URI, so no global MLflow
+state (tracking URI, active run, experiment) is read or left behind. ``mlflow`` is imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from eval_pipeline import paths
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+DAGSTER_RUN_ID_TAG = "dagster.run_id"
+DATASET_CONTEXT = "evaluation"
+ITEMS_ARTIFACT = "items.json"
+METRICS_TABLE_ARTIFACT = "metrics.json"
+METRICS_CSV_ARTIFACT = "metrics.csv"
+PLOT_ARTIFACT = "metrics_by_breakdown.png"
+
+# MLflow's limits (mlflow.utils.validation); repeated here so that importing this module stays cheap.
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_TAG_VAL_LENGTH = 8000
+MAX_KEY_LENGTH = 250
+MAX_DATASET_DIGEST_LENGTH = 36
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+
+_TAG_ALIASES = {"dagster_run_id": DAGSTER_RUN_ID_TAG}
+_BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+_OVERALL_STATS = ("stderr", "ci_low", "ci_high", "n", "errors")
+
+
+@dataclass
+class EvaluationRecord:
+    """What one suite × model evaluation logs to MLflow.
+
+    ``samples`` is the samples table (the dataset input); ``items`` has one row per item × sample_index
+    (sample_id, sample_index, input, reference, output, error and one column per scorer); ``metrics`` is the
+    METRICS table. ``params`` may nest dicts (flattened to dotted keys). ``extra_artifacts`` maps a
+    run-relative artifact path to a local file (or folder) to upload there.
+    """
+
+    suite: str
+    model: str
+    params: dict[str, Any]
+    dataset_uri: str
+    dataset_digest: str | None
+    samples: pd.DataFrame
+    items: pd.DataFrame
+    metrics: pd.DataFrame
+    tags: dict[str, str] = field(default_factory=dict)
+    extra_artifacts: dict[str, Path] = field(default_factory=dict)
+
+
+def default_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else the SQLite store under the state folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or paths.default_mlflow_uri()
+
+
+def default_artifact_location() -> str:
+    """The artifact root for experiments created in the default store, as a file URI."""
+    path = paths.mlflow_dir() / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
+
+
+def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_name: str | None = None,
+                   artifact_location: str | None = None) -> str:
+    """Log ``record`` as one MLflow run (name ``<suite>/<model>``) and return its run id.
+
+    The experiment (default ``eval/<suite>``) is created when missing, with ``artifact_location``; for a
+    SQLite store without one, artifacts go to an ``artifacts`` folder beside the database file.
+    """
+    _check_extra_artifacts(record.extra_artifacts)
+    mlflow = _mlflow()
+    from mlflow.entities import RunStatus
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    name = experiment_name or f"eval/{record.suite}"
+    location = artifact_location or _sqlite_artifact_location(tracking_uri)
+    experiment_id = _ensure_experiment(client, name, location)
+    run = client.create_run(experiment_id, run_name=f"{record.suite}/{record.model}",
+                            tags=_run_tags(record))
+    run_id = run.info.run_id
+    try:
+        metrics = _own_rows(record.metrics, record)
+        _log_params(client, run_id, record.params)
+        _log_metrics(client, run_id, metrics)
+        _log_dataset(client, run_id, record)
+        _log_tables(client, run_id, record)
+        _log_plot(client, run_id, metrics)
+        _log_extra_artifacts(client, run_id, record.extra_artifacts)
+    except BaseException:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    logger.info("logged %s/%s to MLflow run %s (experiment %r at %s)", record.suite, record.model, run_id,
+                name, tracking_uri)
+    return run_id
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts as dotted keys, values stringified (lists as JSON) and cut to MLflow's length limit."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_params(value, name))
+        else:
+            flat[name] = _truncate(_param_text(value), MAX_PARAM_VAL_LENGTH)
+    return flat
+
+
+def sanitize_name(name: str) -> str:
+    """A param or metric key MLflow accepts: only ``[A-Za-z0-9_\\-. /]``, no empty, ``.`` or ``..`` path
+    segments, at most 250 characters; ``@`` becomes ``_at_`` (``pass@k`` → ``pass_at_k``)."""
+    text = _BAD_NAME_CHARS.sub("_", str(name).replace("@", "_at_"))
+    segments = [segment for segment in text.split("/") if segment]
+    segments = ["_" if segment in (".", "..") else segment for segment in segments]
+    return "/".join(segments)[:MAX_KEY_LENGTH].rstrip("/") or "_"
+
+
+def metric_values(metrics: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
+    """The MLflow metrics of a METRICS table and the names whose value was NaN (skipped).
+
+    Overall rows give ``<metric>`` and ``<metric>.{stderr,ci_low,ci_high,n,errors}``; breakdown rows give
+    ``<metric>.<breakdown_key>.<breakdown_value>``.
+    """
+    values: dict[str, float] = {}
+    skipped: list[str] = []
+    if metrics is None or metrics.empty:
+        return values, skipped
+    for row in metrics.to_dict("records"):
+        metric = str(row.get("metric"))
+        key = row.get("breakdown_key")
+        if _is_null(key):
+            pairs = [(metric, row.get("value"))]
+            pairs += [(f"{metric}.{stat}", row.get(stat)) for stat in _OVERALL_STATS if stat in row]
+        else:
+            pairs = [(f"{metric}.{key}.{row.get('breakdown_value')}", row.get("value"))]
+        for raw_name, raw_value in pairs:
+            name = _unique(sanitize_name(raw_name), values)
+            number = _as_float(raw_value)
+            if number is None or math.isnan(number):
+                skipped.append(name)
+            else:
+                values[name] = number
+    return values, skipped
+
+
+# --- pieces of log_evaluation -------------------------------------------------------------------------------
+
+
+def _mlflow():
+    """The ``mlflow`` module, imported with telemetry off."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+    import mlflow.data
+
+    return mlflow
+
+
+def _check_extra_artifacts(extra: Mapping[str, Path]) -> None:
+    missing = [f"{name}: {path}" for name, path in extra.items() if not Path(path).exists()]
+    if missing:
+        raise FileNotFoundError(f"extra artifacts not found: {', '.join(missing)}")
+
+
+def _sqlite_artifact_location(tracking_uri: str) -> str | None:
+    """``<folder of the database>/artifacts`` as a file URI for a file-backed SQLite store, else None."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(tracking_uri).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    folder = Path(database).expanduser().resolve().parent / "artifacts"
+    return folder.as_uri()
+
+
+def _ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of experiment ``name``: created when missing, restored when deleted."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)  # created concurrently
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def _run_tags(record: EvaluationRecord) -> dict[str, str]:
+    tags = {"suite": record.suite, "model": record.model, "dataset.uri": record.dataset_uri}
+    if record.dataset_digest:
+        tags["dataset.digest"] = record.dataset_digest
+    for key, value in record.tags.items():
+        tags[_TAG_ALIASES.get(key, key)] = "" if value is None else str(value)
+    return {key[:MAX_KEY_LENGTH]: _truncate(value, MAX_TAG_VAL_LENGTH) for key, value in tags.items()}
+
+
+def _log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    sanitized: dict[str, str] = {}
+    for key, value in flatten_params(params).items():
+        sanitized[_unique(sanitize_name(key), sanitized)] = value
+    entries = [Param(key, value) for key, value in sanitized.items()]
+    for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=chunk, synchronous=True)
+
+
+def _log_metrics(client: MlflowClient, run_id: str, metrics: pd.DataFrame) -> None:
+    from mlflow.entities import Metric
+
+    values, skipped = metric_values(metrics)
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (", …" if len(skipped) > 10 else "")
+        logger.warning("skipped %d NaN metric value(s) for MLflow run %s: %s", len(skipped), run_id, shown)
+    timestamp = int(time.time() * 1000)
+    entries = [Metric(key, value, timestamp, 0) for key, value in values.items()]
+    for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=chunk, synchronous=True)
+
+
+def _log_dataset(client: MlflowClient, run_id: str, record: EvaluationRecord) -> None:
+    """The samples table as a dataset input: name = suite, source = dataset_uri, digest as given."""
+    mlflow = _mlflow()
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    digest = record.dataset_digest
+    if digest and len(digest) > MAX_DATASET_DIGEST_LENGTH:
+        logger.info("dataset digest cut to MLflow's %d characters (full value in run tag dataset.digest)",
+                    MAX_DATASET_DIGEST_LENGTH)
+        digest = digest[:MAX_DATASET_DIGEST_LENGTH]
+    samples = record.samples if record.samples is not None else pd.DataFrame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # schema-inference hints about integer columns and ambiguous sources
+        dataset = mlflow.data.from_pandas(_jsonable(samples), source=_dataset_source(record.dataset_uri),
+                                          name=record.suite, digest=digest or None)
+        entity = dataset._to_mlflow_entity()
+    client.log_inputs(run_id, datasets=[
+        DatasetInput(dataset=entity, tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value=DATASET_CONTEXT)]),
+    ])
+
+
+def _dataset_source(uri: str):
+    """MLflow's own source for URIs it knows (local paths, s3://, https://, …), else a plain URI source."""
+    _mlflow()
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return resolve_dataset_source(uri)
+    except MlflowException:
+        return _uri_source_class()(uri)
+
+
+@cache
+def _uri_source_class() -> type:
+    """A DatasetSource that records only a URI (for schemes MLflow has no resolver for, e.g. ``hf://``)."""
+    from mlflow.data.dataset_source import DatasetSource
+
+    class UriDatasetSource(DatasetSource):
+        """A dataset location MLflow cannot load itself; kept for lineage."""
+
+        def __init__(self, uri: str) -> None:
+            self.uri = uri
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "uri"
+
+        def load(self, **kwargs: Any) -> str:
+            raise NotImplementedError(f"MLflow cannot load {self.uri}")
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> UriDatasetSource:
+            return cls(str(raw_source))
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self.uri}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]) -> UriDatasetSource:
+            return cls(source_dict["uri"])
+
+    return UriDatasetSource
+
+
+def _log_tables(client: MlflowClient, run_id: str, record: EvaluationRecord) -> None:
+    items = record.items if record.items is not None else pd.DataFrame()
+    client.log_table(run_id, _jsonable(items), ITEMS_ARTIFACT)
+    metrics = record.metrics if record.metrics is not None else pd.DataFrame()
+    client.log_table(run_id, _jsonable(metrics), METRICS_TABLE_ARTIFACT)
+    client.log_text(run_id, metrics.to_csv(index=False), METRICS_CSV_ARTIFACT)
+
+
+def _log_plot(client: MlflowClient, run_id: str, metrics: pd.DataFrame) -> None:
+    """The metrics plot; a failure to draw it is logged, not raised."""
+    from eval_pipeline.tracking.plots import metrics_figure
+
+    try:
+        figure = metrics_figure(metrics)
+    except Exception:
+        logger.warning("could not draw the metrics plot for MLflow run %s", run_id, exc_info=True)
+        return
+    client.log_figure(run_id, figure, PLOT_ARTIFACT, save_kwargs={"dpi": 100})
+
+
+def _log_extra_artifacts(client: MlflowClient, run_id: str, extra: Mapping[str, Path]) -> None:
+    """Each file (or folder) uploaded under its run-relative name."""
+    for name, local in extra.items():
+        local = Path(local)
+        parts = str(name).replace("\\", "/").split("/")
+        target = "/".join(part for part in parts if part not in ("", ".", "..")) or local.name
+        if local.is_dir():
+            client.log_artifacts(run_id, str(local), artifact_path=target)
+            continue
+        folder, _, filename = target.rpartition("/")
+        if filename == local.name:
+            client.log_artifact(run_id, str(local), artifact_path=folder or None)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            renamed = Path(tmp) / filename
+            shutil.copyfile(local, renamed)
+            client.log_artifact(run_id, str(renamed), artifact_path=folder or None)
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _own_rows(metrics: pd.DataFrame, record: EvaluationRecord) -> pd.DataFrame:
+    """The metrics rows of this record's suite and model, when the table holds others too."""
+    if metrics is None or metrics.empty:
+        return pd.DataFrame() if metrics is None else metrics
+    keep = pd.Series(True, index=metrics.index)
+    for column, wanted in (("suite", record.suite), ("model", record.model)):
+        if column in metrics.columns:
+            matches = metrics[column].astype(str) == wanted
+            if matches.any() and not matches.all():
+                keep &= matches
+    if not keep.all():
+        logger.warning("metrics table holds %d row(s) of other suites/models; logging only %s/%s",
+                       int((~keep).sum()), record.suite, record.model)
+    return metrics[keep]
+
+
+def _jsonable(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose object columns hold only str, numbers or None (other objects become str / JSON)."""
+    frame = frame.reset_index(drop=True).copy()
+    frame.columns = [str(column) for column in frame.columns]
+    for column in frame.columns:
+        series = frame[column]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            series = series.astype(object)
+        if series.dtype != object:
+            continue
+        present = [value for value in series if not _is_null(value)]
+        if all(isinstance(value, str) for value in present):
+            kind_ok = True
+        else:
+            kind_ok = all(isinstance(value, numbers.Real) and not isinstance(value, str) for value in present)
+        if kind_ok:
+            frame[column] = series.map(lambda value: None if _is_null(value) else value).astype(object)
+        else:
+            frame[column] = series.map(_as_text).astype(object)
+    return frame
+
+
+def _as_text(value: Any) -> str | None:
+    if _is_null(value):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, Mapping | list | tuple):
+        try:
+            return json.dumps(value, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, list | tuple | Mapping):
+        try:
+            return json.dumps(value, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def _is_null(value: Any) -> bool:
+    """None, NaN, NaT or pd.NA; never true (nor an error) for containers and arrays."""
+    if value is None:
+        return True
+    if isinstance(value, str | bytes | Mapping | list | tuple | set | np.ndarray):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_float(value: Any) -> float | None:
+    if _is_null(value):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _unique(name: str, taken: Mapping[str, Any] | Iterable[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``… when already taken (two raw names that sanitize alike)."""
+    if name not in taken:
+        return name
+    index = 2
+    while f"{name}_{index}" in taken:
+        index += 1
+    logger.warning("MLflow key %r is taken; using %r", name, f"{name}_{index}")
+    return f"{name}_{index}"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _chunks(entries: list, size: int) -> Iterator[list]:
+    for start in range(0, len(entries), size):
+        yield entries[start:start + size]
