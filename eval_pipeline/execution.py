@@ -10,10 +10,10 @@ import pandas as pd
 
 from eval_pipeline.assets.partitions import model_partitions, register_declared_models
 from eval_pipeline.automation.jobs import eval_job_name
-from eval_pipeline.suite_definitions import build_definitions, default_resources
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.resources.parquet_io import ParquetIOManager
 from eval_pipeline.scoring.registry import validate_scorers
+from eval_pipeline.suite_definitions import build_definitions, default_resources
 from eval_pipeline.suites.spec import Suite
 
 

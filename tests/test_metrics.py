@@ -22,7 +22,7 @@ def exact_pass_hat_k(n: int, c: int, k: int) -> Fraction:
 CASES = [(n, c, k) for n in range(1, 13) for c in range(n + 1) for k in range(1, n + 1)]
 
 
-@pytest.mark.parametrize(("n", "c", "k"), CASES[::7] + [(200, 13, 10), (100, 0, 1), (100, 100, 100)])
+@pytest.mark.parametrize(("n", "c", "k"), [*CASES[::7], (200, 13, 10), (100, 0, 1), (100, 100, 100)])
 def test_pass_at_k_and_pass_hat_k_against_exact_combinatorics(n: int, c: int, k: int) -> None:
     assert pass_at_k(n, c, k) == pytest.approx(float(exact_pass_at_k(n, c, k)), abs=1e-12)
     assert pass_hat_k(n, c, k) == pytest.approx(float(exact_pass_hat_k(n, c, k)), abs=1e-12)

@@ -7,7 +7,6 @@ import dagster as dg
 from eval_pipeline.assets.partitions import model_partitions
 from eval_pipeline.suites.spec import Suite
 
-
 AssetJob = Any
 """What ``define_asset_job`` returns (its class is not part of Dagster's public API)."""
 

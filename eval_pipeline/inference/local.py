@@ -248,8 +248,11 @@ def _eos_token_ids(tokenizer: Any, model: Any) -> set[int]:
 
 
 def _context_length(model: Any) -> int | None:
-    value = getattr(model.config, "max_position_embeddings", None)
-    return value if isinstance(value, int) and value > 0 else None
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _batch_seed(seed: int, sample_index: int, batch_number: int) -> int:
