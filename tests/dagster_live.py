@@ -1,9 +1,10 @@
 """Real Dagster processes for tests: ``dagster-webserver`` and ``dagster-daemon`` on 127.0.0.1, and a GraphQL client.
 
-``live_dagster(...)`` starts both (each in its own process group, cwd = the repository root, state in temporary
-folders), waits until the webserver answers and the code location has loaded, yields a ``LiveDagster`` handle,
-and always stops both groups (SIGTERM, then SIGKILL). The processes' output goes to log files whose tails are
-printed (and put into the error message) when something fails. Every request goes to 127.0.0.1 only.
+``live_dagster(...)`` creates the instance's storage, starts both (each in its own process group, cwd = the
+repository root, state in temporary folders), waits until the webserver answers and the code location has loaded,
+yields a ``LiveDagster`` handle, and always stops both groups (SIGTERM, then SIGKILL). The processes' output goes
+to log files whose tails are printed (and put into the error message) when something fails. Every request goes
+to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import dagster as dg
 import requests
 
 from eval_pipeline.instance import DAGSTER_YAML
@@ -286,6 +288,15 @@ def _executable(name: str) -> str:
     return str(path)
 
 
+def initialize_instance(dagster_home: Path) -> None:
+    """Creates the instance's SQLite schemas once, as ``dagster dev`` does before it starts its children.
+
+    Otherwise the webserver and the daemon race to migrate a fresh ``DAGSTER_HOME`` and one of them can die
+    with ``table alembic_version already exists``.
+    """
+    dg.DagsterInstance.from_config(str(dagster_home)).dispose()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -531,6 +542,7 @@ def live_dagster(workdir: Path, suites_dir: Path, *, model_cache: Path | None = 
     for folder in (dagster_home, state_home, log_dir, model_cache):
         folder.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+    initialize_instance(dagster_home)
     env = deployment_env(dagster_home, state_home, suites_dir, model_cache)
     port = free_port()
     workspace = ["-w", str(REPO_ROOT / "workspace.yaml")]

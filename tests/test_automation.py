@@ -40,6 +40,7 @@ def write_suite(folder: Path, name: str = "demo", *, watch: str | None = None,
 
 
 def make_checkpoint(folder: Path, name: str, *, config: bool = True) -> Path:
+    """A model folder as a trainer writes it; without ``config.json`` it is not a checkpoint (yet)."""
     checkpoint = folder / name
     checkpoint.mkdir(parents=True)
     (checkpoint / "model.safetensors").write_bytes(b"")

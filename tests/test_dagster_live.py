@@ -121,6 +121,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 def _print_uncaptured(request: pytest.FixtureRequest, text: str) -> None:
+    """Straight to the terminal: a module fixture's teardown output is otherwise not shown."""
     capture = request.config.pluginmanager.getplugin("capturemanager")
     if capture is None:
         print(text, file=sys.stderr)

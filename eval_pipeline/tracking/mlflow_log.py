@@ -6,6 +6,8 @@ state (tracking URI, active run, experiment) is read or left behind. ``mlflow`` 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -99,10 +101,11 @@ def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_na
     mlflow = _mlflow()
     from mlflow.entities import RunStatus
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     name = experiment_name or f"eval/{record.suite}"
     location = artifact_location or _sqlite_artifact_location(tracking_uri)
-    experiment_id = _ensure_experiment(client, name, location)
+    with _sqlite_store_lock(tracking_uri):  # a fresh store is migrated on first use: one process at a time
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        experiment_id = _ensure_experiment(client, name, location)
     run = client.create_run(experiment_id, run_name=f"{record.suite}/{record.model}",
                             tags=_run_tags(record))
     run_id = run.info.run_id
@@ -190,8 +193,24 @@ def _check_extra_artifacts(extra: Mapping[str, Path]) -> None:
         raise FileNotFoundError(f"extra artifacts not found: {', '.join(missing)}")
 
 
-def _sqlite_artifact_location(tracking_uri: str) -> str | None:
-    """``<folder of the database>/artifacts`` as a file URI for a file-backed SQLite store, else None."""
+@contextlib.contextmanager
+def _sqlite_store_lock(tracking_uri: str) -> Iterator[None]:
+    """An exclusive file lock beside a file-backed SQLite store (no-op for other stores)."""
+    database = _sqlite_database(tracking_uri)
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with (database.parent / f"{database.name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_database(tracking_uri: str) -> Path | None:
+    """The database file of a file-backed SQLite tracking URI, else None."""
     if not tracking_uri.startswith("sqlite:"):
         return None
     from sqlalchemy.engine import make_url
@@ -199,8 +218,13 @@ def _sqlite_artifact_location(tracking_uri: str) -> str | None:
     database = make_url(tracking_uri).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    folder = Path(database).expanduser().resolve().parent / "artifacts"
-    return folder.as_uri()
+    return Path(database).expanduser().resolve()
+
+
+def _sqlite_artifact_location(tracking_uri: str) -> str | None:
+    """``<folder of the database>/artifacts`` as a file URI for a file-backed SQLite store, else None."""
+    database = _sqlite_database(tracking_uri)
+    return None if database is None else (database.parent / "artifacts").as_uri()
 
 
 def _ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
