@@ -20,9 +20,9 @@ from eval_pipeline.tracking import (
     flatten_params,
     log_evaluation,
     metric_values,
-    metrics_figure,
     sanitize_name,
 )
+from eval_pipeline.tracking.plots import metrics_figure
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402

@@ -1,4 +1,7 @@
-"""MLflow tracking: one run per suite × model with params, metrics, the dataset input, tables and plots."""
+"""MLflow tracking: one run per suite × model with params, metrics, the dataset input, tables and plots.
+
+The plot (``eval_pipeline.tracking.plots``) is imported only when drawn: matplotlib is slow to import.
+"""
 
 from eval_pipeline.tracking.mlflow_log import (
     DAGSTER_RUN_ID_TAG,
@@ -10,7 +13,6 @@ from eval_pipeline.tracking.mlflow_log import (
     metric_values,
     sanitize_name,
 )
-from eval_pipeline.tracking.plots import metrics_figure
 
 __all__ = [
     "DAGSTER_RUN_ID_TAG",
@@ -20,6 +22,5 @@ __all__ = [
     "flatten_params",
     "log_evaluation",
     "metric_values",
-    "metrics_figure",
     "sanitize_name",
 ]
