@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import subprocess
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", action="append", help="only this model (repeatable)")
     run.add_argument("--limit", type=int, help="only the first N dataset items")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    run.add_argument("--verbose", action="store_true", help="show Dagster's event log")
+    run.add_argument("--verbose", action="store_true", help="show Dagster's event log and MLflow's messages")
     run.set_defaults(handler=_run)
 
     listing = commands.add_parser("list", help="show suites, their models and past runs")
@@ -59,6 +60,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise EvalInputError("--limit must be at least 1")
+    if not args.verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     suite = find_suite(args.spec)
     result = run_suite(suite, local_instance(), models=args.model, limit=args.limit,
                        log_level="DEBUG" if args.verbose else "WARNING")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
-from eval_pipeline.assets.suite_assets import STAGES
+from eval_pipeline.assets import STAGES
 from eval_pipeline.automation import declared_models_sensor, new_checkpoint_sensor, suite_eval_job
 from eval_pipeline.resources import GenerationCacheResource, MlflowTrackingResource, ParquetIOManager
 from eval_pipeline.suite_definitions import build_definitions

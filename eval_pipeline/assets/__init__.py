@@ -1,5 +1,5 @@
 """Dagster assets, built per suite: samples → generations → scores → metrics."""
 
-from eval_pipeline.assets.suite_assets import build_suite_assets, stage_key
+from eval_pipeline.assets.suite_assets import STAGES, build_suite_assets
 
-__all__ = ["build_suite_assets", "stage_key"]
+__all__ = ["STAGES", "build_suite_assets"]

@@ -10,12 +10,6 @@ from eval_pipeline.assets.scores import build_scores_asset
 from eval_pipeline.suites.spec import Suite
 
 STAGES = ("samples", "generations", "scores", "metrics")
-MODEL_STAGES = STAGES[1:]
-
-
-def stage_key(suite: Suite | str, stage: str) -> dg.AssetKey:
-    name = suite if isinstance(suite, str) else suite.suite
-    return dg.AssetKey([name, stage])
 
 
 def build_suite_assets(suite: Suite) -> list[dg.AssetsDefinition]:

@@ -82,6 +82,3 @@ def conform(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
             table = table.append_column(name, pa.array(frame[name].tolist()))
     return table
 
-
-def empty(schema: pa.Schema) -> pd.DataFrame:
-    return schema.empty_table().to_pandas()

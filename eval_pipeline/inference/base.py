@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 Message = dict[str, str]
@@ -31,7 +31,6 @@ class GenerationRequest:
     sample_id: str
     sample_index: int
     messages: tuple[Message, ...]
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass

@@ -52,10 +52,6 @@ class ModelSpec(_Strict):
                              "'smollm2-135m-instruct' for the embedded model")
         return self
 
-    def identity(self) -> dict[str, Any]:
-        """What about this model changes its outputs (for cache keys)."""
-        return self.model_dump(exclude={"name", "batch_size", "device"}, exclude_none=True)
-
 
 class GenerationSpec(_Strict):
     max_tokens: int = Field(default=64, ge=1)

@@ -6,7 +6,6 @@ The plot (``eval_pipeline.tracking.plots``) is imported only when drawn: matplot
 from eval_pipeline.tracking.mlflow_log import (
     DAGSTER_RUN_ID_TAG,
     EvaluationRecord,
-    default_artifact_location,
     default_tracking_uri,
     flatten_params,
     log_evaluation,
@@ -17,7 +16,6 @@ from eval_pipeline.tracking.mlflow_log import (
 __all__ = [
     "DAGSTER_RUN_ID_TAG",
     "EvaluationRecord",
-    "default_artifact_location",
     "default_tracking_uri",
     "flatten_params",
     "log_evaluation",

@@ -83,13 +83,6 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or paths.default_mlflow_uri()
 
 
-def default_artifact_location() -> str:
-    """The artifact root for experiments created in the default store, as a file URI."""
-    path = paths.mlflow_dir() / "artifacts"
-    path.mkdir(parents=True, exist_ok=True)
-    return path.as_uri()
-
-
 def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_name: str | None = None,
                    artifact_location: str | None = None) -> str:
     """Log ``record`` as one MLflow run (name ``<suite>/<model>``) and return its run id.
