@@ -6,7 +6,8 @@ import pandas as pd
 
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import Sampler
-from eval_pipeline.suites.spec import BACKENDS, ModelSpec, Suite
+from eval_pipeline.inference.remote import Price, RemoteSampler, RetryPolicy
+from eval_pipeline.suites.spec import BACKENDS, REMOTE_BACKENDS, ModelSpec, Suite
 
 
 def build_sampler(suite: Suite, spec: ModelSpec, samples: pd.DataFrame) -> Sampler:
@@ -24,5 +25,32 @@ def build_sampler(suite: Suite, spec: ModelSpec, samples: pd.DataFrame) -> Sampl
         if spec.responses:
             return PrecomputedSampler.from_file(suite.resolve_uri(spec.responses))
         return PrecomputedSampler.from_dataset(samples, spec.model_identifier)
+    if spec.backend in REMOTE_BACKENDS:
+        sampler = build_remote_sampler(spec)
+        sampler.preflight()
+        return sampler
     raise EvalInputError(f"unknown backend {spec.backend!r}; known backends: {', '.join(BACKENDS)}",
                          file=suite.source_path, field=f"models.{spec.name}.backend")
+
+
+def build_remote_sampler(spec: ModelSpec) -> RemoteSampler:
+    """A bedrock, sagemaker or openai sampler with the model's concurrency, timeout, retries and price."""
+    options = {
+        "n_concurrent": spec.n_concurrent, "timeout_s": spec.timeout_s,
+        "retry": RetryPolicy(max_attempts=spec.max_attempts),
+        "price": Price(spec.price.input_per_1m, spec.price.output_per_1m) if spec.price else None,
+    }
+    if spec.backend == "bedrock":
+        from eval_pipeline.inference.bedrock import BedrockSampler
+
+        return BedrockSampler(spec.model or "", region=spec.region, **options)
+    if spec.backend == "sagemaker":
+        from eval_pipeline.inference.sagemaker import SageMakerSampler
+
+        return SageMakerSampler(spec.endpoint or "", request_format=spec.request_format,
+                                request_template=spec.request_template, response_path=spec.response_path,
+                                inference_component=spec.inference_component, region=spec.region,
+                                model=spec.model, **options)
+    from eval_pipeline.inference.openai_compat import OpenAISampler
+
+    return OpenAISampler(spec.base_url or "", spec.model or "", api_key_env=spec.api_key_env, **options)

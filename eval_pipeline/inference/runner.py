@@ -18,7 +18,7 @@ from eval_pipeline.inference.base import (
 from eval_pipeline.inference.cache import RequestCache, request_hash
 
 CHUNK_REQUESTS = 64
-"""Requests generated between two cache writes: what a killed run can lose at most."""
+"""Requests a batch-generating sampler runs between two cache writes: what a killed run can lose at most."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,17 @@ def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params:
         if on_progress:
             on_progress(done, total)
 
-    for start in range(0, len(missing), CHUNK_REQUESTS):
-        chunk = missing[start:start + CHUNK_REQUESTS]
-        completions = sampler.generate([r for _, r in chunk], params, advance)
-        pairs = list(zip([k for k, _ in chunk], completions, strict=True))
-        results.update(pairs)
-        if use_cache and cache is not None:
-            cache.put_many(pairs)
+    store_to = cache if use_cache else None
+    stream = getattr(sampler, "stream", None)
+    if stream is not None:  # remote completions arrive one by one: each is saved the moment it arrives
+        for index, completion in stream([r for _, r in missing], params):
+            _store([(missing[index][0], completion)], results, store_to)
+            advance(1)
+    else:
+        for start in range(0, len(missing), CHUNK_REQUESTS):
+            chunk = missing[start:start + CHUNK_REQUESTS]
+            completions = sampler.generate([r for _, r in chunk], params, advance)
+            _store(list(zip([k for k, _ in chunk], completions, strict=True)), results, store_to)
 
     row_hashes = dict(zip(samples["sample_id"], samples["row_hash"], strict=True))
     rows = [_row(request, key, results[key], model, row_hashes[request.sample_id], key in found)
@@ -84,6 +88,12 @@ def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params:
         errors=int(frame["error"].notna().sum()),
         tokens_in=int(frame["tokens_in"].fillna(0).sum()), tokens_out=int(frame["tokens_out"].fillna(0).sum()))
     return frame, stats
+
+
+def _store(pairs: list[tuple[str, Completion]], results: dict[str, Completion], cache: RequestCache | None) -> None:
+    results.update(pairs)
+    if cache is not None:
+        cache.put_many(pairs)
 
 
 def _row(request: GenerationRequest, key: str, completion: Completion, model: str, row_hash: str,

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 SUITE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
-BACKENDS = ("local", "precomputed")
+BACKENDS = ("local", "precomputed", "bedrock", "sagemaker", "openai")
+REMOTE_BACKENDS = ("bedrock", "sagemaker", "openai")
 DATASET_FORMATS = ("auto", "gen_qa", "bedrock", "messages")
 
 
@@ -26,17 +27,41 @@ class DatasetSpec(_Strict):
     limit: int | None = Field(default=None, ge=1)
 
 
+class PriceSpec(_Strict):
+    """US dollars per million tokens, for cost accounting."""
+
+    input_per_1m: float = Field(ge=0.0)
+    output_per_1m: float = Field(ge=0.0)
+
+
 class ModelSpec(_Strict):
     """One model under evaluation; its ``name`` is its Dagster partition key."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
     backend: str = "local"
     model: str | None = None
+    """local: the embedded name, a folder or a Hugging Face id; bedrock: a model or inference-profile id;
+    openai: the served model's name; sagemaker: optional, recorded only."""
+    # precomputed
     responses: str | None = None
     model_identifier: str | None = None
+    # local
     device: str | None = None
     dtype: str | None = None
     batch_size: int = Field(default=8, ge=1)
+    # remote
+    endpoint: str | None = None
+    inference_component: str | None = None
+    request_format: Literal["tgi", "messages", "custom"] = "tgi"
+    request_template: str | None = None
+    response_path: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    region: str | None = None
+    n_concurrent: int = Field(default=8, ge=1, le=1024)
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    max_attempts: int = Field(default=8, ge=1)
+    price: PriceSpec | None = None
 
     @field_validator("backend")
     @classmethod
@@ -46,10 +71,21 @@ class ModelSpec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _needs_model(self) -> ModelSpec:
-        if self.backend == "local" and not self.model:
-            raise ValueError("a local model needs 'model': a directory, a Hugging Face id, or "
-                             "'smollm2-135m-instruct' for the embedded model")
+    def _needs_what_its_backend_needs(self) -> ModelSpec:
+        needs = {
+            "local": ("model", "a directory, a Hugging Face id, or 'smollm2-135m-instruct' for the embedded model"),
+            "bedrock": ("model", "a Bedrock model id or inference-profile id"),
+            "openai": ("base_url", "the server's base URL, e.g. http://127.0.0.1:8000/v1"),
+            "sagemaker": ("endpoint", "the SageMaker endpoint name"),
+        }
+        if self.backend in needs:
+            key, what = needs[self.backend]
+            if not getattr(self, key):
+                raise ValueError(f"a {self.backend} model needs '{key}': {what}")
+        if self.backend == "openai" and not self.model:
+            raise ValueError("an openai model needs 'model': the name the server serves it under")
+        if self.request_format == "custom" and not (self.request_template and self.response_path):
+            raise ValueError("request_format 'custom' needs 'request_template' and 'response_path'")
         return self
 
 

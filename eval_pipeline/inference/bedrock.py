@@ -1,0 +1,63 @@
+"""The ``bedrock`` backend: Amazon Bedrock's Converse API (foundation models, custom models, inference profiles)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eval_pipeline.inference.aws import aws_client, check_credentials, classify_aws_error
+from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
+from eval_pipeline.inference.remote import PermanentError, RemoteSampler
+
+_STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+class BedrockSampler(RemoteSampler):
+    backend = "bedrock"
+
+    def __init__(self, model_id: str, *, region: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.model_id, self.region = model_id, region
+        self._client: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model_id}
+
+    def preflight(self) -> None:
+        check_credentials("bedrock-runtime", self.region)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws_client("bedrock-runtime", region=self.region, timeout_s=self.timeout_s,
+                                      n_concurrent=self.n_concurrent)
+        return self._client
+
+    def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
+        system = [{"text": m["content"]} for m in request.messages if m["role"] == "system"]
+        messages = [{"role": m["role"], "content": [{"text": m["content"]}]}
+                    for m in request.messages if m["role"] in ("user", "assistant")]
+        config: dict[str, Any] = {"maxTokens": params.max_tokens, "temperature": params.temperature}
+        if params.top_p < 1.0:
+            config["topP"] = params.top_p
+        arguments: dict[str, Any] = {"modelId": self.model_id, "messages": messages, "inferenceConfig": config}
+        if system:
+            arguments["system"] = system
+        try:
+            response = self.client.converse(**arguments)
+        except Exception as exc:
+            raise classify_aws_error(exc, f"model {self.model_id}") from exc
+        return parse_converse(response, self.model_id)
+
+
+def parse_converse(response: dict[str, Any], model_id: str) -> Completion:
+    """A Converse response as a completion; a shape we cannot read is a PermanentError naming the model."""
+    try:
+        texts = [part["text"] for part in response["output"]["message"]["content"] if "text" in part]
+        usage = response.get("usage", {})
+        stop = response.get("stopReason")
+    except (KeyError, TypeError) as exc:
+        body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+        raise PermanentError(f"model {model_id}: response we cannot parse ({exc!r} missing); body starts "
+                             f"{str(body)[:200]!r}") from exc
+    return Completion(output="".join(texts), finish_reason=_STOP_REASONS.get(stop, stop),
+                      tokens_in=usage.get("inputTokens"), tokens_out=usage.get("outputTokens"))

@@ -1,0 +1,121 @@
+"""The ``sagemaker`` backend: SageMaker real-time endpoints (TGI/LMI, the messages API, or any container)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from eval_pipeline.inference.aws import aws_client, check_credentials, classify_aws_error
+from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
+from eval_pipeline.inference.openai_chat import chat_request, parse_chat_completion
+from eval_pipeline.inference.remote import PermanentError, RemoteSampler
+
+
+class SageMakerSampler(RemoteSampler):
+    backend = "sagemaker"
+
+    def __init__(self, endpoint: str, *, request_format: str = "tgi", request_template: str | None = None,
+                 response_path: str | None = None, inference_component: str | None = None,
+                 region: str | None = None, model: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.endpoint, self.request_format = endpoint, request_format
+        self.request_template, self.response_path = request_template, response_path
+        self.inference_component, self.region, self.model = inference_component, region, model
+        self._client: Any = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "endpoint": self.endpoint, "component": self.inference_component,
+                "format": self.request_format, "template": self.request_template, "model": self.model}
+
+    def preflight(self) -> None:
+        check_credentials("sagemaker-runtime", self.region)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws_client("sagemaker-runtime", region=self.region, timeout_s=self.timeout_s,
+                                      n_concurrent=self.n_concurrent)
+        return self._client
+
+    def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
+        arguments: dict[str, Any] = {"EndpointName": self.endpoint, "ContentType": "application/json",
+                                     "Accept": "application/json",
+                                     "Body": json.dumps(self.request_body(request, params)).encode()}
+        if self.inference_component:
+            arguments["InferenceComponentName"] = self.inference_component
+        where = f"endpoint {self.endpoint}" + (f" component {self.inference_component}"
+                                               if self.inference_component else "")
+        try:
+            raw = self.client.invoke_endpoint(**arguments)["Body"].read()
+        except Exception as exc:
+            raise classify_aws_error(exc, where) from exc
+        completion = self.parse(raw)
+        if completion is None:
+            raise PermanentError(f"{where}: response we cannot parse; body starts {raw[:200]!r}")
+        return completion
+
+    def request_body(self, request: GenerationRequest, params: GenerationParams) -> Any:
+        if self.request_format == "messages":
+            return chat_request(request, params, self.model)
+        prompt = prompt_text(request)
+        if self.request_format == "custom":
+            return render_template(self.request_template or "", {
+                "prompt": prompt, "messages": [dict(m) for m in request.messages], "max_tokens": params.max_tokens,
+                "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed})
+        parameters: dict[str, Any] = {"max_new_tokens": params.max_tokens, "return_full_text": False,
+                                      "details": True}
+        if params.greedy:
+            parameters["do_sample"] = False
+        else:
+            parameters.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
+                              seed=params.seed)
+        return {"inputs": prompt, "parameters": parameters}
+
+    def parse(self, raw: bytes) -> Completion | None:
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if self.request_format == "custom":
+            text = dig(body, self.response_path or "")
+            return Completion(output=text) if isinstance(text, str) else None
+        return parse_chat_completion(body) or parse_generated_text(body)
+
+
+def parse_generated_text(body: Any) -> Completion | None:
+    """TGI's ``[{"generated_text"}]`` or LMI's ``{"generated_text"}``, with TGI ``details`` when present."""
+    item = body[0] if isinstance(body, list) and body else body
+    if not isinstance(item, dict) or not isinstance(item.get("generated_text"), str):
+        return None
+    details = item.get("details") or {}
+    reason = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}.get(details.get("finish_reason"))
+    return Completion(output=item["generated_text"], finish_reason=reason,
+                      tokens_out=details.get("generated_tokens"))
+
+
+def prompt_text(request: GenerationRequest) -> str:
+    """The conversation as plain text for containers that take one string (system and turns, blank-line joined)."""
+    return "\n\n".join(m["content"] for m in request.messages)
+
+
+def render_template(template: str, values: dict[str, Any]) -> Any:
+    """``{{name}}`` placeholders replaced by JSON values, then parsed as JSON."""
+    text = template
+    for name, value in values.items():
+        text = text.replace("{{" + name + "}}", json.dumps(value))
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise PermanentError(f"request_template is not JSON after filling placeholders: {exc}") from exc
+
+
+def dig(body: Any, path: str) -> Any:
+    """The value at a dotted path (``generated_texts.0``, ``0.generated_text``); None when absent."""
+    for part in filter(None, path.replace("[", ".").replace("]", "").split(".")):
+        if isinstance(body, list) and part.lstrip("-").isdigit() and -len(body) <= int(part) < len(body):
+            body = body[int(part)]
+        elif isinstance(body, dict) and part in body:
+            body = body[part]
+        else:
+            return None
+    return body
