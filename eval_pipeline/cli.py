@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", action="append", help="only this model (repeatable)")
     run.add_argument("--limit", type=int, help="only the first N dataset items")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the requests to make, those cached, and estimated tokens and cost; send nothing")
     run.add_argument("--verbose", action="store_true", help="show Dagster's event log and MLflow's messages")
     run.set_defaults(handler=_run)
 
@@ -64,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
         logging.getLogger("alembic").setLevel(logging.WARNING)
     suite = find_suite(args.spec)
+    if args.dry_run:
+        return _dry_run(suite, args)
     result = run_suite(suite, local_instance(), models=args.model, limit=args.limit,
                        log_level="DEBUG" if args.verbose else "WARNING")
     if args.json:
@@ -71,6 +75,23 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _print_result(result)
     return 0 if result.success else 1
+
+
+def _dry_run(suite: Any, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from eval_pipeline.execution import plan_suite
+
+    plans = plan_suite(suite, models=args.model, limit=args.limit)
+    if args.json:
+        print(json.dumps({"suite": suite.suite, "dry_run": True, "plans": [asdict(p) for p in plans]}))
+        return 0
+    print(f"{suite.suite}: dry run, nothing sent")
+    print(_plain_table([{
+        "model": p.model, "backend": p.backend, "requests": str(p.requests), "cached": str(p.cached),
+        "to send": str(p.to_send), "est. tokens in": str(p.est_tokens_in), "max tokens out": str(p.max_tokens_out),
+        "est. cost (max)": "no price" if p.est_cost_usd is None else f"${p.est_cost_usd:.4f}"} for p in plans]))
+    return 0
 
 
 def _result_json(result: Any) -> dict[str, Any]:

@@ -8,9 +8,14 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from eval_pipeline import paths
 from eval_pipeline.assets.partitions import model_partitions, register_declared_models
 from eval_pipeline.automation.jobs import eval_job_name
+from eval_pipeline.data.formats import load_samples
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.inference.backends import build_sampler, generation_params, model_price
+from eval_pipeline.inference.cache import RequestCache
+from eval_pipeline.inference.planning import GenerationPlan, plan_generations
 from eval_pipeline.resources.parquet_io import ParquetIOManager
 from eval_pipeline.scoring.registry import validate_scorers
 from eval_pipeline.suite_definitions import build_definitions, default_resources
@@ -49,12 +54,7 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
               log_level: str = "WARNING") -> SuiteRun:
     """Materialize every stage of the suite for each model, in this process."""
     validate_scorers(list(suite.scorers), suite.source_path)
-    names = models or [m.name for m in suite.models]
-    for name in names:
-        try:
-            suite.model(name)
-        except KeyError as exc:
-            raise EvalInputError(str(exc.args[0]), file=suite.source_path, field="models") from None
+    names = _model_names(suite, models)
     resources = resources or default_resources()
     job = build_definitions([suite], resources).resolve_job_def(eval_job_name(suite))
     register_declared_models(instance, suite)
@@ -72,6 +72,32 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
                                         raise_on_error=False)
         runs.append(_collect(suite, name, result, io_manager))
     return SuiteRun(suite.suite, runs)
+
+
+def plan_suite(suite: Suite, *, models: list[str] | None = None, limit: int | None = None) -> list[GenerationPlan]:
+    """What ``run_suite`` would send, per model, without sending anything (credentials are checked)."""
+    samples = load_samples(suite.resolve_uri(suite.dataset.uri), suite.dataset.format, limit or suite.dataset.limit)
+    gen, params = suite.generation, generation_params(suite)
+    cache = RequestCache(paths.generation_cache_path())
+    plans = []
+    for name in _model_names(suite, models):
+        spec = suite.model(name)
+        plans.append(plan_generations(samples, name, build_sampler(suite, spec, samples), params,
+                                      num_samples=gen.num_samples, system_prompt=gen.system_prompt, cache=cache,
+                                      price=model_price(spec)))
+    cache.close()
+    return plans
+
+
+def _model_names(suite: Suite, models: list[str] | None) -> list[str]:
+    """The requested models (all declared ones by default); an unknown name is an input error."""
+    names = models or [m.name for m in suite.models]
+    for name in names:
+        try:
+            suite.model(name)
+        except KeyError as exc:
+            raise EvalInputError(str(exc.args[0]), file=suite.source_path, field="models") from None
+    return names
 
 
 def _node(suite: Suite, stage: str) -> str:

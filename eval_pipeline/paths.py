@@ -29,6 +29,10 @@ def cache_dir() -> Path:
     return _sub("cache")
 
 
+def generation_cache_path() -> Path:
+    return cache_dir() / "generations.sqlite"
+
+
 def mlflow_dir() -> Path:
     return _sub("mlflow")
 

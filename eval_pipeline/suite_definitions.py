@@ -21,7 +21,7 @@ def default_resources() -> dict[str, object]:
     """Resources rooted in the state folder (``$EVAL_PIPELINE_HOME``)."""
     return {
         "io_manager": ParquetIOManager(base_path=str(paths.outputs_dir())),
-        "generation_cache": GenerationCacheResource(path=str(paths.cache_dir() / "generations.sqlite")),
+        "generation_cache": GenerationCacheResource(path=str(paths.generation_cache_path())),
         "mlflow": MlflowTrackingResource(tracking_uri=default_tracking_uri()),
     }
 

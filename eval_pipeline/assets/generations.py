@@ -4,8 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from eval_pipeline.assets.metadata import preview
-from eval_pipeline.inference.backends import build_sampler
-from eval_pipeline.inference.base import GenerationParams
+from eval_pipeline.inference.backends import build_sampler, generation_params
 from eval_pipeline.inference.runner import run_generations
 from eval_pipeline.progress import Progress
 from eval_pipeline.resources.generation_cache import GenerationCacheResource
@@ -13,9 +12,7 @@ from eval_pipeline.suites.spec import Suite
 
 
 def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    gen = suite.generation
-    params = GenerationParams(max_tokens=gen.max_tokens, temperature=gen.temperature, top_p=gen.top_p,
-                              seed=gen.seed)
+    gen, params = suite.generation, generation_params(suite)
 
     @dg.asset(key=[suite.suite, "generations"], group_name=suite.suite, partitions_def=partitions,
               ins={"samples": dg.AssetIn(key=[suite.suite, "samples"])}, kinds={"parquet"},
@@ -37,6 +34,8 @@ def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -
         return dg.Output(frame, metadata={
             "requests": stats.requests, "cached": stats.cached, "generated": stats.generated,
             "errors": stats.errors, "tokens_in": stats.tokens_in, "tokens_out": stats.tokens_out,
+            "cost_usd": stats.cost_usd if stats.cost_usd is not None else 0.0,
+            "latency_p50_s": float(frame["latency_s"].median()) if len(frame) else 0.0,
             "backend": model.backend,
             "preview": preview(frame, ["sample_id", "sample_index", "output", "finish_reason", "cached", "error"]),
         })

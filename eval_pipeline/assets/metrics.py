@@ -5,6 +5,7 @@ import pandas as pd
 
 from eval_pipeline.assets.metadata import metrics_summary, preview
 from eval_pipeline.assets.samples import dataset_digest
+from eval_pipeline.inference.runner import generation_usage
 from eval_pipeline.metrics.aggregate import aggregate_scores
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.scoring.items import item_table
@@ -34,7 +35,8 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
                     "scorers": [s.name for s in suite.scorers], "dataset": suite.dataset.model_dump()},
             dataset_uri=suite.resolve_uri(suite.dataset.uri), dataset_digest=dataset_digest(samples),
             samples=samples, items=item_table(samples, generations, scores), metrics=table,
-            tags={"dagster.run_id": context.run.run_id, "dagster.partition": model.name}))
+            tags={"dagster.run_id": context.run.run_id, "dagster.partition": model.name},
+            usage=generation_usage(generations)))
         error_rate = float(scores["error"].notna().mean()) if len(scores) else 0.0
         yield dg.Output(table, metadata={
             "summary": dg.MetadataValue.md(metrics_summary(table)),

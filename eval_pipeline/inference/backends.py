@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from eval_pipeline.errors import EvalInputError
-from eval_pipeline.inference.base import Sampler
+from eval_pipeline.inference.base import GenerationParams, Sampler
 from eval_pipeline.inference.remote import Price, RemoteSampler, RetryPolicy
 from eval_pipeline.suites.spec import BACKENDS, REMOTE_BACKENDS, ModelSpec, Suite
 
@@ -38,7 +38,7 @@ def build_remote_sampler(spec: ModelSpec) -> RemoteSampler:
     options = {
         "n_concurrent": spec.n_concurrent, "timeout_s": spec.timeout_s,
         "retry": RetryPolicy(max_attempts=spec.max_attempts),
-        "price": Price(spec.price.input_per_1m, spec.price.output_per_1m) if spec.price else None,
+        "price": model_price(spec),
     }
     if spec.backend == "bedrock":
         from eval_pipeline.inference.bedrock import BedrockSampler
@@ -54,3 +54,12 @@ def build_remote_sampler(spec: ModelSpec) -> RemoteSampler:
     from eval_pipeline.inference.openai_compat import OpenAISampler
 
     return OpenAISampler(spec.base_url or "", spec.model or "", api_key_env=spec.api_key_env, **options)
+
+
+def model_price(spec: ModelSpec) -> Price | None:
+    return Price(spec.price.input_per_1m, spec.price.output_per_1m) if spec.price else None
+
+
+def generation_params(suite: Suite) -> GenerationParams:
+    gen = suite.generation
+    return GenerationParams(max_tokens=gen.max_tokens, temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed)

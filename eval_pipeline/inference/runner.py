@@ -29,6 +29,8 @@ class GenerationStats:
     errors: int
     tokens_in: int
     tokens_out: int
+    cost_usd: float | None
+    """Spent by this run's requests (cached rows cost nothing now); None when the backend has no price."""
 
     def summary(self) -> str:
         return (f"{self.requests} requests: {self.cached} from cache, {self.generated} generated, "
@@ -86,8 +88,14 @@ def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params:
     stats = GenerationStats(
         requests=total, cached=len([k for k in keys if k in found]), generated=len(missing),
         errors=int(frame["error"].notna().sum()),
-        tokens_in=int(frame["tokens_in"].fillna(0).sum()), tokens_out=int(frame["tokens_out"].fillna(0).sum()))
+        tokens_in=int(frame["tokens_in"].fillna(0).sum()), tokens_out=int(frame["tokens_out"].fillna(0).sum()),
+        cost_usd=_spent(frame))
     return frame, stats
+
+
+def _spent(frame: pd.DataFrame) -> float | None:
+    fresh = frame.loc[~frame["cached"].astype(bool), "cost_usd"].dropna()
+    return float(fresh.sum()) if len(fresh) else None
 
 
 def _store(pairs: list[tuple[str, Completion]], results: dict[str, Completion], cache: RequestCache | None) -> None:
@@ -113,3 +121,15 @@ def _row(request: GenerationRequest, key: str, completion: Completion, model: st
         "cached": cached,
         "error": completion.error,
     }
+
+
+def generation_usage(frame: pd.DataFrame) -> dict[str, float]:
+    """Totals of a generations table: requests, errors, tokens, cost and latency percentiles."""
+    latency = frame["latency_s"].dropna()
+    usage = {"requests": float(len(frame)), "errors": float(frame["error"].notna().sum()),
+             "tokens_in": float(frame["tokens_in"].fillna(0).sum()),
+             "tokens_out": float(frame["tokens_out"].fillna(0).sum()),
+             "cost_usd": float(frame["cost_usd"].fillna(0).sum())}
+    if len(latency):
+        usage |= {"latency_p50_s": float(latency.quantile(0.5)), "latency_p95_s": float(latency.quantile(0.95))}
+    return usage

@@ -76,6 +76,8 @@ class EvaluationRecord:
     metrics: pd.DataFrame
     tags: dict[str, str] = field(default_factory=dict)
     extra_artifacts: dict[str, Path] = field(default_factory=dict)
+    usage: dict[str, float] = field(default_factory=dict)
+    """Run-level figures logged as ``usage.<name>`` metrics: tokens, cost, latency."""
 
 
 def default_tracking_uri() -> str:
@@ -106,6 +108,7 @@ def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_na
         metrics = _own_rows(record.metrics, record)
         _log_params(client, run_id, record.params)
         _log_metrics(client, run_id, metrics)
+        _log_usage(client, run_id, record.usage)
         _log_dataset(client, run_id, record)
         _log_tables(client, run_id, record)
         _log_plot(client, run_id, metrics)
@@ -268,6 +271,16 @@ def _log_metrics(client: MlflowClient, run_id: str, metrics: pd.DataFrame) -> No
     entries = [Metric(key, value, timestamp, 0) for key, value in values.items()]
     for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=chunk, synchronous=True)
+
+
+def _log_usage(client: MlflowClient, run_id: str, usage: Mapping[str, float]) -> None:
+    from mlflow.entities import Metric
+
+    timestamp = int(time.time() * 1000)
+    entries = [Metric(f"usage.{sanitize_name(k)}", float(v), timestamp, 0) for k, v in usage.items()
+               if _as_float(v) is not None and math.isfinite(float(v))]
+    if entries:
+        client.log_batch(run_id, metrics=entries, synchronous=True)
 
 
 def _log_dataset(client: MlflowClient, run_id: str, record: EvaluationRecord) -> None:
