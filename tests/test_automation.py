@@ -11,7 +11,8 @@ import pytest
 import yaml
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
-from eval_pipeline.assets import STAGES
+from eval_pipeline.assets import STAGES, build_suite_assets
+from eval_pipeline.assets.generations import inference_pool
 from eval_pipeline.automation import declared_models_sensor, new_checkpoint_sensor, suite_eval_job
 from eval_pipeline.resources import GenerationCacheResource, MlflowTrackingResource, ParquetIOManager
 from eval_pipeline.suite_definitions import build_definitions
@@ -259,3 +260,18 @@ def test_the_repository_suites_load_as_definitions(tmp_path: Path) -> None:
             assert defs.resolve_sensor_def(f"{suite.suite}_new_checkpoints").job_name == f"{suite.suite}_eval"
         if suite.schedule:
             assert defs.resolve_schedule_def(f"{suite.suite}_nightly").job_name == f"{suite.suite}_eval"
+
+
+def test_inference_steps_share_a_pool_per_backend(tmp_path: Path) -> None:
+    evals = tmp_path / "evals"
+    evals.mkdir()
+    (evals / "one.yaml").write_text("suite: one\ndataset: {uri: x.jsonl}\nmodels:\n"
+                                    "  - {name: a, backend: bedrock, model: m1}\n"
+                                    "  - {name: b, backend: bedrock, model: m2}\n")
+    (evals / "two.yaml").write_text("suite: two\ndataset: {uri: x.jsonl}\nmodels:\n"
+                                    "  - {name: a, backend: bedrock, model: m1}\n  - {name: b, backend: precomputed}\n")
+    assert inference_pool(load_suite(evals / "one.yaml")) == "inference-bedrock"
+    assert inference_pool(load_suite(evals / "two.yaml")) == "inference-mixed"
+    generations = next(a for a in build_suite_assets(load_suite(evals / "one.yaml"))
+                       if a.key.path[-1] == "generations")
+    assert generations.op.pool == "inference-bedrock"

@@ -11,10 +11,18 @@ from eval_pipeline.resources.generation_cache import GenerationCacheResource
 from eval_pipeline.suites.spec import Suite
 
 
+def inference_pool(suite: Suite) -> str:
+    """The Dagster pool of a suite's inference step: one per backend, so concurrent runs and backfills that call
+    the same service share one limit (set it with ``dagster instance concurrency set inference-bedrock 2``)."""
+    backends = {m.backend for m in suite.models} | ({suite.watch.backend} if suite.watch else set())
+    return f"inference-{backends.pop()}" if len(backends) == 1 else "inference-mixed"
+
+
 def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     gen, params = suite.generation, generation_params(suite)
 
     @dg.asset(key=[suite.suite, "generations"], group_name=suite.suite, partitions_def=partitions,
+              pool=inference_pool(suite),
               ins={"samples": dg.AssetIn(key=[suite.suite, "samples"])}, kinds={"parquet"},
               description="One row per sample × model × sample index: output, tokens, latency, errors.")
     def generations(context: dg.AssetExecutionContext, samples: pd.DataFrame,
