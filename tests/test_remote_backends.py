@@ -184,3 +184,11 @@ def test_remote_specs_need_their_keys() -> None:
         ModelSpec(name="m", backend="openai", base_url="http://127.0.0.1:1")
     with pytest.raises(ValueError, match="request_format 'custom' needs"):
         ModelSpec(name="m", backend="sagemaker", endpoint="e", request_format="custom")
+
+
+def test_batch_mode_needs_bedrock_a_bucket_and_a_role() -> None:
+    with pytest.raises(ValueError, match="mode 'batch' is for bedrock models"):
+        ModelSpec(name="m", backend="bedrock", model="x", mode="batch")
+    with pytest.raises(ValueError, match="mode 'batch' is for bedrock models"):
+        ModelSpec(name="m", backend="sagemaker", endpoint="e", mode="batch", batch_s3_uri="s3://b/p",
+                  batch_role_arn="arn")

@@ -6,7 +6,7 @@ import pandas as pd
 
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import GenerationParams, Sampler
-from eval_pipeline.inference.remote import Price, RemoteSampler, RetryPolicy
+from eval_pipeline.inference.remote import Price, RetryPolicy
 from eval_pipeline.suites.spec import BACKENDS, REMOTE_BACKENDS, ModelSpec, Suite
 
 
@@ -33,7 +33,7 @@ def build_sampler(suite: Suite, spec: ModelSpec, samples: pd.DataFrame) -> Sampl
                          file=suite.source_path, field=f"models.{spec.name}.backend")
 
 
-def build_remote_sampler(spec: ModelSpec) -> RemoteSampler:
+def build_remote_sampler(spec: ModelSpec) -> Sampler:
     """A bedrock, sagemaker or openai sampler with the model's concurrency, timeout, retries and price."""
     options = {
         "n_concurrent": spec.n_concurrent, "timeout_s": spec.timeout_s,
@@ -43,7 +43,15 @@ def build_remote_sampler(spec: ModelSpec) -> RemoteSampler:
     if spec.backend == "bedrock":
         from eval_pipeline.inference.bedrock import BedrockSampler
 
-        return BedrockSampler(spec.model or "", region=spec.region, **options)
+        online = BedrockSampler(spec.model or "", region=spec.region, **options)
+        if spec.mode == "batch":
+            from eval_pipeline.inference.bedrock_batch import BedrockBatchSampler
+
+            return BedrockBatchSampler(spec.model or "", s3_uri=spec.batch_s3_uri or "",
+                                       role_arn=spec.batch_role_arn or "", region=spec.region,
+                                       poll_s=spec.batch_poll_s, min_records=spec.batch_min_records,
+                                       price=model_price(spec), online=online)
+        return online
     if spec.backend == "sagemaker":
         from eval_pipeline.inference.sagemaker import SageMakerSampler
 

@@ -76,8 +76,9 @@ def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params:
             _store([(missing[index][0], completion)], results, store_to)
             advance(1)
     else:
-        for start in range(0, len(missing), CHUNK_REQUESTS):
-            chunk = missing[start:start + CHUNK_REQUESTS]
+        size = getattr(sampler, "chunk_requests", CHUNK_REQUESTS)
+        for start in range(0, len(missing), size):
+            chunk = missing[start:start + size]
             completions = sampler.generate([r for _, r in chunk], params, advance)
             _store(list(zip([k for k, _ in chunk], completions, strict=True)), results, store_to)
 

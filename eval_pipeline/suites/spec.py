@@ -62,6 +62,12 @@ class ModelSpec(_Strict):
     timeout_s: float = Field(default=60.0, gt=0.0)
     max_attempts: int = Field(default=8, ge=1)
     price: PriceSpec | None = None
+    # bedrock batch inference
+    mode: Literal["online", "batch"] = "online"
+    batch_s3_uri: str | None = None
+    batch_role_arn: str | None = None
+    batch_poll_s: float = Field(default=30.0, gt=0.0)
+    batch_min_records: int = Field(default=100, ge=1)
 
     @field_validator("backend")
     @classmethod
@@ -84,6 +90,8 @@ class ModelSpec(_Strict):
                 raise ValueError(f"a {self.backend} model needs '{key}': {what}")
         if self.backend == "openai" and not self.model:
             raise ValueError("an openai model needs 'model': the name the server serves it under")
+        if self.mode == "batch" and (self.backend != "bedrock" or not (self.batch_s3_uri and self.batch_role_arn)):
+            raise ValueError("mode 'batch' is for bedrock models and needs 'batch_s3_uri' and 'batch_role_arn'")
         if self.request_format == "custom" and not (self.request_template and self.response_path):
             raise ValueError("request_format 'custom' needs 'request_template' and 'response_path'")
         return self
