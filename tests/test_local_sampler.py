@@ -217,3 +217,18 @@ def test_embedded_model_answers_a_simple_question(embedded_model_dir: str) -> No
     assert "Paris" in answer.output
     assert answer.finish_reason == "stop" and answer.tokens_out is not None and answer.tokens_out < 32
     assert completions[1].output
+
+
+def test_stop_strings_end_generation_and_are_cut(tiny_model_dir: str) -> None:
+    from eval_pipeline.inference.local import cut_at_stop
+
+    assert cut_at_stop("Paris.\nQuestion: next", ("\nQuestion:",)) == ("Paris.", True)
+    assert cut_at_stop("no stop here ", ("###",)) == ("no stop here", False)
+    sampler = LocalSampler(tiny_model_dir)
+    request = GenerationRequest("s", 0, ({"role": "user", "content": "hello there"},))
+    [free] = sampler.generate([request], GenerationParams(max_tokens=12))
+    assert free.output and len(free.output) > 2
+    stop = free.output[1:3]
+    [stopped] = sampler.generate([request], GenerationParams(max_tokens=12, stop=(stop,)))
+    assert stopped.output == free.output[:free.output.find(stop)].strip()
+    assert stopped.finish_reason == "stop"

@@ -192,3 +192,42 @@ def test_batch_mode_needs_bedrock_a_bucket_and_a_role() -> None:
     with pytest.raises(ValueError, match="mode 'batch' is for bedrock models"):
         ModelSpec(name="m", backend="sagemaker", endpoint="e", mode="batch", batch_s3_uri="s3://b/p",
                   batch_role_arn="arn")
+
+
+def test_stop_sequences_reach_each_service(fake: FakeLLMServer) -> None:
+    params = GenerationParams(stop=("\n\n",))
+    sampler(backend="bedrock", model="amazon.nova-micro-v1:0").generate([request("x")], params)
+    assert fake.recent_bodies[-1]["inferenceConfig"]["stopSequences"] == ["\n\n"]
+    sampler(backend="openai", base_url=f"{fake.url}/v1", model="served-model").generate([request("x")], params)
+    assert fake.recent_bodies[-1]["stop"] == ["\n\n"]
+    sampler(backend="sagemaker", endpoint="tgi-ep").generate([request("x")], params)
+    assert fake.recent_bodies[-1]["parameters"]["stop"] == ["\n\n"]
+
+
+@pytest.mark.parametrize("backend", ["bedrock", "openai"])
+def test_malformed_bodies_are_error_rows(fake: FakeLLMServer, backend: str) -> None:
+    fake.configure(malformed_rate=1.0, malformed_kind="unexpected")
+    spec = ({"model": "amazon.nova-micro-v1:0"} if backend == "bedrock"
+            else {"base_url": f"{fake.url}/v1", "model": "served-model"})
+    [completion] = sampler(backend=backend, **spec).generate([request("x")], GenerationParams())
+    assert completion.output is None and "response we cannot parse" in completion.error
+    if backend == "openai":  # botocore drops unknown members before we see a Converse body
+        assert "unexpected" in completion.error  # the body's start is quoted
+
+
+def test_shared_price_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eval_pipeline.inference.backends import model_price
+
+    table = tmp_path / "prices.yaml"
+    table.write_text("amazon.nova-micro-v1:0: {input_per_1m: 0.035, output_per_1m: 0.14}\n"
+                     "tgi-ep: {input_per_1m: 0, output_per_1m: 1.5}\n")
+    monkeypatch.setenv("EVAL_PIPELINE_PRICES", str(table))
+    nova = ModelSpec(name="n", backend="bedrock", model="amazon.nova-micro-v1:0")
+    assert model_price(nova).cost(1000, 1000) == pytest.approx((35 + 140) / 1e6)
+    own = nova.model_copy(update={"price": {"input_per_1m": 1.0, "output_per_1m": 1.0}})
+    assert model_price(ModelSpec.model_validate(own.model_dump())).cost(10**6, 0) == 1.0
+    assert model_price(ModelSpec(name="e", backend="sagemaker", endpoint="tgi-ep")).output_per_1m == 1.5
+    assert model_price(ModelSpec(name="x", backend="bedrock", model="other")) is None
+    table.write_text("m: {input_per_1m: cheap}\n")
+    with pytest.raises(EvalInputError, match=r"prices\.yaml: field 'm': needs numeric"):
+        model_price(nova)

@@ -6,6 +6,7 @@ import pandas as pd
 
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import GenerationParams, Sampler
+from eval_pipeline.inference.prices import load_price_table
 from eval_pipeline.inference.remote import Price, RetryPolicy
 from eval_pipeline.suites.spec import BACKENDS, REMOTE_BACKENDS, ModelSpec, Suite
 
@@ -65,9 +66,14 @@ def build_remote_sampler(spec: ModelSpec) -> Sampler:
 
 
 def model_price(spec: ModelSpec) -> Price | None:
-    return Price(spec.price.input_per_1m, spec.price.output_per_1m) if spec.price else None
+    """The model's own price, else its entry in the shared price table (``$EVAL_PIPELINE_PRICES``)."""
+    if spec.price:
+        return Price(spec.price.input_per_1m, spec.price.output_per_1m)
+    table = load_price_table()
+    return table.get(spec.model or "") or table.get(spec.endpoint or "")
 
 
 def generation_params(suite: Suite) -> GenerationParams:
     gen = suite.generation
-    return GenerationParams(max_tokens=gen.max_tokens, temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed)
+    return GenerationParams(max_tokens=gen.max_tokens, temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed,
+                            stop=tuple(gen.stop))

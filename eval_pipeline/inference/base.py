@@ -18,6 +18,7 @@ class GenerationParams:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    stop: tuple[str, ...] = ()
 
     @property
     def greedy(self) -> bool:

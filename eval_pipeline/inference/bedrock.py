@@ -33,20 +33,29 @@ class BedrockSampler(RemoteSampler):
         return self._client
 
     def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
-        system = [{"text": m["content"]} for m in request.messages if m["role"] == "system"]
-        messages = [{"role": m["role"], "content": [{"text": m["content"]}]}
-                    for m in request.messages if m["role"] in ("user", "assistant")]
-        config: dict[str, Any] = {"maxTokens": params.max_tokens, "temperature": params.temperature}
-        if params.top_p < 1.0:
-            config["topP"] = params.top_p
-        arguments: dict[str, Any] = {"modelId": self.model_id, "messages": messages, "inferenceConfig": config}
-        if system:
-            arguments["system"] = system
         try:
-            response = self.client.converse(**arguments)
+            response = self.client.converse(modelId=self.model_id, **converse_body(request, params))
         except Exception as exc:
             raise classify_aws_error(exc, f"model {self.model_id}") from exc
         return parse_converse(response, self.model_id)
+
+
+def converse_body(request: GenerationRequest, params: GenerationParams) -> dict[str, Any]:
+    """A Converse request body: messages, system prompts and inferenceConfig (also a batch record's modelInput)."""
+    config: dict[str, Any] = {"maxTokens": params.max_tokens, "temperature": params.temperature}
+    if params.top_p < 1.0:
+        config["topP"] = params.top_p
+    if params.stop:
+        config["stopSequences"] = list(params.stop)
+    body: dict[str, Any] = {
+        "messages": [{"role": m["role"], "content": [{"text": m["content"]}]}
+                     for m in request.messages if m["role"] in ("user", "assistant")],
+        "inferenceConfig": config,
+    }
+    system = [{"text": m["content"]} for m in request.messages if m["role"] == "system"]
+    if system:
+        body["system"] = system
+    return body
 
 
 def parse_converse(response: dict[str, Any], model_id: str) -> Completion:
@@ -57,7 +66,7 @@ def parse_converse(response: dict[str, Any], model_id: str) -> Completion:
         stop = response.get("stopReason")
     except (KeyError, TypeError) as exc:
         body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
-        raise PermanentError(f"model {model_id}: response we cannot parse ({exc!r} missing); body starts "
+        raise PermanentError(f"model {model_id}: response we cannot parse (missing {exc}); body starts "
                              f"{str(body)[:200]!r}") from exc
     return Completion(output="".join(texts), finish_reason=_STOP_REASONS.get(stop, stop),
                       tokens_in=usage.get("inputTokens"), tokens_out=usage.get("outputTokens"))

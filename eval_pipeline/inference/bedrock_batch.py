@@ -16,7 +16,7 @@ from typing import Any
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.aws import aws_client, check_credentials, classify_aws_error
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest, ProgressCallback
-from eval_pipeline.inference.bedrock import BedrockSampler, parse_converse
+from eval_pipeline.inference.bedrock import BedrockSampler, converse_body, parse_converse
 from eval_pipeline.inference.remote import Price, TransientError
 
 FINISHED = {"Completed", "PartiallyCompleted"}
@@ -107,21 +107,6 @@ class BedrockBatchSampler:
         """A name fixed by what is asked, so a re-submitted identical job is recognised (clientRequestToken)."""
         payload = json.dumps([self.model_id, repr(params), [r.messages for r in requests]], default=str)
         return f"eval-{hashlib.sha256(payload.encode()).hexdigest()[:24]}"
-
-
-def converse_body(request: GenerationRequest, params: GenerationParams) -> dict[str, Any]:
-    """The Converse request body of one record (what ``modelInput`` holds for Converse jobs)."""
-    body: dict[str, Any] = {
-        "messages": [{"role": m["role"], "content": [{"text": m["content"]}]}
-                     for m in request.messages if m["role"] in ("user", "assistant")],
-        "inferenceConfig": {"maxTokens": params.max_tokens, "temperature": params.temperature},
-    }
-    if params.top_p < 1.0:
-        body["inferenceConfig"]["topP"] = params.top_p
-    system = [{"text": m["content"]} for m in request.messages if m["role"] == "system"]
-    if system:
-        body["system"] = system
-    return body
 
 
 def read_outputs(s3: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:

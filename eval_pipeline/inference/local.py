@@ -194,6 +194,8 @@ class LocalSampler:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.stop:  # generation ends at a stop string; the string itself is cut, as the services do
+            kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
         torch.manual_seed(seed)
         with torch.inference_mode():
             output = model.generate(input_ids=input_ids.to(model.device),
@@ -203,11 +205,17 @@ class LocalSampler:
         for ids, generated in zip(prompts, new_tokens, strict=True):
             stop_at = next((pos for pos, token in enumerate(generated) if token in eos_ids), None)
             kept = generated if stop_at is None else generated[:stop_at + 1]
-            text = tokenizer.decode(kept, skip_special_tokens=True).strip()
-            finish = "stop" if stop_at is not None else "length"
+            text, stopped = cut_at_stop(tokenizer.decode(kept, skip_special_tokens=True), params.stop)
+            finish = "stop" if stop_at is not None or stopped else "length"
             completions.append(Completion(output=text, finish_reason=finish, tokens_in=len(ids),
                                           tokens_out=len(kept), cost_usd=None))
         return completions
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """The text up to the first stop string (stripped), and whether one was found."""
+    positions = [text.find(s) for s in stop if s and s in text]
+    return (text[:min(positions)].strip(), True) if positions else (text.strip(), False)
 
 
 def _load_model(path: str, device: str, dtype: str) -> tuple[Any, Any]:

@@ -10,6 +10,8 @@ from eval_pipeline.inference.base import Completion, GenerationParams, Generatio
 def chat_request(request: GenerationRequest, params: GenerationParams, model: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": [dict(m) for m in request.messages], "max_tokens": params.max_tokens,
                             "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}
+    if params.stop:
+        body["stop"] = list(params.stop)
     if model:
         body["model"] = model
     return body

@@ -61,9 +61,12 @@ class SageMakerSampler(RemoteSampler):
         if self.request_format == "custom":
             return render_template(self.request_template or "", {
                 "prompt": prompt, "messages": [dict(m) for m in request.messages], "max_tokens": params.max_tokens,
-                "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed})
+                "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed,
+                "stop": list(params.stop)})
         parameters: dict[str, Any] = {"max_new_tokens": params.max_tokens, "return_full_text": False,
                                       "details": True}
+        if params.stop:
+            parameters["stop"] = list(params.stop)
         if params.greedy:
             parameters["do_sample"] = False
         else:

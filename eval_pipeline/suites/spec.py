@@ -101,6 +101,7 @@ class GenerationSpec(_Strict):
     max_tokens: int = Field(default=64, ge=1)
     temperature: float = Field(default=0.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list, max_length=4)
     num_samples: int = Field(default=1, ge=1)
     seed: int = 0
     system_prompt: str | None = None

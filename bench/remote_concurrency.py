@@ -1,0 +1,268 @@
+"""Throughput of RemoteSampler (the ``openai`` backend) against the fake LLM server, and the cost of throttling.
+
+Usage: python bench/remote_concurrency.py [--quick] [--latency 0.1] [--fake-nodelay] [--fake-process]
+
+1. Concurrency 1, 8, 32, 64: N requests through ``OpenAISampler.generate`` against a fake answering after
+   ``--latency`` seconds; requests/s against the ideal concurrency / latency (goal: ratio >= 0.9). The same
+   requests sent by bare threads with one ``requests.Session`` each (no retries, no adaptive limit) are the
+   baseline: when both miss, the bottleneck is outside the sampler (the fake, the GIL, the machine).
+2. Concurrency 32 with 20% of attempts throttled (HTTP 429, Retry-After 0.05 s) against the same run
+   unthrottled: wall-time ratio (goal <= 1.5), and every request answered exactly once (no lost or duplicated
+   rows). "mean in flight" is measured at the fake: the sum of its request durations over the wall time.
+
+``--fake-nodelay`` sets TCP_NODELAY on the fake's sockets (its handler writes headers and body in two sends, and
+Nagle's algorithm then holds the body until the client's delayed ACK, ~40 ms on Linux). ``--fake-process`` runs
+the fake in a child process, so that it does not share the benchmark's GIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # tests.fakes
+
+from eval_pipeline.inference.base import GenerationParams, GenerationRequest  # noqa: E402
+from eval_pipeline.inference.openai_compat import OpenAISampler  # noqa: E402
+from eval_pipeline.inference.remote import RetryPolicy  # noqa: E402
+from tests.fakes.llm_server import FakeLLMServer, configure_remote, fetch_stats, reset_remote  # noqa: E402
+
+CONCURRENCY = (1, 8, 32, 64)
+THROTTLED_CONCURRENCY = 32
+THROTTLE_RATE = 0.2
+RETRY_AFTER_S = 0.05
+MODEL = "served-model"
+PARAMS = GenerationParams(max_tokens=16)
+RATIO_GOAL, THROTTLE_GOAL = 0.9, 1.5
+
+
+class Fake:
+    """The fake LLM server in this process or in a child process, behind one small interface."""
+
+    def __init__(self, latency_s: float, *, nodelay: bool, child: bool) -> None:
+        self.latency_s, self.nodelay, self.child = latency_s, nodelay, child
+        self.server: FakeLLMServer | None = None
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self) -> Fake:
+        if self.child:
+            patch = "m._Handler.disable_nagle_algorithm = True; " if self.nodelay else ""
+            code = f"import sys, tests.fakes.llm_server as m; {patch}sys.exit(m.main(sys.argv[1:]))"
+            self.proc = subprocess.Popen([sys.executable, "-c", code, "--port", "0", "--latency",
+                                          str(self.latency_s), "--retry-after", str(RETRY_AFTER_S)],
+                                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            assert self.proc.stdout is not None
+            self.url = self.proc.stdout.readline().strip()
+            if not self.url.startswith("http://"):
+                self.stop()
+                raise RuntimeError(f"the fake did not start (printed {self.url!r})")
+        else:
+            if self.nodelay:
+                from tests.fakes.llm_server import _Handler
+
+                _Handler.disable_nagle_algorithm = True
+            self.server = FakeLLMServer(latency_s=self.latency_s, retry_after_s=RETRY_AFTER_S, max_recent=20_000)
+            self.server.start()
+            self.url = self.server.url
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+    def reset(self, **settings: Any) -> None:
+        """Clear the counters and apply settings (throttle_rate...)."""
+        if self.server is not None:
+            self.server.reset()
+            self.server.configure(**settings)
+        else:
+            reset_remote(self.url)
+            configure_remote(self.url, **settings)
+
+    def stats(self) -> dict[str, Any]:
+        return self.server.stats(recent=20_000) if self.server is not None else fetch_stats(self.url, 20_000)
+
+
+@contextmanager
+def running(fake: Fake) -> Iterator[Fake]:
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@dataclass
+class Run:
+    """One timed batch of requests."""
+
+    requests: int
+    wall_s: float
+    outputs: list[str | None]
+    errors: list[str | None]
+    latencies: list[float]
+    stats: dict[str, Any]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.wall_s
+
+    @property
+    def mean_in_flight(self) -> float:
+        """Average requests being handled at the fake over the run (its request durations / wall time)."""
+        return sum(r["duration_s"] for r in self.stats["recent"]) / self.wall_s
+
+
+def make_requests(count: int, tag: str) -> list[GenerationRequest]:
+    return [GenerationRequest(f"{tag}-{i}", 0, ({"role": "user", "content": f"{tag} question {i}"},))
+            for i in range(count)]
+
+
+def sampler_run(fake: Fake, concurrency: int, requests: list[GenerationRequest], **settings: Any) -> Run:
+    """The requests through OpenAISampler.generate (fresh sampler, as a pipeline run makes one)."""
+    fake.reset(**settings)
+    sampler = OpenAISampler(f"{fake.url}/v1", MODEL, n_concurrent=concurrency, timeout_s=30.0,
+                            retry=RetryPolicy(max_attempts=10))
+    started = time.perf_counter()
+    completions = sampler.generate(requests, PARAMS)
+    wall = time.perf_counter() - started
+    return Run(len(requests), wall, [c.output for c in completions], [c.error for c in completions],
+               [c.latency_s or 0.0 for c in completions], fake.stats())
+
+
+def bare_run(fake: Fake, concurrency: int, requests: list[GenerationRequest]) -> Run:
+    """The same requests from ``concurrency`` threads with a requests.Session each: the baseline."""
+    import requests as http
+
+    from eval_pipeline.inference.openai_chat import chat_request
+
+    fake.reset(throttle_rate=0.0)
+    local = threading.local()
+
+    def post(request: GenerationRequest) -> float:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = http.Session()
+        began = time.perf_counter()
+        session.post(f"{fake.url}/v1/chat/completions", json=chat_request(request, PARAMS, MODEL),
+                     timeout=30).raise_for_status()
+        return time.perf_counter() - began
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        latencies = list(pool.map(post, requests))
+    wall = time.perf_counter() - started
+    return Run(len(requests), wall, [], [], latencies, fake.stats())
+
+
+def best(runs: list[Run]) -> Run:
+    return min(runs, key=lambda r: r.wall_s)
+
+
+def table(rows: list[dict[str, str]]) -> str:
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(r[c].rjust(w) for c, w in zip(columns, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def concurrency_sweep(fake: Fake, quick: bool, repeats: int) -> list[float]:
+    """Part 1; returns the sampler's ratio to the ideal per concurrency."""
+    rows, ratios = [], []
+    for concurrency in CONCURRENCY:
+        count = min(256, max(20, 4 * concurrency)) if quick else min(512, max(40, 8 * concurrency))
+        requests = make_requests(count, f"c{concurrency}")
+        ideal = concurrency / fake.latency_s
+        sampled = best([sampler_run(fake, concurrency, requests) for _ in range(repeats)])
+        bare = best([bare_run(fake, concurrency, requests) for _ in range(repeats)])
+        lost = sum(e is not None for e in sampled.errors)
+        ratios.append(sampled.rps / ideal)
+        rows.append({
+            "concurrency": str(concurrency), "requests": str(count), "wall s": f"{sampled.wall_s:.2f}",
+            "req/s": f"{sampled.rps:.1f}", "ideal req/s": f"{ideal:.0f}", "ratio": f"{sampled.rps / ideal:.2f}",
+            "bare ratio": f"{bare.rps / ideal:.2f}",
+            "p50 latency ms": f"{statistics.median(sampled.latencies) * 1000:.0f}",
+            "fake max in flight": str(sampled.stats["max_in_flight"]),
+            "mean in flight": f"{sampled.mean_in_flight:.1f}", "errors": str(lost)})
+    print(table(rows))
+    worst = min(ratios)
+    print(f"\nworst ratio to ideal: {worst:.2f} (goal >= {RATIO_GOAL}): {'ok' if worst >= RATIO_GOAL else 'MISSED'}")
+    return ratios
+
+
+def throttled_comparison(fake: Fake, quick: bool, repeats: int) -> bool:
+    """Part 2; returns True when every request was answered exactly once in both runs."""
+    count = 128 if quick else 320
+    requests = make_requests(count, "t")
+    clean = best([sampler_run(fake, THROTTLED_CONCURRENCY, requests, throttle_rate=0.0) for _ in range(repeats)])
+    throttled = best([sampler_run(fake, THROTTLED_CONCURRENCY, requests, throttle_rate=THROTTLE_RATE)
+                      for _ in range(repeats)])
+    expected = [f"echo: {r.messages[-1]['content']}" for r in requests]
+    rows, sound = [], True
+    for name, run in (("unthrottled", clean), (f"throttled {THROTTLE_RATE:.0%}", throttled)):
+        completed = run.stats["completed"]
+        right = sum(o == e for o, e in zip(run.outputs, expected, strict=True))
+        once = len(completed) == count and all(n == 1 for n in completed.values())
+        sound &= right == count and not any(run.errors) and once and not run.stats["duplicates"]
+        rows.append({
+            "run": name, "requests": str(count), "wall s": f"{run.wall_s:.2f}", "req/s": f"{run.rps:.1f}",
+            "HTTP calls": str(run.stats["requests"]), "429s": str(run.stats["by_status"].get("429", 0)),
+            "mean in flight": f"{run.mean_in_flight:.1f}", "right outputs": str(right),
+            "errors": str(sum(e is not None for e in run.errors)),
+            "answered once": f"{sum(n == 1 for n in completed.values())}/{count}",
+            "duplicates": str(len(run.stats["duplicates"]))})
+    print(table(rows))
+    ratio = throttled.wall_s / clean.wall_s
+    print(f"\nthrottled / unthrottled wall time at concurrency {THROTTLED_CONCURRENCY}: {ratio:.2f} "
+          f"(goal <= {THROTTLE_GOAL}): {'ok' if ratio <= THROTTLE_GOAL else 'MISSED'}")
+    print(f"rows lost or duplicated: {'none' if sound else 'YES: see the table'}")
+    return sound
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests, one repeat")
+    parser.add_argument("--latency", type=float, default=0.1, help="the fake's latency per request, seconds")
+    parser.add_argument("--fake-nodelay", action="store_true", help="TCP_NODELAY on the fake's sockets")
+    parser.add_argument("--fake-process", action="store_true", help="run the fake in a child process")
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else 2
+    fake = Fake(args.latency, nodelay=args.fake_nodelay, child=args.fake_process)
+    with running(fake):
+        where = "child process" if args.fake_process else "in-process"
+        print(f"fake LLM server ({where}, latency {args.latency * 1000:.0f} ms, "
+              f"TCP_NODELAY {'on' if args.fake_nodelay else 'off'}) at {fake.url}\n")
+        print("1. requests/s against concurrency / latency")
+        concurrency_sweep(fake, args.quick, repeats)
+        print(f"\n2. {THROTTLE_RATE:.0%} throttled (Retry-After {RETRY_AFTER_S} s) against unthrottled, "
+              f"concurrency {THROTTLED_CONCURRENCY}")
+        sound = throttled_comparison(fake, args.quick, repeats)
+    return 0 if sound else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
