@@ -6,7 +6,6 @@ from pathlib import Path
 import boto3
 import pandas as pd
 import pytest
-from moto.server import ThreadedMotoServer
 
 from eval_pipeline.execution import run_suite
 from eval_pipeline.inference.base import GenerationParams, GenerationRequest
@@ -19,19 +18,11 @@ ROLE = "arn:aws:iam::123456789012:role/BedrockBatch"
 
 
 @pytest.fixture
-def batch_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrockBatch]:
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def batch_env(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrockBatch]:
     boto3.client("s3").create_bucket(Bucket="batch-bucket")
     with serve_fake_bedrock_batch() as (fake, url):
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK", url)
         yield fake
-    moto.stop()
 
 
 def requests_for(count: int) -> list[GenerationRequest]:

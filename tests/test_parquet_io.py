@@ -1,6 +1,5 @@
 """The Parquet IO manager, on local disk and on S3 (a moto server on 127.0.0.1, through s3fs and botocore)."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -8,7 +7,6 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from eval_pipeline.data.schemas import GENERATIONS
 from eval_pipeline.resources.parquet_io import ParquetIOManager
@@ -50,16 +48,9 @@ def test_local_layout_and_canonical_schema(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}"}.items():
-        monkeypatch.setenv(name, value)
+def s3_bucket(aws_env: str) -> str:
     boto3.client("s3").create_bucket(Bucket="eval-outputs")
-    yield "eval-outputs"
-    server.stop()
+    return "eval-outputs"
 
 
 def test_s3_outputs(s3_bucket: str) -> None:

@@ -25,17 +25,14 @@ PROFILE = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
+def fake(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLMServer]:
     with FakeLLMServer(answer=dict(QUESTIONS), known_models={"amazon.nova-micro-v1:0", PROFILE, "served-model"},
                        known_endpoints={"tgi-ep", "lmi-ep", "chat-ep"},
                        endpoint_shapes={"tgi-ep": "tgi_list", "lmi-ep": "lmi_dict", "chat-ep": "openai"},
                        retry_after_s=0.05) as server:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": server.url,
+        for name, value in {"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": server.url,
                             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": server.url, "FAKE_KEY": "sk-test"}.items():
             monkeypatch.setenv(name, value)
-        for name in ("AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK"):
-            monkeypatch.delenv(name, raising=False)
         yield server
 
 
