@@ -104,18 +104,18 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
     assert 2.0 <= policy.delay_s(0, 2.0, rng) <= 2.4 and policy.delay_s(0, 100.0, rng) <= 8.0 * 1.2
 
 
-def test_adaptive_limit_halves_on_throttling_and_grows_back() -> None:
+def test_adaptive_limit_cuts_on_throttling_and_grows_back() -> None:
     limit = AdaptiveLimit(16, cooldown_s=0.0)
     limit.throttled()
     limit.throttled()
-    assert limit.limit == 4.0
+    assert limit.limit == 16 * 0.75 * 0.75
     for _ in range(200):
         limit.succeeded()
     assert limit.limit == 16.0
     cooled = AdaptiveLimit(16, cooldown_s=60.0)
     cooled.throttled()
     cooled.throttled()  # within the cool-down: one cut only
-    assert cooled.limit == 8.0
+    assert cooled.limit == 12.0
 
 
 def test_stream_yields_each_completion_as_it_finishes() -> None:

@@ -59,11 +59,12 @@ class Price:
 
 
 class AdaptiveLimit:
-    """How many requests may be in flight: halved on throttling (at most once per cool-down), grown back by one
-    per ``ceiling`` successes, never above the configured concurrency (AIMD, as TCP does)."""
+    """How many requests may be in flight: cut to ``backoff`` of itself on throttling (at most once per cool-down),
+    grown back by one per ``limit`` successes, never above the configured concurrency (AIMD; the cut is CUBIC's and
+    the AWS SDKs' adaptive mode's 0.7-ish rather than TCP's halving, which starves a service throttling at random)."""
 
-    def __init__(self, ceiling: int, cooldown_s: float = 1.0) -> None:
-        self.ceiling, self.cooldown_s = ceiling, cooldown_s
+    def __init__(self, ceiling: int, cooldown_s: float = 1.0, backoff: float = 0.75) -> None:
+        self.ceiling, self.cooldown_s, self.backoff = ceiling, cooldown_s, backoff
         self.limit = float(ceiling)
         self.in_flight = 0
         self._last_cut = 0.0
@@ -84,7 +85,7 @@ class AdaptiveLimit:
         with self._condition:
             now = time.monotonic()
             if now - self._last_cut >= self.cooldown_s:
-                self.limit = max(1.0, self.limit / 2)
+                self.limit = max(1.0, self.limit * self.backoff)
                 self._last_cut = now
 
     def succeeded(self) -> None:
@@ -119,6 +120,10 @@ class RemoteSampler(ABC):
         """Checks that need no request (credentials, configuration); raises EvalInputError before any work."""
         return None
 
+    def prepare(self) -> None:
+        """Called once before requests go out, in the calling thread: build shared clients here."""
+        return None
+
     def generate(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                  on_progress: ProgressCallback | None = None) -> list[Completion]:
         """Every request, ``n_concurrent`` at a time at most, in request order."""
@@ -132,6 +137,7 @@ class RemoteSampler(ABC):
     def stream(self, requests: Sequence[GenerationRequest],
                params: GenerationParams) -> Iterator[tuple[int, Completion]]:
         """(request index, completion) as each finishes, so callers can save results as they come."""
+        self.prepare()
         limit = AdaptiveLimit(self.n_concurrent)
         with ThreadPoolExecutor(max_workers=self.n_concurrent, thread_name_prefix=self.backend) as pool:
             futures = {pool.submit(self._with_retries, request, params, limit): index

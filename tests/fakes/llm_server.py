@@ -278,6 +278,12 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
     fake: FakeLLMServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed, timed out) is normal here; anything else is printed as usual."""
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeLLMServer:
     """In-process fake of Bedrock Converse, SageMaker InvokeEndpoint and OpenAI chat completions.
@@ -721,6 +727,9 @@ class FakeLLMServer:
         headers: Any,
         started: float,
     ) -> _Reply:
+        kind = self._fault(protocol, rec, cfg) if isinstance(rec.body, dict) else None
+        if kind == "throttle":  # services refuse over-limit requests at once, without doing the work
+            return self._error(protocol, kind, cfg, target)
         self._sleep(cfg["latency_s"])
         api_key = cfg["api_key"]
         if protocol == "openai" and api_key is not None and headers.get("Authorization", "") != f"Bearer {api_key}":
@@ -736,7 +745,6 @@ class FakeLLMServer:
         not_found = self._not_found(protocol, target, component, cfg)
         if not_found is not None:
             return not_found
-        kind = self._fault(protocol, rec, cfg)
         if kind == "hang":
             self._sleep(cfg["hang_s"])
             return self._error(protocol, "model_timeout", cfg, target, outcome="hang")
@@ -927,6 +935,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "FakeLLMServer/1.0"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
     server: _HTTPServer
 
     def setup(self) -> None:
