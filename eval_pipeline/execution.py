@@ -18,6 +18,7 @@ from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.planning import GenerationPlan, plan_generations
 from eval_pipeline.resources.parquet_io import ParquetIOManager
 from eval_pipeline.scoring.registry import validate_scorers
+from eval_pipeline.stale_runs import fail_orphaned_runs, process_tags
 from eval_pipeline.suite_definitions import build_definitions, default_resources
 from eval_pipeline.suites.spec import Suite
 
@@ -62,6 +63,7 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
     if limit is not None:
         run_config["ops"] = {_node(suite, "samples"): {"config": {"limit": limit}}}
     io_manager: ParquetIOManager = resources["io_manager"]
+    fail_orphaned_runs(instance)
     partitions = model_partitions(suite).name
     unregistered = [n for n in names if n not in instance.get_dynamic_partitions(partitions)]
     if unregistered:
@@ -69,7 +71,7 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
     runs = []
     for name in names:
         result = job.execute_in_process(instance=instance, partition_key=name, run_config=run_config,
-                                        raise_on_error=False)
+                                        raise_on_error=False, tags=process_tags())
         runs.append(_collect(suite, name, result, io_manager))
     return SuiteRun(suite.suite, runs)
 
