@@ -145,3 +145,13 @@ def test_cli_unknown_model_and_missing_suite(eval_home: Path, suite_file: Path,
     assert "has no model 'nobody'" in capsys.readouterr().err
     assert main(["run", "no-such-suite.yaml"]) == 2
     assert "suite file not found" in capsys.readouterr().err
+
+
+def test_cli_dry_run_sends_nothing(eval_home: Path, suite_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(suite_file), "--dry-run", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run, nothing sent" in out and "est. tokens in" in out and "no price" in out
+    assert main(["run", str(suite_file), "--model", "oracle", "--dry-run", "--json"]) == 0
+    [plan] = json.loads(capsys.readouterr().out)["plans"]
+    assert plan["model"] == "oracle" and plan["requests"] == 40 and plan["to_send"] == 40
+    assert not (eval_home / "outputs" / "tiny").exists()  # no stage ran
