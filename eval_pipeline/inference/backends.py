@@ -51,7 +51,7 @@ def build_remote_sampler(spec: ModelSpec) -> Sampler:
             return BedrockBatchSampler(spec.model or "", s3_uri=spec.batch_s3_uri or "",
                                        role_arn=spec.batch_role_arn or "", region=spec.region,
                                        poll_s=spec.batch_poll_s, min_records=spec.batch_min_records,
-                                       price=model_price(spec), online=online)
+                                       price=options["price"], online=online)
         return online
     if spec.backend == "sagemaker":
         from eval_pipeline.inference.sagemaker import SageMakerSampler
