@@ -1,7 +1,6 @@
 """Throughput of RemoteSampler (``openai`` or ``bedrock`` backend) against the fake LLM server; cost of throttling.
 
-Usage: python bench/remote_concurrency.py [--quick] [--backend openai|bedrock] [--latency 0.1] [--fake-nodelay]
-       [--fake-process]
+Usage: python bench/remote_concurrency.py [--quick] [--backend openai|bedrock] [--latency 0.1] [--fake-process]
 
 1. Concurrency 1, 8, 32, 64: N requests through the sampler's ``generate`` against a fake answering after
    ``--latency`` seconds; requests/s against the ideal concurrency / latency (goal: ratio >= 0.9). The same
@@ -12,9 +11,7 @@ Usage: python bench/remote_concurrency.py [--quick] [--backend openai|bedrock] [
    rows). "mean in flight" is measured at the fake: the sum of its request durations over the wall time;
    "CPU/wall" is this process's CPU time over wall time (near 1.0: one core, or the GIL, is saturated).
 
-``--fake-nodelay`` sets TCP_NODELAY on the fake's sockets (its handler writes headers and body in two sends, and
-Nagle's algorithm then holds the body until the client's delayed ACK, ~40 ms on Linux). ``--fake-process`` runs
-the fake in a child process, so that it does not share the benchmark's GIL.
+``--fake-process`` runs the fake in a child process, so that it does not share the benchmark's GIL.
 """
 
 from __future__ import annotations
@@ -22,13 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +35,7 @@ from eval_pipeline.inference.base import GenerationParams, GenerationRequest  # 
 from eval_pipeline.inference.bedrock import BedrockSampler  # noqa: E402
 from eval_pipeline.inference.openai_compat import OpenAISampler  # noqa: E402
 from eval_pipeline.inference.remote import RemoteSampler, RetryPolicy  # noqa: E402
-from tests.fakes.llm_server import FakeLLMServer, configure_remote, fetch_stats, reset_remote  # noqa: E402
+from tests.fakes.llm_server import FakeLLMServer, FakeLLMServerProcess  # noqa: E402
 
 CONCURRENCY = (1, 8, 32, 64)
 THROTTLED_CONCURRENCY = 32
@@ -53,70 +47,20 @@ PARAMS = GenerationParams(max_tokens=16)
 RATIO_GOAL, THROTTLE_GOAL = 0.9, 1.5
 
 
-class Fake:
-    """The fake LLM server in this process or in a child process, behind one small interface."""
-
-    def __init__(self, latency_s: float, *, nodelay: bool, child: bool) -> None:
-        self.latency_s, self.nodelay, self.child = latency_s, nodelay, child
-        self.server: FakeLLMServer | None = None
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def start(self) -> Fake:
-        if self.child:
-            patch = "m._Handler.disable_nagle_algorithm = True; " if self.nodelay else ""
-            code = f"import sys, tests.fakes.llm_server as m; {patch}sys.exit(m.main(sys.argv[1:]))"
-            self.proc = subprocess.Popen([sys.executable, "-c", code, "--port", "0", "--latency",
-                                          str(self.latency_s), "--retry-after", str(RETRY_AFTER_S)],
-                                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-            assert self.proc.stdout is not None
-            self.url = self.proc.stdout.readline().strip()
-            if not self.url.startswith("http://"):
-                self.stop()
-                raise RuntimeError(f"the fake did not start (printed {self.url!r})")
-        else:
-            if self.nodelay:
-                from tests.fakes.llm_server import _Handler
-
-                _Handler.disable_nagle_algorithm = True
-            self.server = FakeLLMServer(latency_s=self.latency_s, retry_after_s=RETRY_AFTER_S, max_recent=20_000)
-            self.server.start()
-            self.url = self.server.url
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-
-    def reset(self, **settings: Any) -> None:
-        """Clear the counters and apply settings (throttle_rate...)."""
-        if self.server is not None:
-            self.server.reset()
-            self.server.configure(**settings)
-        else:
-            reset_remote(self.url)
-            configure_remote(self.url, **settings)
-
-    def stats(self) -> dict[str, Any]:
-        return self.server.stats(recent=20_000) if self.server is not None else fetch_stats(self.url, 20_000)
+Fake = FakeLLMServer | FakeLLMServerProcess
 
 
-@contextmanager
-def running(fake: Fake) -> Iterator[Fake]:
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def start_fake(latency_s: float, child: bool) -> Fake:
+    """The fake in this process, or in a child process so that it does not share the benchmark's GIL."""
+    if child:
+        return FakeLLMServerProcess("--latency", str(latency_s), "--retry-after", str(RETRY_AFTER_S))
+    return FakeLLMServer(latency_s=latency_s, retry_after_s=RETRY_AFTER_S, max_recent=20_000)
+
+
+def reset_fake(fake: Fake, **settings: Any) -> None:
+    """Clear the counters and apply settings (throttle_rate...)."""
+    fake.reset()
+    fake.configure(**settings)
 
 
 @dataclass
@@ -165,19 +109,19 @@ def make_sampler(backend: str, fake: Fake, concurrency: int) -> RemoteSampler:
 def sampler_run(backend: str, fake: Fake, concurrency: int, requests: list[GenerationRequest],
                 **settings: Any) -> Run:
     """The requests through the sampler's ``generate``."""
-    fake.reset(**settings)
+    reset_fake(fake, **settings)
     sampler = make_sampler(backend, fake, concurrency)
     started, cpu = time.perf_counter(), time.process_time()
     completions = sampler.generate(requests, PARAMS)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     return Run(len(requests), wall, [c.output for c in completions], [c.error for c in completions],
-               [c.latency_s or 0.0 for c in completions], fake.stats(), cpu)
+               [c.latency_s or 0.0 for c in completions], fake.stats(recent=20_000), cpu)
 
 
 def bare_run(backend: str, fake: Fake, concurrency: int, requests: list[GenerationRequest]) -> Run:
     """The same requests from ``concurrency`` plain threads: a requests.Session each (openai), or one boto3
     client made before the threads start (bedrock); no retries, no adaptive limit. The baseline."""
-    fake.reset(throttle_rate=0.0)
+    reset_fake(fake, throttle_rate=0.0)
     if backend == "bedrock":
         sampler = make_sampler(backend, fake, concurrency)
         assert isinstance(sampler, BedrockSampler)
@@ -210,7 +154,7 @@ def bare_run(backend: str, fake: Fake, concurrency: int, requests: list[Generati
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         latencies = list(pool.map(timed, requests))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return Run(len(requests), wall, [], [], latencies, fake.stats(), cpu)
+    return Run(len(requests), wall, [], [], latencies, fake.stats(recent=20_000), cpu)
 
 
 def best(runs: list[Run]) -> Run:
@@ -226,13 +170,13 @@ def table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def concurrency_sweep(backend: str, fake: Fake, quick: bool, repeats: int) -> list[float]:
+def concurrency_sweep(backend: str, fake: Fake, latency_s: float, quick: bool, repeats: int) -> list[float]:
     """Part 1; returns the sampler's ratio to the ideal per concurrency."""
     rows, ratios, overheads = [], [], []
     for concurrency in CONCURRENCY:
         count = min(256, max(20, 4 * concurrency)) if quick else min(512, max(40, 8 * concurrency))
         requests = make_requests(count, f"c{concurrency}")
-        ideal = concurrency / fake.latency_s
+        ideal = concurrency / latency_s
         sampled = best([sampler_run(backend, fake, concurrency, requests) for _ in range(repeats)])
         bare = best([bare_run(backend, fake, concurrency, requests) for _ in range(repeats)])
         lost = sum(e is not None for e in sampled.errors)
@@ -289,14 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests, one repeat")
     parser.add_argument("--latency", type=float, default=0.1, help="the fake's latency per request, seconds")
-    parser.add_argument("--fake-nodelay", action="store_true", help="TCP_NODELAY on the fake's sockets")
     parser.add_argument("--fake-process", action="store_true", help="run the fake in a child process")
     parser.add_argument("--backend", choices=("openai", "bedrock"), default="openai",
                         help="OpenAISampler over requests, or BedrockSampler over boto3")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else 2
-    fake = Fake(args.latency, nodelay=args.fake_nodelay, child=args.fake_process)
-    with running(fake):
+    with start_fake(args.latency, args.fake_process) as fake:
         if args.backend == "bedrock":  # boto3 pointed at the fake, dummy credentials
             os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                               AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL_BEDROCK_RUNTIME=fake.url,
@@ -304,10 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK"):
                 os.environ.pop(name, None)
         where = "child process" if args.fake_process else "in-process"
-        print(f"{args.backend} backend; fake LLM server ({where}, latency {args.latency * 1000:.0f} ms, "
-              f"TCP_NODELAY {'on' if args.fake_nodelay else 'off'}) at {fake.url}\n")
+        print(f"{args.backend} backend; fake LLM server ({where}, latency {args.latency * 1000:.0f} ms) "
+              f"at {fake.url}\n")
         print("1. requests/s against concurrency / latency")
-        concurrency_sweep(args.backend, fake, args.quick, repeats)
+        concurrency_sweep(args.backend, fake, args.latency, args.quick, repeats)
         print(f"\n2. {THROTTLE_RATE:.0%} throttled (Retry-After {RETRY_AFTER_S} s) against unthrottled, "
               f"concurrency {THROTTLED_CONCURRENCY}")
         sound = throttled_comparison(args.backend, fake, args.quick, repeats)

@@ -5,13 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 from eval_pipeline.errors import EvalInputError
-from eval_pipeline.inference.remote import PermanentError, TransientError
+from eval_pipeline.inference.remote import PermanentError, RemoteSampler, TransientError
 
 THROTTLING_CODES = {"ThrottlingException", "TooManyRequestsException", "Throttling", "ServiceQuotaExceededException",
                     "ProvisionedThroughputExceededException", "RequestLimitExceeded", "SlowDown"}
 TRANSIENT_CODES = {"ServiceUnavailableException", "ServiceUnavailable", "InternalServerException",
                    "InternalFailure", "InternalServerError", "ModelTimeoutException", "ModelNotReadyException",
                    "RequestTimeout", "RequestTimeoutException"}
+
+
+class AwsSampler(RemoteSampler):
+    """A remote sampler over one boto3 client of ``service``, shared by all worker threads."""
+
+    service = ""
+
+    def __init__(self, *, region: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.region = region
+        self._client: Any = None
+
+    def preflight(self) -> None:
+        check_credentials(self.service, self.region)
+
+    def prepare(self) -> None:
+        """Build the client once, before the pool starts (boto3 clients are thread-safe; one costs ~0.7 s CPU)."""
+        if self._client is None:
+            self._client = aws_client(self.service, region=self.region, timeout_s=self.timeout_s,
+                                      n_concurrent=self.n_concurrent)
+
+    @property
+    def client(self) -> Any:
+        self.prepare()
+        return self._client
 
 
 def aws_client(service: str, *, region: str | None, timeout_s: float, n_concurrent: int) -> Any:

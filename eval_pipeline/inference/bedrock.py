@@ -4,37 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from eval_pipeline.inference.aws import aws_client, check_credentials, classify_aws_error
+from eval_pipeline.inference.aws import AwsSampler, classify_aws_error
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
-from eval_pipeline.inference.remote import PermanentError, RemoteSampler
+from eval_pipeline.inference.remote import PermanentError
 
 _STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 
-class BedrockSampler(RemoteSampler):
+class BedrockSampler(AwsSampler):
     backend = "bedrock"
+    service = "bedrock-runtime"
 
     def __init__(self, model_id: str, *, region: str | None = None, **options: Any) -> None:
-        super().__init__(**options)
-        self.model_id, self.region = model_id, region
-        self._client: Any = None
+        super().__init__(region=region, **options)
+        self.model_id = model_id
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model_id}
-
-    def preflight(self) -> None:
-        check_credentials("bedrock-runtime", self.region)
-
-    def prepare(self) -> None:
-        """One client for all worker threads (boto3 clients are thread-safe; building one costs ~0.7 s of CPU)."""
-        if self._client is None:
-            self._client = aws_client("bedrock-runtime", region=self.region, timeout_s=self.timeout_s,
-                                      n_concurrent=self.n_concurrent)
-
-    @property
-    def client(self) -> Any:
-        self.prepare()
-        return self._client
 
     def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
         try:

@@ -5,41 +5,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from eval_pipeline.inference.aws import aws_client, check_credentials, classify_aws_error
+from eval_pipeline.inference.aws import AwsSampler, classify_aws_error
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
 from eval_pipeline.inference.openai_chat import chat_request, parse_chat_completion
-from eval_pipeline.inference.remote import PermanentError, RemoteSampler
+from eval_pipeline.inference.remote import PermanentError
 
 
-class SageMakerSampler(RemoteSampler):
+class SageMakerSampler(AwsSampler):
     backend = "sagemaker"
+    service = "sagemaker-runtime"
 
     def __init__(self, endpoint: str, *, request_format: str = "tgi", request_template: str | None = None,
                  response_path: str | None = None, inference_component: str | None = None,
                  region: str | None = None, model: str | None = None, **options: Any) -> None:
-        super().__init__(**options)
+        super().__init__(region=region, **options)
         self.endpoint, self.request_format = endpoint, request_format
         self.request_template, self.response_path = request_template, response_path
-        self.inference_component, self.region, self.model = inference_component, region, model
-        self._client: Any = None
+        self.inference_component, self.model = inference_component, model
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.backend, "endpoint": self.endpoint, "component": self.inference_component,
                 "format": self.request_format, "template": self.request_template, "model": self.model}
-
-    def preflight(self) -> None:
-        check_credentials("sagemaker-runtime", self.region)
-
-    def prepare(self) -> None:
-        """One client for all worker threads (boto3 clients are thread-safe; building one costs ~0.7 s of CPU)."""
-        if self._client is None:
-            self._client = aws_client("sagemaker-runtime", region=self.region, timeout_s=self.timeout_s,
-                                      n_concurrent=self.n_concurrent)
-
-    @property
-    def client(self) -> Any:
-        self.prepare()
-        return self._client
 
     def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
         arguments: dict[str, Any] = {"EndpointName": self.endpoint, "ContentType": "application/json",
