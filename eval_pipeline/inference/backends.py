@@ -16,9 +16,7 @@ def build_sampler(suite: Suite, spec: ModelSpec, samples: pd.DataFrame) -> Sampl
     if spec.backend == "local":
         from eval_pipeline.inference.local import LocalSampler
 
-        model = spec.model or ""
-        local_path = suite.resolve_path(model)
-        return LocalSampler(str(local_path) if local_path.exists() else model, batch_size=spec.batch_size,
+        return LocalSampler(_model_location(spec, suite), batch_size=spec.batch_size,
                             device=spec.device, dtype=spec.dtype)
     if spec.backend == "precomputed":
         from eval_pipeline.inference.precomputed import PrecomputedSampler
@@ -27,15 +25,15 @@ def build_sampler(suite: Suite, spec: ModelSpec, samples: pd.DataFrame) -> Sampl
             return PrecomputedSampler.from_file(suite.resolve_uri(spec.responses))
         return PrecomputedSampler.from_dataset(samples, spec.model_identifier)
     if spec.backend in REMOTE_BACKENDS:
-        sampler = build_remote_sampler(spec)
+        sampler = build_remote_sampler(spec, suite)
         sampler.preflight()
         return sampler
     raise EvalInputError(f"unknown backend {spec.backend!r}; known backends: {', '.join(BACKENDS)}",
                          file=suite.source_path, field=f"models.{spec.name}.backend")
 
 
-def build_remote_sampler(spec: ModelSpec) -> Sampler:
-    """A bedrock, sagemaker or openai sampler with the model's concurrency, timeout, retries and price."""
+def build_remote_sampler(spec: ModelSpec, suite: Suite | None = None) -> Sampler:
+    """A bedrock, sagemaker, openai or vllm sampler with the model's concurrency, timeout, retries and price."""
     options = {
         "n_concurrent": spec.n_concurrent, "timeout_s": spec.timeout_s,
         "retry": RetryPolicy(max_attempts=spec.max_attempts),
@@ -60,9 +58,21 @@ def build_remote_sampler(spec: ModelSpec) -> Sampler:
                                 request_template=spec.request_template, response_path=spec.response_path,
                                 inference_component=spec.inference_component, region=spec.region,
                                 model=spec.model, **options)
+    if spec.backend == "vllm":
+        from eval_pipeline.inference.vllm import VllmSampler
+
+        return VllmSampler(_model_location(spec, suite), server_args=spec.server_args,
+                           startup_timeout_s=spec.server_startup_timeout_s, **options)
     from eval_pipeline.inference.openai_compat import OpenAISampler
 
     return OpenAISampler(spec.base_url or "", spec.model or "", api_key_env=spec.api_key_env, **options)
+
+
+def _model_location(spec: ModelSpec, suite: Suite | None) -> str:
+    """A local model directory (relative to the project root) if there is one, else the name as given."""
+    model = spec.model or ""
+    local_path = suite.resolve_path(model) if suite is not None else None
+    return str(local_path) if local_path is not None and local_path.exists() else model
 
 
 def model_price(spec: ModelSpec) -> Price | None:

@@ -71,11 +71,11 @@ def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params:
 
     store_to = cache if use_cache else None
     stream = getattr(sampler, "stream", None)
-    if stream is not None:  # remote completions arrive one by one: each is saved the moment it arrives
+    if missing and stream is not None:  # remote completions arrive one by one: each is saved the moment it arrives
         for index, completion in stream([r for _, r in missing], params):
             _store([(missing[index][0], completion)], results, store_to)
             advance(1)
-    else:
+    elif missing:
         size = getattr(sampler, "chunk_requests", CHUNK_REQUESTS)
         for start in range(0, len(missing), size):
             chunk = missing[start:start + size]

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 SUITE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
-BACKENDS = ("local", "precomputed", "bedrock", "sagemaker", "openai")
-REMOTE_BACKENDS = ("bedrock", "sagemaker", "openai")
+BACKENDS = ("local", "precomputed", "bedrock", "sagemaker", "openai", "vllm")
+REMOTE_BACKENDS = ("bedrock", "sagemaker", "openai", "vllm")
 DATASET_FORMATS = ("auto", "gen_qa", "bedrock", "messages")
 
 
@@ -41,7 +41,7 @@ class ModelSpec(_Strict):
     backend: str = "local"
     model: str | None = None
     """local: the embedded name, a folder or a Hugging Face id; bedrock: a model or inference-profile id;
-    openai: the served model's name; sagemaker: optional, recorded only."""
+    openai: the served model's name; vllm: a local directory or Hugging Face id; sagemaker: optional, recorded."""
     # precomputed
     responses: str | None = None
     model_identifier: str | None = None
@@ -49,6 +49,9 @@ class ModelSpec(_Strict):
     device: str | None = None
     dtype: str | None = None
     batch_size: int = Field(default=8, ge=1)
+    # vllm: extra flags for its server, e.g. ["--tensor-parallel-size", "2"]
+    server_args: list[str] = Field(default_factory=list)
+    server_startup_timeout_s: float = Field(default=900.0, gt=0.0)
     # remote
     endpoint: str | None = None
     inference_component: str | None = None
@@ -82,6 +85,7 @@ class ModelSpec(_Strict):
             "local": ("model", "a directory, a Hugging Face id, or 'smollm2-135m-instruct' for the embedded model"),
             "bedrock": ("model", "a Bedrock model id or inference-profile id"),
             "openai": ("base_url", "the server's base URL, e.g. http://127.0.0.1:8000/v1"),
+            "vllm": ("model", "a local model directory or a Hugging Face id for vLLM to serve"),
             "sagemaker": ("endpoint", "the SageMaker endpoint name"),
         }
         if self.backend in needs:

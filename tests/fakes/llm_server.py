@@ -1001,6 +1001,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, fake.stats(recent=recent))
         elif url.path == "/_fake/config":
             self._send_json(200, fake.config())
+        elif url.path == "/health":
+            self._send_json(200, {})
         elif url.path in ("/v1/models", "/models"):
             known = fake.config()["known_models"] or []
             self._send_json(

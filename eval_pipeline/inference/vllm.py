@@ -1,0 +1,68 @@
+"""The ``vllm`` backend: starts vLLM's OpenAI-compatible server for the model, runs the requests through it with the
+``openai`` machinery (concurrency, retries, usage), and stops it when they are done."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from eval_pipeline import paths
+from eval_pipeline.errors import EvalInputError
+from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
+from eval_pipeline.inference.managed_server import ManagedServer, free_port
+from eval_pipeline.inference.openai_compat import OpenAISampler
+
+HOST = "127.0.0.1"
+
+
+def vllm_command(model: str, port: int, server_args: Sequence[str] = (), python: str = sys.executable) -> list[str]:
+    """The command line that serves ``model`` on ``port`` (extra vLLM flags, e.g. ``--tensor-parallel-size 2``,
+    come from ``server_args``)."""
+    return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", model,
+            "--host", HOST, "--port", str(port), *server_args]
+
+
+class VllmSampler(OpenAISampler):
+    backend = "vllm"
+
+    def __init__(self, model: str, *, server_args: Sequence[str] = (), startup_timeout_s: float = 900.0,
+                 **options: Any) -> None:
+        super().__init__("", model, **options)
+        self.server_args = tuple(server_args)
+        self.startup_timeout_s = startup_timeout_s
+        self._server: ManagedServer | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "server_args": list(self.server_args)}
+
+    def preflight(self) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise EvalInputError(f"model {self.model}: backend 'vllm' needs vLLM in this environment "
+                                 "(pip install vllm, on a machine with a supported GPU); or serve the model yourself "
+                                 "and use backend 'openai' with its base_url", field="backend")
+
+    def prepare(self) -> None:
+        if self._server is None:
+            port = free_port(HOST)
+            server = ManagedServer(vllm_command(self.model, port, self.server_args),
+                                   health_url=f"http://{HOST}:{port}/health",
+                                   log_path=paths.home() / "logs" / f"vllm-{port}.log",
+                                   startup_timeout_s=self.startup_timeout_s)
+            self._server = server.start()
+            self.base_url = f"http://{HOST}:{port}/v1"
+        super().prepare()
+
+    def stream(self, requests: Sequence[GenerationRequest],
+               params: GenerationParams) -> Iterator[tuple[int, Completion]]:
+        try:
+            yield from super().stream(requests, params)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the server (the next ``prepare`` starts a new one)."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
