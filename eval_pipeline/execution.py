@@ -10,12 +10,14 @@ import pandas as pd
 
 from eval_pipeline import paths
 from eval_pipeline.assets.partitions import model_partitions, register_declared_models
-from eval_pipeline.automation.jobs import eval_job_name
+from eval_pipeline.assets.suite_assets import model_stages, suite_comparison_stages
+from eval_pipeline.automation.jobs import compare_job_name, eval_job_name
 from eval_pipeline.data.formats import load_samples
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.backends import build_sampler, generation_params, model_price
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.planning import GenerationPlan, plan_generations
+from eval_pipeline.judging.setup import suite_judge_metrics
 from eval_pipeline.resources.parquet_io import ParquetIOManager
 from eval_pipeline.scoring.registry import validate_scorers
 from eval_pipeline.stale_runs import fail_orphaned_runs, process_tags
@@ -39,10 +41,12 @@ class ModelRun:
 class SuiteRun:
     suite: str
     models: list[ModelRun]
+    comparison: ModelRun | None = None
+    """The run of the ``<suite>_compare`` job (models against the baseline), when the suite has a baseline."""
 
     @property
     def success(self) -> bool:
-        return all(m.success for m in self.models)
+        return all(m.success for m in self.models) and (self.comparison is None or self.comparison.success)
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -52,12 +56,16 @@ class SuiteRun:
 
 def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] | None = None,
               limit: int | None = None, resources: dict[str, Any] | None = None,
-              log_level: str = "WARNING") -> SuiteRun:
-    """Materialize every stage of the suite for each model, in this process."""
+              log_level: str = "WARNING", tags: dict[str, str] | None = None) -> SuiteRun:
+    """Materialize every stage of the suite for each model, in this process (each Dagster run tagged ``tags``),
+    then, when the suite has a baseline, compare the models with it."""
+    run_tags = {**process_tags(), **(tags or {})}
     validate_scorers(list(suite.scorers), suite.source_path)
+    suite_judge_metrics(suite)  # a bad judge metric fails here, before any inference
     names = _model_names(suite, models)
     resources = resources or default_resources()
-    job = build_definitions([suite], resources).resolve_job_def(eval_job_name(suite))
+    definitions = build_definitions([suite], resources)
+    job = definitions.resolve_job_def(eval_job_name(suite))
     register_declared_models(instance, suite)
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if limit is not None:
@@ -71,9 +79,14 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
     runs = []
     for name in names:
         result = job.execute_in_process(instance=instance, partition_key=name, run_config=run_config,
-                                        raise_on_error=False, tags=process_tags())
+                                        raise_on_error=False, tags=run_tags)
         runs.append(_collect(suite, name, result, io_manager))
-    return SuiteRun(suite.suite, runs)
+    comparison = None
+    if suite.baseline is not None and any(r.success for r in runs if r.model == suite.baseline):
+        result = definitions.resolve_job_def(compare_job_name(suite)).execute_in_process(
+            instance=instance, run_config={"loggers": run_config["loggers"]}, raise_on_error=False, tags=run_tags)
+        comparison = _collect_comparison(suite, result, io_manager)
+    return SuiteRun(suite.suite, runs, comparison)
 
 
 def plan_suite(suite: Suite, *, models: list[str] | None = None, limit: int | None = None) -> list[GenerationPlan]:
@@ -108,8 +121,7 @@ def _node(suite: Suite, stage: str) -> str:
 
 def _collect(suite: Suite, model: str, result: dg.ExecuteInProcessResult, io_manager: ParquetIOManager) -> ModelRun:
     outputs = {"samples": io_manager.path_for([suite.suite, "samples"])}
-    outputs |= {stage: io_manager.path_for([suite.suite, stage], model)
-                for stage in ("generations", "scores", "metrics")}
+    outputs |= {stage: io_manager.path_for([suite.suite, stage], model) for stage in model_stages(suite)[1:]}
     run = ModelRun(model=model, dagster_run_id=result.run_id, success=result.success, outputs=outputs)
     if not result.success:
         run.error = _failure_message(result)
@@ -117,6 +129,19 @@ def _collect(suite: Suite, model: str, result: dg.ExecuteInProcessResult, io_man
     run.generation = _metadata(result, _node(suite, "generations"))
     run.mlflow_run_id = _metadata(result, _node(suite, "metrics")).get("mlflow_run_id") or None
     run.metrics = pd.read_parquet(outputs["metrics"])
+    return run
+
+
+def _collect_comparison(suite: Suite, result: dg.ExecuteInProcessResult, io_manager: ParquetIOManager) -> ModelRun:
+    outputs = {stage: io_manager.path_for([suite.suite, stage]) for stage in suite_comparison_stages(suite)}
+    run = ModelRun(model=f"{suite.suite}/comparison", dagster_run_id=result.run_id, success=result.success,
+                   outputs=outputs)
+    if not result.success:
+        run.error = _failure_message(result)
+        return run
+    node = _node(suite, "comparison")
+    run.mlflow_run_id = _metadata(result, node).get("mlflow_run_id") or None
+    run.metrics = pd.read_parquet(outputs["comparison"])
     return run
 
 

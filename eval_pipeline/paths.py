@@ -33,6 +33,11 @@ def generation_cache_path() -> Path:
     return cache_dir() / "generations.sqlite"
 
 
+def judge_cache_path() -> Path:
+    """Judge replies, apart from generations: changing the judge re-runs judging only."""
+    return cache_dir() / "judgments.sqlite"
+
+
 def mlflow_dir() -> Path:
     return _sub("mlflow")
 
@@ -48,6 +53,11 @@ def model_cache_dir() -> Path:
 def suites_dir() -> Path:
     """Folder of suite YAML files; ``$EVAL_PIPELINE_SUITES`` overrides ``./evals``."""
     return Path(os.environ.get(SUITES_DIR_ENV) or "evals").expanduser().resolve()
+
+
+def sdk_suites_dir() -> Path:
+    """Suites written by the Python SDK's evaluators; the code location loads them beside ``suites_dir()``."""
+    return _sub("sdk_suites")
 
 
 def default_mlflow_uri() -> str:

@@ -10,6 +10,7 @@ from eval_pipeline.automation import (
     declared_models_sensor,
     new_checkpoint_sensor,
     nightly_schedule,
+    suite_compare_job,
     suite_eval_job,
 )
 from eval_pipeline.resources import GenerationCacheResource, MlflowTrackingResource, ParquetIOManager
@@ -22,17 +23,20 @@ def default_resources() -> dict[str, object]:
     return {
         "io_manager": ParquetIOManager(base_path=str(paths.outputs_dir())),
         "generation_cache": GenerationCacheResource(path=str(paths.generation_cache_path())),
+        "judge_cache": GenerationCacheResource(path=str(paths.judge_cache_path())),
         "mlflow": MlflowTrackingResource(tracking_uri=default_tracking_uri()),
     }
 
 
 def suite_definitions(suite: Suite) -> dg.Definitions:
     job = suite_eval_job(suite)
+    compare = suite_compare_job(suite)
     sensors = [declared_models_sensor(suite)]
     if suite.watch is not None:
         sensors.append(new_checkpoint_sensor(suite, job))
     schedules = [nightly_schedule(suite, job)] if suite.schedule else []
-    return dg.Definitions(assets=build_suite_assets(suite), jobs=[job], sensors=sensors, schedules=schedules)
+    return dg.Definitions(assets=build_suite_assets(suite), jobs=[job] + ([compare] if compare else []),
+                          sensors=sensors, schedules=schedules)
 
 
 def build_definitions(suites: list[Suite], resources: dict[str, object] | None = None) -> dg.Definitions:

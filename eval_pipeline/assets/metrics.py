@@ -6,6 +6,9 @@ import pandas as pd
 from eval_pipeline.assets.metadata import metrics_summary, preview
 from eval_pipeline.assets.samples import dataset_digest
 from eval_pipeline.inference.runner import generation_usage
+from eval_pipeline.judging.quality import judge_agreement
+from eval_pipeline.judging.run import judgment_scores
+from eval_pipeline.judging.setup import judge_record, suite_judge_metrics
 from eval_pipeline.metrics.aggregate import aggregate_scores
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.scoring.items import item_table
@@ -15,28 +18,39 @@ from eval_pipeline.tracking import EvaluationRecord
 ERROR_RATE_CHECK = "error_rate"
 
 
+def metric_inputs(suite: Suite) -> tuple[str, ...]:
+    return ("samples", "generations", "scores", "judgments") if suite.judge else ("samples", "generations", "scores")
+
+
 def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     key = dg.AssetKey([suite.suite, "metrics"])
 
     @dg.asset(key=key, group_name=suite.suite, partitions_def=partitions, kinds={"parquet", "mlflow"},
-              ins={"samples": dg.AssetIn(key=[suite.suite, "samples"]),
-                   "generations": dg.AssetIn(key=[suite.suite, "generations"]),
-                   "scores": dg.AssetIn(key=[suite.suite, "scores"])},
+              ins={stage: dg.AssetIn(key=[suite.suite, stage]) for stage in metric_inputs(suite)},
               check_specs=[dg.AssetCheckSpec(ERROR_RATE_CHECK, asset=key,
                                              description=f"Share of failed scores ≤ {suite.max_error_rate}")],
               description="Per metric (and breakdown value): mean, stderr, 95% CI, n, errors; logged to MLflow.")
-    def metrics(context: dg.AssetExecutionContext, samples: pd.DataFrame, generations: pd.DataFrame,
-                scores: pd.DataFrame, mlflow: MlflowTrackingResource):
+    def metrics(context: dg.AssetExecutionContext, mlflow: MlflowTrackingResource, **tables: pd.DataFrame):
         model = suite.model(context.partition_key)
+        samples, generations, scores = tables["samples"], tables["generations"], tables["scores"]
+        judgments = tables.get("judgments")
+        if judgments is not None:
+            scores = pd.concat([scores, judgment_scores(judgments)], ignore_index=True)
         table = aggregate_scores(suite.suite, samples, scores, suite.breakdown_keys)
+        params: dict[str, object] = {
+            "model": model.model_dump(exclude_none=True), "generation": suite.generation.model_dump(),
+            "scorers": [s.name for s in suite.scorers], "dataset": suite.dataset.model_dump()}
+        if judgments is not None and suite.judge is not None:
+            judge_metrics = suite_judge_metrics(suite)
+            table = pd.concat([table, judge_agreement(suite.suite, model.name, samples, judgments, judge_metrics,
+                                                      suite.judge.human_labels)], ignore_index=True)
+            params["judge"] = judge_record(suite.judge, judge_metrics)
         run_id = mlflow.log(EvaluationRecord(
-            suite=suite.suite, model=model.name,
-            params={"model": model.model_dump(exclude_none=True), "generation": suite.generation.model_dump(),
-                    "scorers": [s.name for s in suite.scorers], "dataset": suite.dataset.model_dump()},
+            suite=suite.suite, model=model.name, params=params,
             dataset_uri=suite.resolve_uri(suite.dataset.uri), dataset_digest=dataset_digest(samples),
-            samples=samples, items=item_table(samples, generations, scores), metrics=table,
+            samples=samples, items=item_table(samples, generations, scores, judgments), metrics=table,
             tags={"dagster.run_id": context.run.run_id, "dagster.partition": model.name},
-            usage=generation_usage(generations)))
+            usage=generation_usage(generations)), experiment_name=suite.mlflow_experiment)
         error_rate = float(scores["error"].notna().mean()) if len(scores) else 0.0
         yield dg.Output(table, metadata={
             "summary": dg.MetadataValue.md(metrics_summary(table)),

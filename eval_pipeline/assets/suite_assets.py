@@ -2,7 +2,9 @@
 
 import dagster as dg
 
+from eval_pipeline.assets.comparison import build_comparison_asset, comparison_stages
 from eval_pipeline.assets.generations import build_generations_asset
+from eval_pipeline.assets.judgments import build_judgments_asset
 from eval_pipeline.assets.metrics import build_metrics_asset
 from eval_pipeline.assets.partitions import model_partitions
 from eval_pipeline.assets.samples import build_samples_asset
@@ -10,13 +12,29 @@ from eval_pipeline.assets.scores import build_scores_asset
 from eval_pipeline.suites.spec import Suite
 
 STAGES = ("samples", "generations", "scores", "metrics")
+"""The stages every suite has; a judge adds ``judgments``, a baseline adds ``comparison`` (and ``pairwise``)."""
+
+
+def model_stages(suite: Suite) -> tuple[str, ...]:
+    """The stages of one model partition, in order."""
+    return ("samples", "generations", "scores", *(("judgments",) if suite.judge else ()), "metrics")
+
+
+def suite_comparison_stages(suite: Suite) -> tuple[str, ...]:
+    """The unpartitioned stages that compare models (none without a baseline)."""
+    return comparison_stages(suite) if suite.baseline else ()
 
 
 def build_suite_assets(suite: Suite) -> list[dg.AssetsDefinition]:
     partitions = model_partitions(suite)
-    return [
+    assets = [
         build_samples_asset(suite),
         build_generations_asset(suite, partitions),
         build_scores_asset(suite, partitions),
         build_metrics_asset(suite, partitions),
     ]
+    if suite.judge is not None:
+        assets.append(build_judgments_asset(suite, partitions))
+    if suite.baseline is not None:
+        assets.append(build_comparison_asset(suite))
+    return assets

@@ -1,8 +1,8 @@
 """Dagster automation: jobs, sensors and schedules per suite."""
 
-from eval_pipeline.automation.jobs import eval_job_name, suite_eval_job
+from eval_pipeline.automation.jobs import compare_job_name, eval_job_name, suite_compare_job, suite_eval_job
 from eval_pipeline.automation.schedules import nightly_schedule
 from eval_pipeline.automation.sensors import declared_models_sensor, new_checkpoint_sensor
 
-__all__ = ["declared_models_sensor", "eval_job_name", "new_checkpoint_sensor", "nightly_schedule",
-           "suite_eval_job"]
+__all__ = ["compare_job_name", "declared_models_sensor", "eval_job_name", "new_checkpoint_sensor",
+           "nightly_schedule", "suite_compare_job", "suite_eval_job"]

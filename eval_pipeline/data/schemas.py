@@ -45,6 +45,54 @@ SCORES = pa.schema([
     ("error", pa.string()),
 ])
 
+JUDGMENTS = pa.schema([
+    ("sample_id", pa.string()),
+    ("model", pa.string()),
+    ("sample_index", pa.int64()),
+    ("metric", pa.string()),
+    ("score", pa.float64()),           # normalized to 0–1
+    ("label", pa.string()),            # the rating's definition, as the judge gave it
+    ("explanation", pa.string()),
+    ("judge_model", pa.string()),
+    ("judge_request_hash", pa.string()),
+    ("tokens_in", pa.int64()),
+    ("tokens_out", pa.int64()),
+    ("cost_usd", pa.float64()),
+    ("cached", pa.bool_()),
+    ("error", pa.string()),
+])
+
+PAIRWISE = pa.schema([
+    ("sample_id", pa.string()),
+    ("model", pa.string()),
+    ("baseline", pa.string()),
+    ("sample_index", pa.int64()),
+    ("model_first", pa.string()),      # the judge's pick (A | B | tie) with the model's answer shown as A
+    ("baseline_first", pa.string()),   # ... with the baseline's answer shown as A
+    ("winner", pa.string()),           # model | baseline | tie (order-inconsistent verdicts are ties)
+    ("consistent", pa.bool_()),
+    ("judge_model", pa.string()),
+    ("judge_request_hashes", pa.string()),
+    ("error", pa.string()),
+])
+
+COMPARISON = pa.schema([
+    ("suite", pa.string()),
+    ("metric", pa.string()),
+    ("model", pa.string()),
+    ("baseline", pa.string()),
+    ("n", pa.int64()),
+    ("model_value", pa.float64()),
+    ("baseline_value", pa.float64()),
+    ("diff", pa.float64()),
+    ("ci_low", pa.float64()),
+    ("ci_high", pa.float64()),
+    ("p_value", pa.float64()),
+    ("test", pa.string()),             # mcnemar | paired_bootstrap | pairwise
+    ("b", pa.int64()),
+    ("c", pa.int64()),
+])
+
 METRICS = pa.schema([
     ("suite", pa.string()),
     ("model", pa.string()),
@@ -64,7 +112,10 @@ BY_STAGE: dict[str, pa.Schema] = {
     "samples": SAMPLES,
     "generations": GENERATIONS,
     "scores": SCORES,
+    "judgments": JUDGMENTS,
     "metrics": METRICS,
+    "comparison": COMPARISON,
+    "pairwise": PAIRWISE,
 }
 
 

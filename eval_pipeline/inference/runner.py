@@ -47,19 +47,31 @@ def build_requests(samples: pd.DataFrame, num_samples: int, system_prompt: str |
     ]
 
 
-def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params: GenerationParams, *,
-                    num_samples: int = 1, system_prompt: str | None = None, cache: RequestCache | None = None,
-                    on_progress: Callable[[int, int], None] | None = None,
-                    ) -> tuple[pd.DataFrame, GenerationStats]:
-    """Generate every missing completion; ``on_progress(done, total)`` reports requests finished."""
-    requests = build_requests(samples, num_samples, system_prompt)
+@dataclass
+class Completed:
+    """What ``complete_requests`` returns: every request's key and completion, and which came from the cache."""
+
+    keys: list[str]
+    results: dict[str, Completion]
+    cached: set[str]
+    sent: int
+
+    def completion(self, index: int) -> Completion:
+        return self.results[self.keys[index]]
+
+
+def complete_requests(requests: list[GenerationRequest], sampler: Sampler, params: GenerationParams, *,
+                      cache: RequestCache | None = None,
+                      on_progress: Callable[[int, int], None] | None = None) -> Completed:
+    """A completion for every request: from the cache when there, else from the sampler (each saved as it comes,
+    so a killed run loses at most one chunk). Identical requests are sent once. Failures are never cached."""
     identity = sampler.identity()
     keys = [request_hash(identity, params, r) for r in requests]
     use_cache = cache is not None and getattr(sampler, "cacheable", True)
     found = cache.get_many(keys) if use_cache and cache is not None else {}
     results: dict[str, Completion] = dict(found)
     missing = list({k: r for k, r in zip(keys, requests, strict=True) if k not in found}.items())
-    total, done = len(requests), len(found)
+    total, done = len(requests), len([k for k in keys if k in found])
     if on_progress:
         on_progress(done, total)
 
@@ -67,7 +79,7 @@ def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params:
         nonlocal done
         done += count
         if on_progress:
-            on_progress(done, total)
+            on_progress(min(done, total), total)
 
     store_to = cache if use_cache else None
     stream = getattr(sampler, "stream", None)
@@ -81,13 +93,22 @@ def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params:
             chunk = missing[start:start + size]
             completions = sampler.generate([r for _, r in chunk], params, advance)
             _store(list(zip([k for k, _ in chunk], completions, strict=True)), results, store_to)
+    return Completed(keys=keys, results=results, cached=set(found), sent=len(missing))
 
+
+def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params: GenerationParams, *,
+                    num_samples: int = 1, system_prompt: str | None = None, cache: RequestCache | None = None,
+                    on_progress: Callable[[int, int], None] | None = None,
+                    ) -> tuple[pd.DataFrame, GenerationStats]:
+    """Generate every missing completion; ``on_progress(done, total)`` reports requests finished."""
+    requests = build_requests(samples, num_samples, system_prompt)
+    done = complete_requests(requests, sampler, params, cache=cache, on_progress=on_progress)
     row_hashes = dict(zip(samples["sample_id"], samples["row_hash"], strict=True))
-    rows = [_row(request, key, results[key], model, row_hashes[request.sample_id], key in found)
-            for key, request in zip(keys, requests, strict=True)]
+    rows = [_row(request, key, done.results[key], model, row_hashes[request.sample_id], key in done.cached)
+            for key, request in zip(done.keys, requests, strict=True)]
     frame = pd.DataFrame(rows, columns=GENERATIONS.names)
     stats = GenerationStats(
-        requests=total, cached=len([k for k in keys if k in found]), generated=len(missing),
+        requests=len(requests), cached=len([k for k in done.keys if k in done.cached]), generated=done.sent,
         errors=int(frame["error"].notna().sum()),
         tokens_in=int(frame["tokens_in"].fillna(0).sum()), tokens_out=int(frame["tokens_out"].fillna(0).sum()),
         cost_usd=_spent(frame))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import pandas as pd
 
 from eval_pipeline.tracking import EvaluationRecord, log_evaluation
 
@@ -14,7 +15,17 @@ class MlflowTrackingResource(dg.ConfigurableResource):
     artifact_location: str | None = None
     enabled: bool = True
 
-    def log(self, record: EvaluationRecord) -> str | None:
+    def log(self, record: EvaluationRecord, experiment_name: str | None = None) -> str | None:
         if not self.enabled:
             return None
-        return log_evaluation(record, tracking_uri=self.tracking_uri, artifact_location=self.artifact_location)
+        return log_evaluation(record, tracking_uri=self.tracking_uri, experiment_name=experiment_name,
+                              artifact_location=self.artifact_location)
+
+    def log_comparison(self, suite: str, comparison: pd.DataFrame, pairwise: pd.DataFrame | None, *,
+                       experiment_name: str | None = None, tags: dict[str, str] | None = None) -> str | None:
+        if not self.enabled:
+            return None
+        from eval_pipeline.tracking.comparison_log import log_comparison
+
+        return log_comparison(suite, comparison, pairwise, tracking_uri=self.tracking_uri,
+                              experiment_name=experiment_name, artifact_location=self.artifact_location, tags=tags)

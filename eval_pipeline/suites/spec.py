@@ -124,6 +124,32 @@ class ScorerSpec(_Strict):
         return self.type or self.name
 
 
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+
+
+class JudgeSpec(_Strict):
+    """LLM-as-judge: which model judges, and on which metrics. The judge runs at temperature 0 with a pinned seed.
+
+    ``custom_metrics`` is the ``customMetricDefinition`` list as JSON text, a path to a JSON file, or YAML data.
+    ``human_labels`` maps a metric to the dataset field holding a human's rating of it (for judge agreement)."""
+
+    model: ModelSpec = ModelSpec(name="judge", backend="local", model=EMBEDDED_MODEL)
+    builtin_metrics: list[str] = Field(default_factory=list)
+    custom_metrics: str | list[Any] | dict[str, Any] | None = None
+    max_tokens: int = Field(default=256, ge=1)
+    seed: int = 0
+    pairwise: bool = False
+    """Also judge each model against the suite's baseline, both answers shown in both orders."""
+    human_labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _judge_name(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": "judge", **value}
+        return value
+
+
 class WatchSpec(_Strict):
     """A folder where new model checkpoints (one directory each) are registered as partitions and evaluated."""
 
@@ -138,6 +164,11 @@ class Suite(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     generation: GenerationSpec = GenerationSpec()
     scorers: list[ScorerSpec] = Field(default_factory=lambda: [ScorerSpec(name="exact_match")])
+    judge: JudgeSpec | None = None
+    baseline: str | None = None
+    """A model every other model is compared with, item by item (paired differences, McNemar, pairwise judging)."""
+    mlflow_experiment: str | None = None
+    """Default ``eval/<suite>``; every model's run (and the comparison's) lands in it."""
     breakdown_keys: list[str] = Field(default_factory=list)
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     watch: WatchSpec | None = None
@@ -159,6 +190,11 @@ class Suite(_Strict):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{label}: duplicate names {duplicates}")
+        if self.baseline is not None and self.baseline not in [m.name for m in self.models]:
+            raise ValueError(f"baseline {self.baseline!r} is not one of the suite's models "
+                             f"({', '.join(m.name for m in self.models)})")
+        if self.judge is not None and self.judge.pairwise and self.baseline is None:
+            raise ValueError("judge.pairwise needs a 'baseline' model to compare against")
         return self
 
     def model(self, name: str) -> ModelSpec:

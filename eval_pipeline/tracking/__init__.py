@@ -1,8 +1,10 @@
-"""MLflow tracking: one run per suite × model with params, metrics, the dataset input, tables and plots.
+"""MLflow tracking: one run per suite × model with params, metrics, the dataset input, tables and plots, and one
+comparison run per suite (model vs baseline differences, a forest plot).
 
-The plot (``eval_pipeline.tracking.plots``) is imported only when drawn: matplotlib is slow to import.
+The plots (``eval_pipeline.tracking.plots``) are imported only when drawn: matplotlib is slow to import.
 """
 
+from eval_pipeline.tracking.comparison_log import log_comparison
 from eval_pipeline.tracking.mlflow_log import (
     DAGSTER_RUN_ID_TAG,
     EvaluationRecord,
@@ -10,6 +12,7 @@ from eval_pipeline.tracking.mlflow_log import (
     flatten_params,
     log_evaluation,
     metric_values,
+    open_experiment,
     sanitize_name,
 )
 
@@ -18,7 +21,9 @@ __all__ = [
     "EvaluationRecord",
     "default_tracking_uri",
     "flatten_params",
+    "log_comparison",
     "log_evaluation",
     "metric_values",
+    "open_experiment",
     "sanitize_name",
 ]

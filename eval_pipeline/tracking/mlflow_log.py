@@ -93,14 +93,11 @@ def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_na
     SQLite store without one, artifacts go to an ``artifacts`` folder beside the database file.
     """
     _check_extra_artifacts(record.extra_artifacts)
-    mlflow = _mlflow()
+    _mlflow()
     from mlflow.entities import RunStatus
 
-    name = experiment_name or f"eval/{record.suite}"
-    location = artifact_location or _sqlite_artifact_location(tracking_uri)
-    with _sqlite_store_lock(tracking_uri):  # a fresh store is migrated on first use: one process at a time
-        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-        experiment_id = _ensure_experiment(client, name, location)
+    name = experiment_name or default_experiment_name(record.suite)
+    client, experiment_id = open_experiment(tracking_uri, name, artifact_location)
     run = client.create_run(experiment_id, run_name=f"{record.suite}/{record.model}",
                             tags=_run_tags(record))
     run_id = run.info.run_id
@@ -120,6 +117,22 @@ def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_na
     logger.info("logged %s/%s to MLflow run %s (experiment %r at %s)", record.suite, record.model, run_id,
                 name, tracking_uri)
     return run_id
+
+
+def default_experiment_name(suite: str) -> str:
+    """The experiment a suite's runs go to when none is named: ``eval/<suite>``."""
+    return f"eval/{suite}"
+
+
+def open_experiment(tracking_uri: str, name: str, artifact_location: str | None = None) -> tuple[MlflowClient, str]:
+    """A client bound to ``tracking_uri`` and the id of experiment ``name``, created (under the store lock)
+    when missing; without ``artifact_location`` a SQLite store keeps artifacts in ``artifacts`` beside it."""
+    mlflow = _mlflow()
+    location = artifact_location or _sqlite_artifact_location(tracking_uri)
+    with _sqlite_store_lock(tracking_uri):  # a fresh store is migrated on first use: one process at a time
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        experiment_id = _ensure_experiment(client, name, location)
+    return client, experiment_id
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

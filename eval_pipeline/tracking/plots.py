@@ -1,4 +1,5 @@
-"""Plots of the ``metrics`` table, drawn on the Agg backend without touching pyplot's global state."""
+"""Plots of the ``metrics`` and ``comparison`` tables, drawn on the Agg backend without touching pyplot's global
+state."""
 
 from __future__ import annotations
 
@@ -102,3 +103,77 @@ def _note_figure(note: str) -> Figure:
     FigureCanvasAgg(fig)
     fig.text(0.5, 0.5, note, ha="center", va="center", fontsize=12)
     return fig
+
+
+MAX_ROWS_PER_COMPARISON_PANEL = 60
+_BETTER_COLOR = "#2ca02c"
+_WORSE_COLOR = "#d62728"
+_UNCLEAR_COLOR = "#555555"
+
+
+def comparison_figure(comparison: pd.DataFrame) -> Figure:
+    """A forest plot of a COMPARISON table: one panel per model, one row per metric (and baseline) with the
+    difference as a point, its CI as a horizontal line, a vertical line at 0, and p-value, n and test annotated
+    at the right. Points whose CI excludes 0 are green (better) or red (worse). An empty table gives a note."""
+    if comparison is None or comparison.empty or "metric" not in comparison.columns:
+        return _note_figure("no comparisons to plot")
+    frame = comparison.reset_index(drop=True)
+    models = _column(frame, "model").astype(object).where(_column(frame, "model").notna(), "?").astype(str)
+    names = list(dict.fromkeys(models))
+    panels = [(name, frame[models == name].head(MAX_ROWS_PER_COMPARISON_PANEL), int((models == name).sum()))
+              for name in names]
+    heights = [max(len(rows), 1) + 1.2 for _, rows, _ in panels]
+    fig = Figure(figsize=(9.0, min(max(0.3 * sum(heights) + 0.6, 2.5), 120.0)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, (name, rows, total) in zip(axes, panels, strict=True):
+        _draw_forest_panel(ax, name, rows, total)
+    return fig
+
+
+def _draw_forest_panel(ax, model: str, rows: pd.DataFrame, total: int) -> None:
+    """Points, CI lines and annotations of one model's comparisons on ``ax``."""
+    baselines = list(dict.fromkeys(str(b) for b in _column(rows, "baseline") if not pd.isna(b)))
+    title = f"{model} vs {baselines[0]}" if len(baselines) == 1 else model
+    if total > len(rows):
+        title += f" (first {len(rows)} rows; {total - len(rows)} more not shown)"
+    ax.set_title(title, fontsize=10, loc="left")
+    diff = _floats(_column(rows, "diff"))
+    low, high = _floats(_column(rows, "ci_low")), _floats(_column(rows, "ci_high"))
+    positions = np.arange(len(rows))
+    labels = [str(metric) if len(baselines) <= 1 else f"{metric} vs {baseline}"
+              for metric, baseline in zip(_column(rows, "metric"), _column(rows, "baseline"), strict=True)]
+    colors = [_BETTER_COLOR if lo > 0 else _WORSE_COLOR if hi < 0 else _UNCLEAR_COLOR
+              for lo, hi in zip(low, high, strict=True)]
+    has_ci = ~np.isnan(low) & ~np.isnan(high)
+    ax.hlines(positions[has_ci], low[has_ci], high[has_ci], colors=np.array(colors, dtype=object)[has_ci],
+              linewidth=1.6)
+    for side in (low, high):
+        shown = ~np.isnan(side)
+        ax.plot(side[shown], positions[shown], linestyle="none", marker="|", markersize=6,
+                color=_UNCLEAR_COLOR)
+    shown = ~np.isnan(diff)
+    ax.scatter(diff[shown], positions[shown], c=np.array(colors, dtype=object)[shown], s=28, zorder=3)
+    ax.axvline(0.0, color="#888888", linewidth=0.8, linestyle="--")
+    ax.set_yticks(positions, labels=labels, fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    extent = np.concatenate([diff, low, high, [0.0]])
+    extent = extent[~np.isnan(extent)]
+    left, right = float(extent.min()), float(extent.max())
+    span = (right - left) or 1.0
+    ax.set_xlim(left - 0.05 * span, right + 0.05 * span)
+    annotate = ax.get_yaxis_transform()  # x in axes fraction, y in data
+    p_values, counts = _floats(_column(rows, "p_value")), _floats(_column(rows, "n"))
+    for position, value, p_value, n, test in zip(positions, diff, p_values, counts, _column(rows, "test"),
+                                                 strict=True):
+        parts = ["diff n/a" if math.isnan(value) else f"{value:+.3g}"]
+        parts.append("p n/a" if math.isnan(p_value) else f"p={p_value:.2g}")
+        if not math.isnan(n):
+            parts.append(f"n={int(n)}")
+        if not pd.isna(test):
+            parts.append(str(test))
+        ax.text(1.01, position, "  ".join(parts), transform=annotate, va="center", ha="left", fontsize=7,
+                clip_on=False)
+    ax.set_xlabel("difference (model − baseline)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", alpha=0.3)

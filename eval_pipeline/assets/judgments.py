@@ -1,0 +1,53 @@
+"""The ``[suite, judgments]`` asset: the LLM judge rates each generation on each judge metric."""
+
+import dagster as dg
+import pandas as pd
+
+from eval_pipeline.assets.metadata import markdown_table, preview
+from eval_pipeline.inference.backends import build_sampler
+from eval_pipeline.judging.run import run_judgments
+from eval_pipeline.judging.setup import judge_label, judge_params, suite_judge_metrics
+from eval_pipeline.progress import Progress
+from eval_pipeline.resources.generation_cache import GenerationCacheResource
+from eval_pipeline.suites.spec import Suite
+
+
+def judge_pool(suite: Suite) -> str:
+    """Judge requests share a pool per judge backend (``judge-bedrock``), apart from the models' inference."""
+    assert suite.judge is not None
+    return f"judge-{suite.judge.model.backend}"
+
+
+def build_judgments_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    assert suite.judge is not None
+    judge, params = suite.judge, judge_params(suite.judge)
+
+    @dg.asset(key=[suite.suite, "judgments"], group_name=suite.suite, partitions_def=partitions,
+              pool=judge_pool(suite), kinds={"parquet"},
+              ins={"samples": dg.AssetIn(key=[suite.suite, "samples"]),
+                   "generations": dg.AssetIn(key=[suite.suite, "generations"])},
+              description="One row per generation × judge metric: 0–1 score, the rating, the judge's explanation.")
+    def judgments(context: dg.AssetExecutionContext, samples: pd.DataFrame, generations: pd.DataFrame,
+                  judge_cache: GenerationCacheResource) -> dg.Output[pd.DataFrame]:
+        metrics = suite_judge_metrics(suite)
+        sampler = build_sampler(suite, judge.model, samples)
+        cache = judge_cache.open()
+        progress = Progress(f"{suite.suite}/{context.partition_key} judging", context.log.info)
+        try:
+            frame, stats = run_judgments(samples, generations, metrics, sampler, params,
+                                         judge_model=judge_label(judge), cache=cache, on_progress=progress)
+        finally:
+            progress.close()
+            if cache is not None:
+                cache.close()
+        context.log.info(f"judging {context.partition_key}: {stats.summary()}")
+        means = frame.groupby("metric", sort=False).agg(mean=("score", "mean"), errors=("error", "count"))
+        return dg.Output(frame, metadata={
+            "judge": judge_label(judge), "judge_seed": judge.seed, "judge_temperature": 0.0,
+            "requests": stats.requests, "cached": stats.cached, "sent": stats.sent, "errors": stats.errors,
+            "cost_usd": float(frame["cost_usd"].fillna(0).sum()),
+            "means": dg.MetadataValue.md(markdown_table(means.reset_index())),
+            "preview": preview(frame, ["sample_id", "sample_index", "metric", "score", "label", "error"]),
+        })
+
+    return judgments

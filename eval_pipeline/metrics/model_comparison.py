@@ -1,0 +1,52 @@
+"""A suite's models against its baseline: paired differences per metric, and the pairwise judge's verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from eval_pipeline.data.schemas import COMPARISON
+from eval_pipeline.metrics.comparison import compare_models
+from eval_pipeline.metrics.paired import mcnemar_test, paired_bootstrap
+
+PREFERENCE = "pairwise_preference"
+POSITION_CONSISTENCY = "pairwise_position_consistency"
+
+
+def item_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """model, metric, sample_id, score: each item's mean over its scored samples (errors left out)."""
+    ok = scores[scores["error"].isna()]
+    per_item = ok.groupby(["model", "scorer", "sample_id"], sort=False)["score"].mean().reset_index()
+    return per_item.rename(columns={"scorer": "metric"})
+
+
+def pairwise_rows(suite: str, pairwise: pd.DataFrame, *, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per model: the preference (win rate − loss rate, with a paired-bootstrap CI and the exact sign test over
+    decisive items, McNemar's b = wins and c = losses) and the judge's position-consistency rate."""
+    rows = []
+    for (model, baseline), frame in pairwise[pairwise["error"].isna()].groupby(["model", "baseline"], sort=True):
+        wins = (frame["winner"] == "model").to_numpy(dtype=float)
+        losses = (frame["winner"] == "baseline").to_numpy(dtype=float)
+        boot = paired_bootstrap(wins, losses, n_resamples=n_resamples, seed=seed)
+        sign = mcnemar_test(wins, losses)
+        base = {"suite": suite, "model": model, "baseline": baseline, "n": len(frame)}
+        rows.append({**base, "metric": PREFERENCE, "model_value": float(wins.mean()),
+                     "baseline_value": float(losses.mean()), "diff": boot.mean_diff, "ci_low": boot.ci_low,
+                     "ci_high": boot.ci_high, "p_value": sign.p_value, "test": "sign_test", "b": sign.b,
+                     "c": sign.c})
+        consistent = frame["consistent"].astype(bool).to_numpy()
+        rows.append({**base, "metric": POSITION_CONSISTENCY, "model_value": float(consistent.mean()),
+                     "baseline_value": math.nan, "diff": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                     "p_value": math.nan, "test": "position_consistency", "b": None, "c": None})
+    return pd.DataFrame(rows, columns=COMPARISON.names)
+
+
+def compare_suite(suite: str, baseline: str, scores: pd.DataFrame, pairwise: pd.DataFrame | None = None, *,
+                  n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """The COMPARISON table: every scorer and judge metric of every model against ``baseline``."""
+    frames = [compare_models(item_scores(scores), baseline, suite=suite, n_resamples=n_resamples, seed=seed)]
+    if pairwise is not None and not pairwise.empty:
+        frames.append(pairwise_rows(suite, pairwise, n_resamples=n_resamples, seed=seed))
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COMPARISON.names)
