@@ -110,7 +110,11 @@ def _result_json(result: Any) -> dict[str, Any]:
         "outputs": {m.model: {**m.outputs, "dagster_run_id": m.dagster_run_id, "mlflow_run_id": m.mlflow_run_id}
                     for m in result.models},
         "generation": {m.model: m.generation for m in result.models},
-        "errors": {m.model: m.error for m in result.models if m.error},
+        "errors": {m.model: m.error for m in result.models if m.error}
+        | ({"comparison": result.comparison.error} if result.comparison and result.comparison.error else {}),
+        "comparison": [] if result.comparison is None else [
+            {key: (_number(value) if isinstance(value, float) else value) for key, value in row.items()}
+            for row in result.comparison.metrics.to_dict("records")],
     }
 
 
@@ -136,6 +140,27 @@ def _print_result(result: Any) -> None:
         print(f"outputs: {Path(model.outputs['metrics']).parent.parent}")
         if model.mlflow_run_id:
             print(f"MLflow run: {model.mlflow_run_id}")
+    if result.comparison is not None:
+        _print_comparison(result.suite, result.comparison)
+
+
+def _print_comparison(suite: str, comparison: Any) -> None:
+    if not comparison.success:
+        print(f"{suite} / comparison: FAILED: {comparison.error}", file=sys.stderr)
+        return
+    print(f"\n{suite}: each model against the baseline, paired by item  (Dagster run "
+          f"{comparison.dagster_run_id[:8]})")
+    rows = []
+    for row in comparison.metrics.itertuples(index=False):
+        ci = "" if _missing(row.ci_low) else f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+        rows.append({"model": str(row.model), "vs": str(row.baseline), "metric": str(row.metric),
+                     "value": "" if _missing(row.model_value) else f"{row.model_value:.3f}",
+                     "baseline": "" if _missing(row.baseline_value) else f"{row.baseline_value:.3f}",
+                     "diff": "" if _missing(row.diff) else f"{row.diff:+.3f}", "95% CI": ci, "n": str(row.n),
+                     "test": str(row.test), "p": "" if _missing(row.p_value) else f"{row.p_value:.3g}"})
+    print(_plain_table(rows))
+    if comparison.mlflow_run_id:
+        print(f"MLflow run: {comparison.mlflow_run_id}")
 
 
 def _metric_cells(row: Any) -> dict[str, str]:

@@ -55,6 +55,7 @@ def temporary_resources(folder: Path) -> dict[str, object]:
     return {
         "io_manager": ParquetIOManager(base_path=str(folder / "outputs")),
         "generation_cache": GenerationCacheResource(path=str(folder / "generations.sqlite")),
+        "judge_cache": GenerationCacheResource(path=str(folder / "judgments.sqlite")),
         "mlflow": MlflowTrackingResource(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", enabled=False),
     }
 
@@ -255,6 +256,9 @@ def test_the_repository_suites_load_as_definitions(tmp_path: Path) -> None:
     dg.Definitions.validate_loadable(defs)
     for suite in suites:
         assert defs.resolve_job_def(f"{suite.suite}_eval") is not None
+        if suite.baseline is not None:
+            compare = defs.resolve_job_def(f"{suite.suite}_compare")
+            assert compare.partitions_def is None  # it reads every model partition
         assert defs.resolve_sensor_def(f"{suite.suite}_declared_models") is not None
         if suite.watch is not None:
             assert defs.resolve_sensor_def(f"{suite.suite}_new_checkpoints").job_name == f"{suite.suite}_eval"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -39,6 +40,28 @@ def read_table(path: str) -> pd.DataFrame | None:
         return None
     with target.open("rb") as handle:
         return pq.read_table(handle).to_pandas()
+
+
+def snapshot_tables(record: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Copy the execution's tables (they are the suite's, and a later execution of the suite overwrites them) to
+    ``folder``; returns ``{"outputs": {model: {stage: path}}, "comparison_outputs": {stage: path}}`` of the copies."""
+    from upath import UPath
+
+    def copy(source: str, target: Path) -> str | None:
+        origin = UPath(source)
+        if not origin.exists():
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with origin.open("rb") as handle:
+            target.write_bytes(handle.read())
+        return str(target)
+
+    outputs = {model: {stage: copied for stage, path in stages.items()
+                       if (copied := copy(path, folder / model / f"{stage}.parquet"))}
+               for model, stages in record["outputs"].items()}
+    comparison = {stage: copied for stage, path in (record.get("comparison_outputs") or {}).items()
+                  if (copied := copy(path, folder / f"{stage}.parquet"))}
+    return {"outputs": outputs, "comparison_outputs": comparison}
 
 
 def write_bedrock_outputs(record: dict[str, Any], models: list[str]) -> dict[str, str]:

@@ -35,6 +35,11 @@ def record_path(execution_id: str, folder: Path | None = None) -> Path:
     return (folder or executions_dir()) / f"{execution_id}.json"
 
 
+def snapshot_dir(record_file: Path) -> Path:
+    """Where an ended execution keeps copies of its tables: ``<home>/executions/<id>/``."""
+    return record_file.with_suffix("")
+
+
 def new_execution_id(suite: str) -> str:
     return f"llmaj-{suite}-{uuid.uuid4().hex[:8]}"
 

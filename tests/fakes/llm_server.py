@@ -1167,6 +1167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--malformed-kind", choices=MALFORMED_KINDS, default="mixed")
     p.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on OpenAI 429s")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--answer", default=None, help="reply this text to every request (default: an echo)")
     p.add_argument("--api-key", default=None, help="required OpenAI bearer key")
     p.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID)
     p.add_argument("--known-model", action="append", default=None, help="repeatable; default: any model")
@@ -1176,6 +1177,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     shapes = dict(item.split("=", 1) for item in a.endpoint)
     server = FakeLLMServer(
+        answer=(lambda prompt, model: a.answer) if a.answer is not None else None,
         host=a.host,
         port=a.port,
         latency_s=a.latency,

@@ -1,0 +1,215 @@
+"""An execution's results as tables: per item (prompt, each model's response and scores), per metric (mean, 95% CI,
+n, errors) and, with a base model, the comparison (difference, CI, p-value); printed with ``rich`` when installed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from eval_pipeline.sdk.outputs import read_table
+
+CELL_CHARS = 160
+PIPE_WIDTH = 160
+
+
+@dataclass
+class EvaluationResults:
+    items: pd.DataFrame
+    """One row per item × model: sample_id, model, prompt, response, one score column per metric (NaN when the
+    judgment failed; ``errors`` says why), and ``<metric> explanation`` columns when explanations are asked for."""
+    summary: pd.DataFrame
+    """Per model × metric: mean, ci_low, ci_high, n, errors."""
+    comparison: pd.DataFrame | None
+    """Per model × metric against the baseline: diff, ci_low, ci_high, p_value, test, n (None without one)."""
+    total_items: int
+
+
+def collect(record: dict[str, Any], *, limit: int = 10, offset: int = 0,
+            show_explanations: bool = False) -> EvaluationResults:
+    """Read the execution's tables (its own copies once it has ended, else the suite's; the models whose tables
+    exist) into the three result tables."""
+    record = {**record, **(record.get("snapshot") or {})}
+    models = [m["name"] for m in record["models"]]
+    samples = None
+    items, summaries = [], []
+    for model in models:
+        outputs = record["outputs"].get(model, {})
+        if samples is None and "samples" in outputs:
+            samples = read_table(outputs["samples"])
+        generations = read_table(outputs["generations"]) if "generations" in outputs else None
+        judgments = read_table(outputs["judgments"]) if "judgments" in outputs else None
+        if samples is None or generations is None:
+            continue
+        items.append(_items(samples, generations, judgments, show_explanations))
+        metrics = read_table(outputs["metrics"]) if "metrics" in outputs else None
+        if metrics is not None:
+            summaries.append(_summary(metrics))
+    ids = list(samples["sample_id"]) if samples is not None else []
+    chosen = set(ids[offset:offset + limit])
+    frame = pd.concat(items, ignore_index=True) if items else pd.DataFrame(columns=["sample_id", "model"])
+    order = {sid: i for i, sid in enumerate(ids)}
+    frame = frame[frame["sample_id"].isin(chosen)].copy()
+    frame["_order"] = frame["sample_id"].map(order)
+    frame["_model"] = frame["model"].map({m: i for i, m in enumerate(models)})
+    frame = frame.sort_values(["_order", "_model"]).drop(columns=["_order", "_model"]).reset_index(drop=True)
+    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    return EvaluationResults(items=frame, summary=summary, comparison=_comparison(record), total_items=len(ids))
+
+
+def _prompt(text: str, kind: str) -> str:
+    if kind != "messages":
+        return text
+    return "\n".join(f"{m['role']}: {m['content']}" for m in json.loads(text))
+
+
+def _items(samples: pd.DataFrame, generations: pd.DataFrame, judgments: pd.DataFrame | None,
+           explanations: bool) -> pd.DataFrame:
+    first = generations.sort_values("sample_index", kind="stable").drop_duplicates("sample_id")
+    prompts = {row.sample_id: _prompt(row.input, row.input_kind) for row in samples.itertuples(index=False)}
+    frame = pd.DataFrame({"sample_id": first["sample_id"].to_numpy(), "model": first["model"].to_numpy(),
+                          "prompt": first["sample_id"].map(prompts).to_numpy(),
+                          "response": [o if pd.notna(o) else f"(no response: {e})"
+                                       for o, e in zip(first["output"], first["error"], strict=True)]})
+    if judgments is None or judgments.empty:
+        return frame
+    judged = judgments[judgments["sample_index"] == 0]
+    metrics = list(dict.fromkeys(judged["metric"]))
+    scores = judged.drop_duplicates(["sample_id", "metric"]).pivot(index="sample_id", columns="metric", values="score")
+    for metric in metrics:
+        frame[metric] = frame["sample_id"].map(scores[metric]).astype(float)
+    if explanations:
+        for metric in metrics:
+            rows = judged[judged["metric"] == metric].set_index("sample_id")["explanation"]
+            frame[f"{metric} explanation"] = frame["sample_id"].map(rows)
+    failed = judged[judged["error"].notna()]
+    errors = failed.groupby("sample_id")[["metric", "error"]].apply(
+        lambda g: "; ".join(f"{m}: {e}" for m, e in zip(g["metric"], g["error"], strict=True)))
+    frame["errors"] = frame["sample_id"].map(errors) if len(failed) else None
+    return frame
+
+
+def _summary(metrics: pd.DataFrame) -> pd.DataFrame:
+    overall = metrics[metrics["breakdown_key"].isna()]
+    return pd.DataFrame({"model": overall["model"], "metric": overall["metric"], "mean": overall["value"],
+                         "ci_low": overall["ci_low"], "ci_high": overall["ci_high"], "n": overall["n"],
+                         "errors": overall["errors"]}).reset_index(drop=True)
+
+
+def _comparison(record: dict[str, Any]) -> pd.DataFrame | None:
+    path = (record.get("comparison_outputs") or {}).get("comparison")
+    table = read_table(path) if path else None
+    if table is None or table.empty:
+        return None
+    models = [m["name"] for m in record["models"]]
+    mine = table[table["model"].isin(models) & (table["baseline"] == record.get("baseline"))]
+    columns = ["model", "baseline", "metric", "diff", "ci_low", "ci_high", "p_value", "test", "n"]
+    return mine[columns].reset_index(drop=True)
+
+
+def render(results: EvaluationResults, title: str, offset: int, *, use_rich: bool | None = None) -> None:
+    """Print the tables: with rich when it is installed (``use_rich`` None), else as plain text."""
+    if use_rich is None:
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            use_rich = False
+        else:
+            use_rich = True
+    (_render_rich if use_rich else _render_plain)(results, title, offset)
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    text = str(value)
+    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS - 1] + "…"
+
+
+def _ci(row: Any) -> str:
+    return "-" if pd.isna(row["ci_low"]) else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def _shown_items(results: EvaluationResults, offset: int) -> tuple[str, pd.DataFrame]:
+    """A caption, and the items as display rows: item, model, prompt, response, and one ``scores`` cell listing
+    each metric's score (with its explanation, or its error, below it)."""
+    items = results.items
+    n = items["sample_id"].nunique()
+    caption = f"items {offset + 1}-{offset + n} of {results.total_items}" if n else "no items"
+    fixed = ("sample_id", "model", "prompt", "response", "errors")
+    metrics = [c for c in items.columns if c not in fixed and not c.endswith(" explanation")]
+    rows = []
+    for row in items.to_dict("records"):
+        errors = dict(part.split(": ", 1) for part in (row.get("errors") or "").split("; ") if ": " in part)
+        lines = []
+        for metric in metrics:
+            value = row[metric]
+            lines.append(f"{metric}: {_cell(value)}" + (f" (error: {_cell(errors[metric])})"
+                                                         if pd.isna(value) and metric in errors else ""))
+            if pd.notna(row.get(f"{metric} explanation")):
+                lines.append(f"  {_cell(row[f'{metric} explanation'])}")
+        rows.append({"item": row["sample_id"], "model": row["model"], "prompt": _cell(row["prompt"]),
+                     "response": _cell(row["response"]), "scores": "\n".join(lines)})
+    return caption, pd.DataFrame(rows, columns=["item", "model", "prompt", "response", "scores"])
+
+
+def _summary_rows(results: EvaluationResults) -> pd.DataFrame:
+    frame = results.summary
+    if frame.empty:
+        return frame
+    return pd.DataFrame({"model": frame["model"], "metric": frame["metric"], "mean": frame["mean"].map(_cell),
+                         "95% CI": frame.apply(_ci, axis=1), "n": frame["n"], "errors": frame["errors"]})
+
+
+def _comparison_rows(results: EvaluationResults) -> pd.DataFrame | None:
+    frame = results.comparison
+    if frame is None:
+        return None
+    return pd.DataFrame({"model": frame["model"], "vs": frame["baseline"], "metric": frame["metric"],
+                         "diff": frame["diff"].map(lambda v: "-" if pd.isna(v) else f"{v:+.3f}"),
+                         "95% CI": frame.apply(_ci, axis=1),
+                         "p-value": frame["p_value"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+                         "test": frame["test"], "n": frame["n"]})
+
+
+def _render_rich(results: EvaluationResults, title: str, offset: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not (console.is_terminal or console.is_jupyter):
+        console = Console(width=PIPE_WIDTH)  # a file or a pipe: no terminal to fit, keep rows readable
+    caption, items = _shown_items(results, offset)
+    table = Table(title=f"{title}: {caption}", show_lines=True)
+    for column in items.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in items.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    for name, frame in (("Metrics", _summary_rows(results)), ("Comparison with the base model",
+                                                             _comparison_rows(results))):
+        if frame is None or frame.empty:
+            continue
+        summary = Table(title=name)
+        for column in frame.columns:
+            summary.add_column(str(column))
+        for row in frame.itertuples(index=False):
+            summary.add_row(*(str(v) for v in row))
+        console.print(summary)
+
+
+def _render_plain(results: EvaluationResults, title: str, offset: int) -> None:
+    caption, items = _shown_items(results, offset)
+    print(f"{title}: {caption}")
+    for row in items.itertuples(index=False):
+        print(f"\n[{row.item}] {row.model}\n  prompt:   {row.prompt}\n  response: {row.response}")
+        print("\n".join(f"  {line}" for line in row.scores.splitlines()))
+    for name, frame in (("Metrics", _summary_rows(results)), ("Comparison with the base model",
+                                                             _comparison_rows(results))):
+        if frame is not None and not frame.empty:
+            print(f"\n{name}")
+            print(frame.to_string(index=False))
