@@ -11,9 +11,9 @@ from scipy import stats
 from eval_pipeline.metrics import (
     COMPARISON_COLUMNS,
     agreement,
+    comparable_label,
     compare_models,
     mcnemar_test,
-    normalize_label,
     paired_bootstrap,
 )
 from eval_pipeline.metrics import paired as paired_module
@@ -357,5 +357,5 @@ def test_agreement_label_normalization() -> None:
     human = ["1", 1, 1.0, 1, 2.0, "0.50", "yes ", "True", "3"]
     assert agreement(judge, human).accuracy == 1.0
     assert agreement(["Yes", True, 1], ["yes", 1, "True"]).accuracy == 0.0  # case kept; bools are not 1/0
-    assert [normalize_label(v) for v in (None, math.nan, pd.NA, np.nan, 2.50, "x ", 10**20)] == [
+    assert [comparable_label(v) for v in (None, math.nan, pd.NA, np.nan, 2.50, "x ", 10**20)] == [
         None, None, None, None, "2.5", "x", str(10**20)]

@@ -365,7 +365,7 @@ def test_an_execution_whose_process_died_is_failed(eval_home: Path, dataset: str
 def test_embedded_judge(eval_home: Path, tiny_model_dir: str, embedded_model_dir: str, dataset: str,
                         capsys: pytest.CaptureFixture[str]) -> None:
     """The default judge (SmolLM2-135M, weak): rows whose verdict it garbles are errors, the run still succeeds."""
-    evaluator = LLMAsJudgeEvaluator(model=tiny_model_dir, dataset=dataset, limit=2, max_tokens=8,
+    evaluator = LLMAsJudgeEvaluator(model=tiny_model_dir, dataset=dataset, limit=2, max_tokens=8, judge_max_tokens=96,
                                     builtin_metrics=["Completeness"], custom_metrics=custom_metrics_json)
     assert evaluator.evaluator_model.backend == "local" and evaluator.evaluator_model.model == "smollm2-135m-instruct"
     status = evaluator.evaluate().wait(poll=0.5, timeout=600)

@@ -9,21 +9,20 @@ import numpy as np
 import pandas as pd
 
 from eval_pipeline.data.schemas import METRICS
-from eval_pipeline.judging.metric import JudgeMetric
+from eval_pipeline.judging.metric import JudgeMetric, normalize_label
 from eval_pipeline.metrics.aggregate import breakdown_column
-from eval_pipeline.metrics.agreement import agreement
+from eval_pipeline.metrics.agreement import agreement, comparable_label
 from eval_pipeline.metrics.summary import mean_estimate
 
 
 def human_level(metric: JudgeMetric, label: object) -> str | None:
-    """A human rating as one of the metric's level definitions: by definition (any case) or by value."""
-    if label is None:
+    """A human rating as one of the metric's level definitions: by definition (case and punctuation aside) or
+    by value (1, 1.0 and "1" alike)."""
+    human = comparable_label(label)
+    if human is None:
         return None
-    text = str(label).strip().lower()
     for level in metric.rating_scale:
-        if level.definition.strip().lower() == text or str(level.value).strip().lower() == text:
-            return level.definition
-        if isinstance(level.value, float | int) and _number(text) == float(level.value):
+        if normalize_label(level.definition) == normalize_label(human) or comparable_label(level.value) == human:
             return level.definition
     return None
 
@@ -55,10 +54,3 @@ def judge_agreement(suite: str, model: str, samples: pd.DataFrame, judgments: pd
         rows.append({**base, "metric": f"judge.{name}.kappa", "value": result.kappa, "stderr": math.nan,
                      "ci_low": math.nan, "ci_high": math.nan, "n": result.n})
     return pd.DataFrame(rows, columns=METRICS.names)
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None

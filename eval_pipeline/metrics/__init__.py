@@ -6,7 +6,7 @@ from eval_pipeline.metrics.summary import MeanEstimate, mean_estimate
 
 __all__ = ["MeanEstimate", "aggregate_scores", "breakdown_column", "mean_estimate", "pass_at_k", "pass_hat_k"]
 
-from eval_pipeline.metrics.agreement import Agreement, agreement, normalize_label
+from eval_pipeline.metrics.agreement import Agreement, agreement, comparable_label
 from eval_pipeline.metrics.comparison import COMPARISON_COLUMNS, compare_models
 from eval_pipeline.metrics.paired import (
     BootstrapResult,
@@ -21,8 +21,8 @@ __all__ += [
     "BootstrapResult",
     "McNemarResult",
     "agreement",
+    "comparable_label",
     "compare_models",
     "mcnemar_test",
-    "normalize_label",
     "paired_bootstrap",
 ]

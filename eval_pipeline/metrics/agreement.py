@@ -19,7 +19,7 @@ class Agreement:
     kappa: float      # Cohen's κ; 1.0 when both used one same label throughout; NaN when n == 0
 
 
-def normalize_label(label: object) -> str | None:
+def comparable_label(label: object) -> str | None:
     """A label as a comparable string, None when missing (None or NaN).
 
     Numbers (and strings that parse as finite numbers) become their shortest form: 1, 1.0, "1" and " 1.0 "
@@ -51,12 +51,12 @@ def _number(value: float) -> str:
 def agreement(judge: Sequence, human: Sequence) -> Agreement:
     """Accuracy and Cohen's κ = (p_o − p_e) / (1 − p_e) over pairs where both labels are present.
 
-    Labels are compared after ``normalize_label``. When p_e == 1 (both raters gave every item one same label,
+    Labels are compared after ``comparable_label``. When p_e == 1 (both raters gave every item one same label,
     which forces p_o == 1) κ is taken as 1.0, where the formula is 0/0.
     """
     if len(judge) != len(human):
         raise ValueError(f"judge and human differ in length: {len(judge)} vs {len(human)}")
-    pairs = [(j, h) for j, h in ((normalize_label(a), normalize_label(b)) for a, b in zip(judge, human, strict=True))
+    pairs = [(j, h) for j, h in ((comparable_label(a), comparable_label(b)) for a, b in zip(judge, human, strict=True))
              if j is not None and h is not None]
     n = len(pairs)
     if n == 0:
