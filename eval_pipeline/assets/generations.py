@@ -5,10 +5,12 @@ import pandas as pd
 
 from eval_pipeline.assets.metadata import preview
 from eval_pipeline.inference.backends import build_sampler, generation_params
+from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
+from eval_pipeline.inference.likelihood_runner import run_choice_likelihoods, run_text_likelihoods
 from eval_pipeline.inference.runner import run_generations
 from eval_pipeline.progress import Progress
 from eval_pipeline.resources.generation_cache import GenerationCacheResource
-from eval_pipeline.suites.spec import Suite
+from eval_pipeline.suites.spec import ModelSpec, Suite
 
 
 def inference_pool(suite: Suite) -> str:
@@ -28,6 +30,8 @@ def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -
     def generations(context: dg.AssetExecutionContext, samples: pd.DataFrame,
                     generation_cache: GenerationCacheResource) -> dg.Output[pd.DataFrame]:
         model = suite.model(context.partition_key)
+        if suite.task != "generate":
+            return _likelihoods(context, suite, model, samples)
         sampler = build_sampler(suite, model, samples)
         cache = generation_cache.open()
         progress = Progress(f"{suite.suite}/{model.name} generation", context.log.info)
@@ -49,3 +53,19 @@ def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -
         })
 
     return generations
+
+
+def _likelihoods(context: dg.AssetExecutionContext, suite: Suite, model: ModelSpec,
+                 samples: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    """Multiple-choice and perplexity suites: log-likelihoods instead of generated answers."""
+    scorer = build_likelihood_scorer(suite, model)
+    progress = Progress(f"{suite.suite}/{model.name} log-likelihoods", context.log.info)
+    run = run_choice_likelihoods if suite.task == "multiple_choice" else run_text_likelihoods
+    try:
+        frame = run(samples, model.name, scorer, on_progress=progress)
+    finally:
+        progress.close()
+    return dg.Output(frame, metadata={
+        "task": suite.task, "items": len(frame), "errors": int(frame["error"].notna().sum()), "backend": model.backend,
+        "preview": preview(frame, ["sample_id", "output", "error"]),
+    })

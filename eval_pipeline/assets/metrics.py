@@ -10,6 +10,7 @@ from eval_pipeline.judging.quality import judge_agreement
 from eval_pipeline.judging.run import judgment_scores
 from eval_pipeline.judging.setup import judge_record, suite_judge_metrics
 from eval_pipeline.metrics.aggregate import aggregate_scores
+from eval_pipeline.metrics.corpus import aggregate_corpus
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.scoring.items import item_table
 from eval_pipeline.suites.spec import Suite
@@ -36,10 +37,12 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
         judgments = tables.get("judgments")
         if judgments is not None:
             scores = pd.concat([scores, judgment_scores(judgments)], ignore_index=True)
-        table = aggregate_scores(suite.suite, samples, scores, suite.breakdown_keys)
+        aggregate = aggregate_corpus if suite.task == "perplexity" else aggregate_scores
+        table = aggregate(suite.suite, samples, scores, suite.breakdown_keys)
         params: dict[str, object] = {
             "model": model.model_dump(exclude_none=True), "generation": suite.generation.model_dump(),
-            "scorers": [s.name for s in suite.scorers], "dataset": suite.dataset.model_dump()}
+            "task": suite.task, "scorers": [s.name for s in suite.scorers] if suite.task == "generate" else [],
+            "dataset": suite.dataset.model_dump()}
         if judgments is not None and suite.judge is not None:
             judge_metrics = suite_judge_metrics(suite)
             table = pd.concat([table, judge_agreement(suite.suite, model.name, samples, judgments, judge_metrics,

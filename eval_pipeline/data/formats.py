@@ -10,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+from eval_pipeline.data import likelihood_formats
 from eval_pipeline.data.schemas import SAMPLES
 from eval_pipeline.data.sources import SourceFile, read_source
 from eval_pipeline.errors import EvalInputError
 
-FORMATS = ("auto", "gen_qa", "bedrock", "messages")
+FORMATS = ("auto", "gen_qa", "bedrock", "messages", "multiple_choice", "text")
 _ID_FIELDS = ("sample_id", "id", "recordId")
 _ROLES = {"system", "user", "assistant", "tool"}
 
@@ -37,8 +38,12 @@ def load_samples(uri: str, fmt: str = "auto", limit: int | None = None) -> pd.Da
 
 
 def convert_file(source: SourceFile, fmt: str = "auto") -> list[Row]:
-    """Convert one JSONL file; errors name the file, the line and the field."""
-    records = list(_parse_jsonl(source))
+    """Convert one JSONL file (or, for ``text``, a plain-text file: one document); errors name the file, the line
+    and the field."""
+    if fmt == "text" and not source.name.endswith((".jsonl", ".json")):
+        records = [(1, likelihood_formats.plain_text_record(source.data, source.name))]
+    else:
+        records = list(_parse_jsonl(source))
     if not records:
         return []
     chosen = fmt if fmt != "auto" else detect_format(records[0][1], source.name, records[0][0])
@@ -51,13 +56,18 @@ def detect_format(record: Row, file: str, line: int) -> str:
     """The format that a row's keys imply."""
     if "messages" in record:
         return "messages"
+    if "choices" in record and "answer" in record and "question" in record:
+        return "multiple_choice"
     if ("referenceResponse" in record or "modelResponses" in record) and "query" not in record:
         return "bedrock"
     if "prompt" in record or "query" in record:
         return "gen_qa"
+    if "text" in record:
+        return "text"
     raise EvalInputError(
         f"cannot detect the dataset format from keys {sorted(record)}: expected 'prompt' or 'query' (gen_qa), "
-        "'prompt' + 'referenceResponse' (bedrock) or 'messages' (chat); set dataset.format to say which",
+        "'prompt' + 'referenceResponse' (bedrock), 'messages' (chat), 'question' + 'choices' + 'answer' "
+        "(multiple_choice) or 'text' (a corpus); set dataset.format to say which",
         file=file, line=line)
 
 
@@ -65,7 +75,8 @@ def _parse_jsonl(source: SourceFile) -> Iterable[tuple[int, Row]]:
     try:
         text = source.data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise EvalInputError(f"not UTF-8 text (byte {exc.start})", file=source.name) from exc
+        raise EvalInputError(f"not UTF-8 text (byte {exc.start})", file=source.name,
+                             line=source.data[:exc.start].count(b"\n") + 1) from exc
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -150,6 +161,8 @@ _CONVERTERS: dict[str, Callable[[Row, str, int], Row]] = {
     "gen_qa": _gen_qa,
     "bedrock": _bedrock,
     "messages": _messages,
+    "multiple_choice": likelihood_formats.multiple_choice,
+    "text": likelihood_formats.text_document,
 }
 
 

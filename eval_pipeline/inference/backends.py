@@ -16,7 +16,7 @@ def build_sampler(suite: Suite, spec: ModelSpec, samples: pd.DataFrame) -> Sampl
     if spec.backend == "local":
         from eval_pipeline.inference.local import LocalSampler
 
-        return LocalSampler(_model_location(spec, suite), batch_size=spec.batch_size,
+        return LocalSampler(model_location(spec, suite), batch_size=spec.batch_size,
                             device=spec.device, dtype=spec.dtype)
     if spec.backend == "precomputed":
         from eval_pipeline.inference.precomputed import PrecomputedSampler
@@ -61,14 +61,14 @@ def build_remote_sampler(spec: ModelSpec, suite: Suite | None = None) -> Sampler
     if spec.backend == "vllm":
         from eval_pipeline.inference.vllm import VllmSampler
 
-        return VllmSampler(_model_location(spec, suite), server_args=spec.server_args,
+        return VllmSampler(model_location(spec, suite), server_args=spec.server_args,
                            startup_timeout_s=spec.server_startup_timeout_s, **options)
     from eval_pipeline.inference.openai_compat import OpenAISampler
 
     return OpenAISampler(spec.base_url or "", spec.model or "", api_key_env=spec.api_key_env, **options)
 
 
-def _model_location(spec: ModelSpec, suite: Suite | None) -> str:
+def model_location(spec: ModelSpec, suite: Suite | None) -> str:
     """A local model directory (relative to the project root) if there is one, else the name as given."""
     model = spec.model or ""
     local_path = suite.resolve_path(model) if suite is not None else None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,8 @@ class LocalSampler:
     """Batched generation with transformers; one failed batch becomes error rows, never an exception."""
 
     backend = "local"
+    _live: tuple[Any, Any] | None = None
+    revision: str | None = None
 
     def __init__(self, model: str, batch_size: int = 8, device: str | None = None,
                  dtype: str | None = None) -> None:
@@ -56,6 +59,31 @@ class LocalSampler:
         self._device_arg = device
         self._dtype_arg = dtype
         self._fingerprint: str | None = None
+
+    @classmethod
+    def from_loaded(cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str,
+                    batch_size: int = 8, revision: str | int | None = None) -> LocalSampler:
+        """A sampler over a model already in memory (a training loop's live model), on the model's device.
+
+        Its files cannot be fingerprinted, so ``revision`` stands for the weights in the cache key: give a value
+        unique to them (e.g. ``f"{run_id}/step-{step}"``) and update ``sampler.revision`` when they change.
+        Without a revision nothing is read from or written to the generation cache. Generation runs in eval
+        mode; a model in training mode is put back into it afterwards.
+        """
+        if batch_size < 1:
+            raise EvalInputError(f"batch_size must be at least 1, got {batch_size}", field="batch_size")
+        sampler = cls.__new__(cls)
+        sampler.model_name, sampler.model_path, sampler.batch_size = name, f"live:{name}", batch_size
+        sampler._device_arg, sampler._dtype_arg = str(model.device), None
+        sampler._fingerprint = None
+        sampler._live = (tokenizer, model)
+        sampler.revision = None if revision is None else str(revision)
+        return sampler
+
+    @property
+    def cacheable(self) -> bool:
+        """False for a live model without a revision: its weights may have changed since any cached answer."""
+        return self._live is None or self.revision is not None
 
     # -- loading ---------------------------------------------------------------------------------------------
 
@@ -76,6 +104,8 @@ class LocalSampler:
         return "bfloat16" if self.device.startswith("cuda") else "float32"
 
     def _load(self) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+        if self._live is not None:
+            return self._live
         key = (self.model_path, self.device, self.dtype)
         loaded = _LOADED.get(key)
         if loaded is not None:
@@ -104,7 +134,10 @@ class LocalSampler:
     # -- Sampler protocol ------------------------------------------------------------------------------------
 
     def identity(self) -> dict[str, Any]:
-        """Backend, model as given and a fingerprint of the model's files (not batch size or device)."""
+        """Backend, model as given and a fingerprint of the model's files (not batch size or device); a live
+        model's revision in place of the fingerprint."""
+        if self._live is not None:
+            return {"backend": self.backend, "model": self.model_name, "revision": self.revision}
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.model_path)
         return {"backend": self.backend, "model": self.model_name, "fingerprint": self._fingerprint}
@@ -197,7 +230,7 @@ class LocalSampler:
         if params.stop:  # generation ends at a stop string; the string itself is cut, as the services do
             kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
         torch.manual_seed(seed)
-        with torch.inference_mode():
+        with torch.inference_mode(), _eval_mode(model):
             output = model.generate(input_ids=input_ids.to(model.device),
                                     attention_mask=attention.to(model.device), **kwargs)
         new_tokens = output[:, width:].tolist()
@@ -210,6 +243,19 @@ class LocalSampler:
             completions.append(Completion(output=text, finish_reason=finish, tokens_in=len(ids),
                                           tokens_out=len(kept), cost_usd=None))
         return completions
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """The model in eval mode for the block, then back in training mode if it was (a live training model)."""
+    training = bool(getattr(model, "training", False))
+    if training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if training:
+            model.train()
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

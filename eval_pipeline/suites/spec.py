@@ -12,7 +12,9 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 SUITE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 BACKENDS = ("local", "precomputed", "bedrock", "sagemaker", "openai", "vllm")
 REMOTE_BACKENDS = ("bedrock", "sagemaker", "openai", "vllm")
-DATASET_FORMATS = ("auto", "gen_qa", "bedrock", "messages")
+DATASET_FORMATS = ("auto", "gen_qa", "bedrock", "messages", "humaneval", "multiple_choice", "text")
+TASKS = ("generate", "multiple_choice", "perplexity")
+LIKELIHOOD_BACKENDS = ("local", "openai")
 
 
 class _Strict(BaseModel):
@@ -23,7 +25,7 @@ class DatasetSpec(_Strict):
     """Where the items come from: a path, a glob or an ``s3://`` URI, and their format."""
 
     uri: str
-    format: Literal["auto", "gen_qa", "bedrock", "messages"] = "auto"
+    format: Literal["auto", "gen_qa", "bedrock", "messages", "humaneval", "multiple_choice", "text"] = "auto"
     limit: int | None = Field(default=None, ge=1)
 
 
@@ -160,6 +162,10 @@ class WatchSpec(_Strict):
 class Suite(_Strict):
     suite: str = Field(pattern=SUITE_NAME_PATTERN, max_length=63)
     description: str = ""
+    task: Literal["generate", "multiple_choice", "perplexity"] = "generate"
+    """generate: models answer, scorers and the judge score the answers; multiple_choice: each choice's
+    log-likelihood after the question (acc, acc_norm); perplexity: the log-likelihood of each text (token
+    perplexity, bits per byte, next-token accuracy over the corpus)."""
     dataset: DatasetSpec
     models: list[ModelSpec] = Field(min_length=1)
     generation: GenerationSpec = GenerationSpec()
@@ -193,6 +199,13 @@ class Suite(_Strict):
         if self.baseline is not None and self.baseline not in [m.name for m in self.models]:
             raise ValueError(f"baseline {self.baseline!r} is not one of the suite's models "
                              f"({', '.join(m.name for m in self.models)})")
+        if self.task != "generate":
+            unfit = [m.name for m in self.models if m.backend not in LIKELIHOOD_BACKENDS]
+            if unfit:
+                raise ValueError(f"task {self.task!r} scores log-likelihoods, which backends "
+                                 f"{', '.join(LIKELIHOOD_BACKENDS)} give; not models {unfit}")
+            if self.judge is not None:
+                raise ValueError(f"task {self.task!r} has no answers for a judge to rate")
         if self.judge is not None and self.judge.pairwise and self.baseline is None:
             raise ValueError("judge.pairwise needs a 'baseline' model to compare against")
         return self

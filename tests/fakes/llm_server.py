@@ -4,6 +4,8 @@
 * SageMaker runtime InvokeEndpoint: ``POST /endpoints/{EndpointName}/invocations`` (TGI list, LMI dict or
   OpenAI chat bodies; inference component from the ``X-Amzn-SageMaker-Inference-Component`` header).
 * OpenAI-compatible chat completions: ``POST /v1/chat/completions`` (also ``/chat/completions``), ``GET /v1/models``.
+* OpenAI legacy completions: ``POST /v1/completions`` (also ``/completions``) with vLLM's ``echo`` + ``logprobs``:
+  prompt log-probabilities over whitespace tokens, each ``prompt_logprob(model, text before it, token)``.
 
 Point real clients at it: ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` / ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` = ``server.url``
 (with dummy credentials), or ``requests.post(f"{server.url}/v1/chat/completions", ...)``. Faults (throttling, 5xx,
@@ -56,6 +58,7 @@ FAULT_KINDS = (
     "malformed",
 )
 MALFORMED_KINDS = ("mixed", "unexpected", "truncated")
+COMPLETION_LOGPROBS = ("echo", "none", "generated_only")
 PROTOCOLS = ("bedrock", "sagemaker", "openai")
 DEFAULT_ACCOUNT_ID = "123456789012"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +127,7 @@ _CONFIG_FIELDS = (
     "api_key",
     "seed",
     "account_id",
+    "completion_logprobs",
 )
 _RATE_FIELDS = ("throttle_rate", "error_rate_5xx", "hang_rate", "malformed_rate")
 
@@ -147,6 +151,33 @@ def echo_answer(prompt: str, model: str) -> str:
 def word_count(text: str) -> int:
     """The fake's token count: whitespace-separated words."""
     return len(text.split())
+
+
+_TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+def fake_tokens(text: str) -> list[tuple[int, str]]:
+    """The completions route's tokens: (offset, text) of each word with the whitespace before it."""
+    return [(m.start(), m.group()) for m in _TOKEN.finditer(text)]
+
+
+def prompt_logprob(model: str, before: str, token: str) -> float:
+    """The fake's log p(token | before): a fixed number in [-8.05, -0.05) from a hash of the three."""
+    return -0.05 - 8.0 * _draw(0, model, 0, f"{before}\x00{token}")
+
+
+def is_fake_argmax(model: str, before: str, token: str) -> bool:
+    """Whether the fake says ``token`` was the most likely next token after ``before`` (about half are)."""
+    return _draw(1, model, 0, f"{before}\x00{token}") < 0.5
+
+
+def _top_logprobs(model: str, before: str, token: str, logprob: float, n: int) -> dict[str, float]:
+    """vLLM's top_logprobs entry: the ``n`` most likely tokens plus the actual one."""
+    if is_fake_argmax(model, before, token):
+        alternatives = {f"{token}~{i}": logprob - 1.0 - i for i in range(max(n - 1, 0))}
+        return {token: logprob, **alternatives}
+    alternatives = {f"{token}~{i}": logprob / (2.0 + i) for i in range(max(n, 1))}
+    return {**alternatives, token: logprob}
 
 
 @dataclass
@@ -256,6 +287,10 @@ def _normalize(name: str, value: Any) -> Any:
         if bad:
             raise ValueError(f"unknown endpoint shapes {bad}; use one of {ENDPOINT_SHAPES}")
         return shapes
+    if name == "completion_logprobs":
+        if value not in COMPLETION_LOGPROBS:
+            raise ValueError(f"completion_logprobs must be one of {COMPLETION_LOGPROBS}")
+        return value
     if name == "malformed_kind":
         if value not in MALFORMED_KINDS:
             raise ValueError(f"malformed_kind must be one of {MALFORMED_KINDS}")
@@ -308,6 +343,10 @@ class FakeLLMServer:
       retry_after_s    Retry-After (and retry-after-ms) on OpenAI 429s.
       api_key          required OpenAI bearer key (None = no auth).
       seed, account_id (used in SageMaker "Endpoint X of account Y not found.").
+      completion_logprobs
+                       what ``/v1/completions`` does with ``echo`` + ``logprobs``: ``echo`` (vLLM: prompt and
+                       generated tokens), ``none`` (``logprobs: null``), ``generated_only`` (ignores ``echo``:
+                       the generated tokens alone, as llama.cpp's server does).
     ``fail_next(kind, count, protocol=)`` forces exact faults ahead of the random ones (see FAULT_KINDS).
     """
 
@@ -332,6 +371,7 @@ class FakeLLMServer:
         api_key: str | None = None,
         seed: int = 0,
         account_id: str = DEFAULT_ACCOUNT_ID,
+        completion_logprobs: str = "echo",
         max_recent: int = 1000,
         verbose: bool = False,
     ) -> None:
@@ -352,6 +392,7 @@ class FakeLLMServer:
         self.api_key = api_key
         self.seed = seed
         self.account_id = account_id
+        self.completion_logprobs = completion_logprobs
         self.verbose = verbose
         self._host = host
         self._port = port
@@ -755,7 +796,8 @@ class FakeLLMServer:
         elif protocol == "sagemaker":
             good = self._invoke_endpoint(target, component, body, cfg)
         else:
-            good = self._chat_completion(target, body, cfg)
+            good = (self._text_completion(target, body, cfg) if _is_legacy_completions(rec.path)
+                    else self._chat_completion(target, body, cfg))
         if good.outcome == "ok" and kind == "malformed":
             return self._malformed(rec, cfg, good)
         return good
@@ -865,6 +907,50 @@ class FakeLLMServer:
             },
         }
 
+    def _text_completion(self, model: str, body: dict[str, Any], cfg: Mapping[str, Any]) -> _Reply:
+        """OpenAI legacy completion; with ``echo`` the prompt's tokens come first (first logprob null, as vLLM)."""
+        prompts = body.get("prompt")
+        prompts = [prompts] if isinstance(prompts, str) else prompts
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
+            return self._bad_request("openai", cfg, model, "'prompt' must be a non-empty string or list of them.")
+        max_tokens = body.get("max_tokens", 16)
+        n_logprobs = body.get("logprobs")
+        mode = cfg["completion_logprobs"]
+        echo = bool(body.get("echo")) and mode != "generated_only"
+        choices, prompt_total, out_total = [], 0, 0
+        for index, prompt in enumerate(prompts):
+            text, why = self._generate(cfg, prompt, model, max_tokens, _as_stop_list(body.get("stop")))
+            generated = "".join(f" {word}" for word in text.split())
+            whole = prompt + generated
+            tokens = fake_tokens(prompt) + [(len(prompt) + o, t) for o, t in fake_tokens(generated)]
+            n_prompt = len(fake_tokens(prompt))
+            shown = tokens if echo else tokens[n_prompt:]
+            logprobs = None
+            if n_logprobs is not None and mode != "none":
+                base = 0 if echo else len(prompt)
+                values = [None if o == 0 else prompt_logprob(model, whole[:o], t) for o, t in shown]
+                logprobs = {
+                    "text_offset": [o - base for o, _ in shown],
+                    "token_logprobs": values,
+                    "tokens": [t for _, t in shown],
+                    "top_logprobs": [None if v is None else _top_logprobs(model, whole[:o], t, v, int(n_logprobs))
+                                     for (o, t), v in zip(shown, values, strict=True)],
+                }
+            choices.append({"index": index, "text": whole if echo else generated, "logprobs": logprobs,
+                            "finish_reason": "length" if why == "length" else "stop", "stop_reason": None})
+            prompt_total += n_prompt
+            out_total += len(tokens) - n_prompt
+        payload = {
+            "id": f"cmpl-{uuid.uuid4().hex[:24]}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": {"prompt_tokens": prompt_total, "completion_tokens": out_total,
+                      "total_tokens": prompt_total + out_total},
+        }
+        return _Reply(200, _json_bytes(payload), "ok", {"Content-Type": "application/json"})
+
     def _chat_completion(self, model: str, body: dict[str, Any], cfg: Mapping[str, Any]) -> _Reply:
         """OpenAI-compatible chat completion success response."""
         payload = self._chat_payload(model, body, cfg)
@@ -918,6 +1004,11 @@ class FakeLLMServer:
         return _Reply(200, _json_bytes(payload), "ok", headers)
 
 
+def _is_legacy_completions(path: str) -> bool:
+    """``/v1/completions`` or ``/completions`` (OpenAI legacy text completions)."""
+    return path in ("/v1/completions", "/completions")
+
+
 def _route(path: str) -> tuple[str, str] | None:
     """(protocol, target) for a protocol path; the target is percent-decoded."""
     parts = path.split("/")
@@ -925,7 +1016,7 @@ def _route(path: str) -> tuple[str, str] | None:
         return "bedrock", urllib.parse.unquote(parts[2])
     if len(parts) == 4 and parts[1] == "endpoints" and parts[3] == "invocations":
         return "sagemaker", urllib.parse.unquote(parts[2])
-    if path in ("/v1/chat/completions", "/chat/completions"):
+    if path in ("/v1/chat/completions", "/chat/completions") or _is_legacy_completions(path):
         return "openai", ""
     return None
 

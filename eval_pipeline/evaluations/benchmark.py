@@ -1,0 +1,290 @@
+"""Scoring a benchmark from inside a training loop: the pipeline's own load → generate → score → aggregate
+(``load_samples``, ``run_generations``, ``score_generations``, ``aggregate_scores``), as a metric dict."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eval_pipeline.data.formats import load_samples
+from eval_pipeline.errors import EvalInputError
+from eval_pipeline.evaluations.metric_registry import RegisteredMetric, parse_metrics
+from eval_pipeline.inference.base import GenerationParams, Sampler
+from eval_pipeline.inference.cache import RequestCache
+from eval_pipeline.inference.runner import GenerationStats, run_generations
+from eval_pipeline.metrics.aggregate import aggregate_scores, breakdown_column
+from eval_pipeline.scoring.registry import score_generations, validate_scorers
+from eval_pipeline.suites.spec import ScorerSpec, Suite
+
+logger = logging.getLogger(__name__)
+
+CHAT_TEMPLATE_KEYS = ("system_prompt", "user_template", "enable_thinking")
+_TEMPLATE_FIELD = re.compile(r"\{(prompt|input)\}")
+
+
+@dataclass
+class Benchmark:
+    """A dataset and the scorers that reward each answer (scorer names or ``ScorerSpec``-shaped dicts).
+
+    ``reward_scorer`` (default: the first scorer) gives the reward behind mean_reward, pass_rate, pass@k and
+    pass^k; an item succeeds when its reward is ≥ ``success_threshold``.
+    """
+
+    dataset: str | Path
+    scorers: list[Any] = field(default_factory=lambda: ["exact_match"])
+    format: str = "auto"
+    success_threshold: float = 1.0
+    reward_scorer: str | None = None
+    system_prompt: str | None = None
+    breakdown_keys: list[str] = field(default_factory=list)
+    limit: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.dataset = str(self.dataset)
+        self.scorers = [_scorer_spec(scorer) for scorer in self.scorers]
+        if not self.scorers:
+            raise EvalInputError("a benchmark needs at least one scorer", field="scorers")
+        validate_scorers(self.scorers)
+        names = [scorer.name for scorer in self.scorers]
+        if self.reward_scorer is not None and self.reward_scorer not in names:
+            raise EvalInputError(f"reward_scorer {self.reward_scorer!r} is not one of the scorers ({', '.join(names)})",
+                                 field="reward_scorer")
+        self.stop = tuple(self.stop)
+
+    @classmethod
+    def from_suite(cls, suite: Suite | str | Path) -> Benchmark:
+        """The suite's dataset (format, limit), scorers, breakdown keys, system prompt, stop strings and seed."""
+        if not isinstance(suite, Suite):
+            from eval_pipeline.suites.loading import find_suite, load_suite
+
+            suite = load_suite(suite) if isinstance(suite, Path) else find_suite(suite)
+        gen = suite.generation
+        return cls(dataset=suite.resolve_uri(suite.dataset.uri), scorers=list(suite.scorers),
+                   format=suite.dataset.format, system_prompt=gen.system_prompt,
+                   breakdown_keys=list(suite.breakdown_keys), limit=suite.dataset.limit, stop=tuple(gen.stop),
+                   seed=gen.seed, name=suite.suite)
+
+    @property
+    def reward(self) -> str:
+        """The name of the reward scorer."""
+        return self.reward_scorer or self.scorers[0].name
+
+    def load(self, limit: int | None = None) -> pd.DataFrame:
+        """The samples table, cut to the smaller of the benchmark's and the given limit."""
+        caps = [value for value in (self.limit, limit) if value is not None]
+        return load_samples(self.dataset, self.format, min(caps) if caps else None)
+
+
+@dataclass
+class BenchmarkRun:
+    """The tables behind one ``evaluate`` call, and where its upload went (or why it failed)."""
+
+    step: int | None
+    samples: pd.DataFrame
+    generations: pd.DataFrame
+    scores: pd.DataFrame
+    metrics: pd.DataFrame
+    values: dict[str, float]
+    stats: GenerationStats
+    uploaded_to: str | None = None
+    upload_error: str | None = None
+
+
+@dataclass
+class BenchmarkEvaluator:
+    """Score a ``Benchmark`` against the live sampler, every ``run_every`` steps of a training loop.
+
+    ``metrics``: registered names (``mean_reward``, ``pass_rate``, ``avg``, ``pass@k``, ``pass^k``); empty →
+    mean_reward + pass_rate. ``chat_template``: ``system_prompt`` (else the benchmark's), ``user_template`` (the
+    item's prompt goes where ``{prompt}`` or ``{input}`` stands) and ``enable_thinking`` (handed to samplers with
+    a ``chat_template_kwargs`` dict; recorded otherwise). ``store``: an MLflow tracking URI, a folder for Parquet,
+    or an object with ``log(record)`` (e.g. the Dagster MLflow resource); uploads are best effort.
+    ``n_concurrent`` is set on samplers that have it. ``tokenizer``, ``engine`` and ``workspace_dir`` are accepted
+    for compatibility: the sampler applies its own chat template, and there is no harbor engine here.
+    ``cache`` (a ``RequestCache`` or its path) shares completions with the pipeline: same request keys.
+    """
+
+    name: str
+    benchmark: Benchmark
+    tokenizer: Any = None
+    run_every: int = 0
+    max_tokens: int = 256
+    temperature: float = 0.0
+    breakdown_keys: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    chat_template: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    engine: str = ""
+    model_name: str | None = None
+    workspace_dir: Any = None
+    num_samples: int = 1
+    n_concurrent: int = 8
+    store: Any = None
+    run_id: str | None = None
+    benchmark_id: str | None = None
+    top_p: float = 1.0
+    cache: Any = None
+    last_run: BenchmarkRun | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parse_metrics(self.metrics)
+        for label, value, least in (("run_every", self.run_every, 0), ("max_tokens", self.max_tokens, 1),
+                                    ("num_samples", self.num_samples, 1), ("n_concurrent", self.n_concurrent, 1)):
+            if not isinstance(value, int) or value < least:
+                raise EvalInputError(f"must be an integer ≥ {least}, got {value!r}", field=label)
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise EvalInputError(f"must be a positive integer or None, got {self.limit!r}", field="limit")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise EvalInputError("temperature must be ≥ 0 and top_p in (0, 1]", field="temperature")
+        unknown = sorted(set(self.chat_template) - set(CHAT_TEMPLATE_KEYS))
+        if unknown:
+            raise EvalInputError(f"unknown keys {unknown}; allowed: {', '.join(CHAT_TEMPLATE_KEYS)}",
+                                 field="chat_template")
+        template = self.chat_template.get("user_template")
+        if template is not None and not _TEMPLATE_FIELD.search(str(template)):
+            raise EvalInputError("must contain {prompt} or {input}", field="chat_template.user_template")
+        if self.engine == "harbor":
+            logger.warning("%s: there is no harbor engine here; the benchmark is scored through the sampler",
+                           self.name)
+
+    # -- scheduling ----------------------------------------------------------------------------------------------
+
+    def is_due(self, step: int | None) -> bool:
+        """Whether to evaluate at ``step``: never when ``run_every`` is 0 (disabled) or the step is unknown or 0
+        (no evaluation before the first update); otherwise at every positive multiple of ``run_every``."""
+        return bool(self.run_every) and step is not None and step > 0 and step % self.run_every == 0
+
+    # -- evaluation ----------------------------------------------------------------------------------------------
+
+    @property
+    def system_prompt(self) -> str | None:
+        return self.chat_template.get("system_prompt") or self.benchmark.system_prompt
+
+    def generation_params(self) -> GenerationParams:
+        return GenerationParams(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
+                                seed=self.benchmark.seed, stop=self.benchmark.stop)
+
+    def model_label(self, sampler: Sampler) -> str:
+        return self.model_name or str(sampler.identity().get("model") or sampler.backend)
+
+    def evaluate(self, sampler: Sampler, *, model_path: str | None = None, step: int | None = None) -> dict[str, float]:
+        """Generate, score and aggregate; return ``{metric: value}`` plus ``metric/<key>=<value>`` breakdowns.
+
+        The tables stay in ``last_run``; the upload to ``store`` never raises (a failure is a logged warning).
+        """
+        samples = apply_user_template(self.benchmark.load(self.limit), self.chat_template.get("user_template"))
+        self._configure(sampler)
+        label = self.model_label(sampler)
+        cache, owned = _open_cache(self.cache)
+        try:
+            generations, stats = run_generations(samples, label, sampler, self.generation_params(),
+                                                 num_samples=self.num_samples, system_prompt=self.system_prompt,
+                                                 cache=cache)
+        finally:
+            if owned and cache is not None:
+                cache.close()
+        scores = score_generations(samples, generations, self.benchmark.scorers)
+        keys = list(self.breakdown_keys or self.benchmark.breakdown_keys)
+        table = aggregate_scores(self.name, samples, scores, keys)
+        metrics = parse_metrics(self.metrics)
+        values = metric_values(metrics, samples, scores, table, self.benchmark.reward,
+                               self.benchmark.success_threshold, keys)
+        failed = int(scores.loc[scores["scorer"] == self.benchmark.reward, "error"].notna().sum())
+        if failed:
+            logger.warning("%s: %d of %d answers could not be scored (not averaged in)", self.name, failed,
+                           len(generations))
+        run = BenchmarkRun(step, samples, generations, scores, table, values, stats)
+        self.last_run = run
+        if self.store is not None:
+            from eval_pipeline.evaluations.upload import upload
+
+            upload(self, run, label, model_path, metrics)
+        return values
+
+    def _configure(self, sampler: Sampler) -> None:
+        if hasattr(sampler, "n_concurrent"):
+            sampler.n_concurrent = self.n_concurrent
+        thinking = self.chat_template.get("enable_thinking")
+        if thinking is not None and isinstance(getattr(sampler, "chat_template_kwargs", None), dict):
+            sampler.chat_template_kwargs["enable_thinking"] = bool(thinking)
+
+
+def apply_user_template(samples: pd.DataFrame, template: str | None) -> pd.DataFrame:
+    """Each prompt (a messages input: its last user message) put where ``{prompt}`` / ``{input}`` stands."""
+    if not template:
+        return samples
+
+    def render(text: str) -> str:
+        return _TEMPLATE_FIELD.sub(lambda _: text, template)
+
+    def apply(text: str, kind: str) -> str:
+        if kind != "messages":
+            return render(text)
+        messages = json.loads(text)
+        last = max(i for i, message in enumerate(messages) if message["role"] == "user")
+        messages[last] = {**messages[last], "content": render(messages[last]["content"])}
+        return json.dumps(messages, ensure_ascii=False)
+
+    inputs = [apply(text, kind) for text, kind in zip(samples["input"], samples["input_kind"], strict=True)]
+    return samples.assign(input=inputs)
+
+
+def metric_values(metrics: list[RegisteredMetric], samples: pd.DataFrame, scores: pd.DataFrame,
+                  table: pd.DataFrame, reward: str, success_threshold: float,
+                  breakdown_keys: list[str]) -> dict[str, float]:
+    """The metric dict: mean_reward read from the aggregated table (the pipeline's number), the others from the
+    reward scorer's per-item rewards; breakdowns as ``<metric>/<key>=<value>``."""
+    rows = scores[(scores["scorer"] == reward) & scores["error"].isna()].sort_values("sample_index", kind="stable")
+    rewards = {sample_id: group["score"].to_numpy(dtype=float)
+               for sample_id, group in rows.groupby("sample_id", sort=False)}
+    reward_rows = table[table["metric"] == reward]
+
+    def compute(ids: list[str], key: str | None, value: str | None) -> dict[str, float]:
+        out = {}
+        for metric in metrics:
+            if metric.kind == "mean_reward":
+                out[metric.name] = _table_value(reward_rows, key, value)
+            else:
+                out[metric.name] = metric.value([rewards[i] for i in ids if i in rewards], success_threshold)
+        return out
+
+    values = compute(list(samples["sample_id"]), None, None)
+    for key in breakdown_keys:
+        groups = pd.Series(breakdown_column(samples, key).to_numpy(), index=samples["sample_id"])
+        for value in sorted({v for v in groups if v is not None}):
+            ids = list(groups.index[np.asarray(groups == value)])
+            values |= {f"{name}/{key}={value}": number for name, number in compute(ids, key, value).items()}
+    return values
+
+
+def _table_value(rows: pd.DataFrame, key: str | None, value: str | None) -> float:
+    selected = rows[rows["breakdown_key"].isna()] if key is None else rows[
+        (rows["breakdown_key"] == key) & (rows["breakdown_value"] == value)]
+    return float(selected["value"].iloc[0]) if len(selected) else float("nan")
+
+
+def _scorer_spec(scorer: Any) -> ScorerSpec:
+    if isinstance(scorer, ScorerSpec):
+        return scorer
+    if isinstance(scorer, str):
+        return ScorerSpec(name=scorer)
+    if isinstance(scorer, dict):
+        return ScorerSpec.model_validate(scorer)
+    raise EvalInputError(f"a scorer is a name, a dict or a ScorerSpec, got {type(scorer).__name__}", field="scorers")
+
+
+def _open_cache(cache: Any) -> tuple[RequestCache | None, bool]:
+    """The request cache to use and whether this call opened it (and must close it)."""
+    if cache is None or isinstance(cache, RequestCache):
+        return cache, False
+    return RequestCache(cache), True

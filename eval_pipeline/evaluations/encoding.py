@@ -1,0 +1,100 @@
+"""``EncodingEvaluation``: one forward pass per text, scored by next-token prediction accuracy."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome, Intermediate
+from eval_pipeline.evaluations.tokens import encode_text, pad_id, padded, tokenizer_of
+from eval_pipeline.inference.likelihood import LikelihoodScorer
+
+
+def as_likelihood_scorer(inference: Any) -> LikelihoodScorer:
+    """``inference`` when it scores log-likelihoods; a ``LocalSampler`` wrapped in a ``LocalLikelihoodScorer``."""
+    if callable(getattr(inference, "loglikelihood", None)) and callable(
+            getattr(inference, "rolling_loglikelihood", None)):
+        return inference
+    from eval_pipeline.inference.local import LocalSampler
+
+    if isinstance(inference, LocalSampler):
+        from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer
+
+        return LocalLikelihoodScorer(inference, batch_size=inference.batch_size)
+    raise TypeError(f"this evaluation needs a LikelihoodScorer or a LocalSampler, got {type(inference).__name__}")
+
+
+def text_intermediates(scorer: Any, encoding: Any, texts: Sequence[str]) -> list[Intermediate]:
+    """Per text the (ids, mask) the model reads: the scorer's own batches, else ``encoding``'s tokens padded."""
+    if encoding is None and callable(getattr(scorer, "token_batches", None)):
+        return [(np.asarray(ids), np.asarray(mask, dtype=bool)) for ids, mask in scorer.token_batches(list(texts))]
+    tokenizer = tokenizer_of(scorer, encoding)
+    return padded([encode_text(tokenizer, text, add_special_tokens=True) for text in texts], pad_id(tokenizer))
+
+
+class EncodingEvaluation(Evaluation):
+    """Evaluation using next-token prediction accuracy.
+
+    By default a text's score is the share of its tokens that the model's argmax predicts (from the scorer's
+    ``greedy_next_tokens``). A subclass that overrides ``check`` (or ``score``) scores instead the decoded
+    argmax predictions: ``check(x, clean(decode(argmax)))``.
+    """
+
+    @abstractmethod
+    def get(self, indx: int) -> str:
+        """Get input string at index."""
+
+    def clean(self, y_hat: str) -> str:
+        """Clean the decoded model prediction before checking (default: unchanged)."""
+        return y_hat
+
+    def check(self, x: str, y_hat: str) -> bool:
+        """Whether the (cleaned, decoded argmax) prediction is correct given the input. Override to use."""
+        raise NotImplementedError(f"{type(self).__name__} scores token accuracy; override check() to check text")
+
+    def score(self, xs: list[str], y_hats: list[str]) -> list[float]:
+        """Per-sample scores over decoded predictions: each ``check(x, clean(y_hat))`` as a float."""
+        return [float(self.check(x, self.clean(y_hat))) for x, y_hat in zip(xs, y_hats, strict=True)]
+
+    @property
+    def checks_text(self) -> bool:
+        """Whether a subclass scores decoded predictions (overrides check or score) rather than tokens."""
+        cls = type(self)
+        return cls.check is not EncodingEvaluation.check or cls.score is not EncodingEvaluation.score
+
+    def __call__(self, inference: Any, encoding: Any = None, reduce: str = "mean", return_intermediates: bool = False,
+                 chunk_size: int = 200, **kwargs: Any) -> Any:
+        """Run the evaluation; ``chunk_size`` is accepted for compatibility (batching is the scorer's)."""
+        return super().__call__(inference, encoding, reduce, return_intermediates, **kwargs)
+
+    def outcome(self, inference: Any, encoding: Any = None, *, return_intermediates: bool = False,
+                **_: Any) -> EvaluationOutcome:
+        """Per text: tokens scored, argmax hits and the score; ``metrics`` has the corpus next_token_accuracy."""
+        scorer = as_likelihood_scorer(inference)
+        texts = [self.get(index) for index in range(len(self))]
+        greedy = getattr(scorer, "greedy_next_tokens", None)
+        if callable(greedy):
+            pairs = greedy(texts)
+            hits = [int(np.sum(np.asarray(actual) == np.asarray(predicted))) for actual, predicted in pairs]
+            counts = [len(actual) for actual, _ in pairs]
+        elif not self.checks_text:  # a scorer without argmax tokens still counts its hits
+            rolled = scorer.rolling_loglikelihood(texts)
+            pairs, hits, counts = [], [s.n_correct for s in rolled], [s.n_tokens for s in rolled]
+        else:
+            raise TypeError(f"{type(scorer).__name__} gives no argmax tokens (greedy_next_tokens) to check")
+        if self.checks_text:
+            tokenizer = tokenizer_of(scorer, encoding)
+            y_hats = [tokenizer.decode(list(predicted)) for _, predicted in pairs]
+            scores = np.asarray(self.score(texts, y_hats), dtype=float)
+        else:
+            scores = np.asarray([hit / max(count, 1) for hit, count in zip(hits, counts, strict=True)], dtype=float)
+        rows = pd.DataFrame({"index": range(len(texts)), "text": texts, "n_tokens": counts, "n_correct": hits,
+                             "score": scores})
+        total_tokens = sum(counts)
+        metrics = {"next_token_accuracy": sum(hits) / total_tokens if total_tokens else float("nan")}
+        intermediates = text_intermediates(scorer, encoding, texts) if return_intermediates else None
+        return EvaluationOutcome(scores=scores, rows=rows, metrics=metrics, intermediates=intermediates)

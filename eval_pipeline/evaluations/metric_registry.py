@@ -1,0 +1,64 @@
+"""Registered metric names of the training-loop evaluator, and their values over per-item rewards.
+
+``mean_reward`` (mean over items of each item's mean reward), ``pass_rate`` (share of items whose mean reward
+reaches the success threshold), ``avg`` (mean over every sample), ``pass@k`` and ``pass^k`` for any k ≥ 1
+(unbiased estimators of ``metrics/passk.py`` per item, success = reward ≥ threshold, averaged over the items
+with at least k samples; NaN when none has).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from eval_pipeline.errors import EvalInputError
+from eval_pipeline.metrics.passk import pass_at_k, pass_hat_k
+
+DEFAULT_METRICS = ("mean_reward", "pass_rate")
+PLAIN_METRICS = ("mean_reward", "pass_rate", "avg")
+_PASS_K = re.compile(r"^pass([@^])([1-9][0-9]*)$")
+
+
+@dataclass(frozen=True)
+class RegisteredMetric:
+    name: str
+    kind: str
+    """``mean_reward`` | ``pass_rate`` | ``avg`` | ``pass@`` | ``pass^``"""
+    k: int | None = None
+
+    def value(self, rewards: Sequence[np.ndarray], success_threshold: float) -> float:
+        """The metric over items, each given as the array of its scored samples' rewards."""
+        items = [np.asarray(r, dtype=float) for r in rewards if len(r)]
+        if not items:
+            return float("nan")
+        if self.kind == "mean_reward":
+            return float(np.mean([item.mean() for item in items]))
+        if self.kind == "pass_rate":
+            return float(np.mean([item.mean() >= success_threshold for item in items]))
+        if self.kind == "avg":
+            return float(np.concatenate(items).mean())
+        k = self.k or 1
+        per_item = [(len(item), int((item >= success_threshold).sum())) for item in items if len(item) >= k]
+        if not per_item:
+            return float("nan")
+        estimate = pass_at_k if self.kind == "pass@" else pass_hat_k
+        return float(np.mean([estimate(n, c, k) for n, c in per_item]))
+
+
+def parse_metric(name: str) -> RegisteredMetric:
+    """A registered metric by name; an unknown name is an input error listing the known ones."""
+    if name in PLAIN_METRICS:
+        return RegisteredMetric(name, name)
+    match = _PASS_K.match(name)
+    if match:
+        return RegisteredMetric(name, f"pass{match.group(1)}", int(match.group(2)))
+    raise EvalInputError(f"unknown metric {name!r}; registered metrics: {', '.join(PLAIN_METRICS)}, pass@<k>, "
+                         "pass^<k>", field="metrics")
+
+
+def parse_metrics(names: Sequence[str]) -> list[RegisteredMetric]:
+    """The named metrics (the defaults when none is named), duplicates dropped."""
+    return [parse_metric(name) for name in dict.fromkeys(names or DEFAULT_METRICS)]

@@ -1,0 +1,63 @@
+"""Token ids for evaluation intermediates: which tokenizer, prompt rendering, padding into (ids, mask) arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from eval_pipeline.evaluations.base import Intermediate
+
+
+def tokenizer_of(inference: Any, encoding: Any = None) -> Any:
+    """``encoding`` when given, else the tokenizer of the sampler (or of the sampler a scorer wraps)."""
+    if encoding is not None:
+        return encoding
+    for holder in (inference, getattr(inference, "sampler", None)):
+        tokenizer = getattr(holder, "tokenizer", None) if holder is not None else None
+        if tokenizer is not None:
+            return tokenizer
+    raise ValueError(f"{type(inference).__name__} has no tokenizer: pass one as encoding=")
+
+
+def encode_text(tokenizer: Any, text: str, add_special_tokens: bool = False) -> list[int]:
+    """Token ids of ``text``: a Hugging Face tokenizer, or any object with ``encode`` / ``encode_batch``."""
+    if not text:
+        return []
+    if hasattr(tokenizer, "apply_chat_template") or hasattr(tokenizer, "convert_tokens_to_ids"):
+        return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+    if hasattr(tokenizer, "encode"):
+        return list(tokenizer.encode(text))
+    return list(tokenizer.encode_batch([text])[0])
+
+
+def prompt_token_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+    """A request's prompt ids as the local sampler builds them: the chat template with the generation prompt,
+    else the messages' contents joined by blank lines (with the tokenizer's special tokens)."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
+        return encode_text(tokenizer, text)
+    return encode_text(tokenizer, "\n\n".join(str(m["content"]) for m in messages), add_special_tokens=True)
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The tokenizer's padding id: pad, else EOS, else 0."""
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def padded(sequences: Sequence[Sequence[int]], pad: int) -> list[Intermediate]:
+    """Each sequence right-padded to the longest: (int64 ids, bool mask True on real tokens)."""
+    width = max((len(ids) for ids in sequences), default=0)
+    out: list[Intermediate] = []
+    for ids in sequences:
+        tokens = np.full(width, pad, dtype=np.int64)
+        tokens[:len(ids)] = ids
+        mask = np.zeros(width, dtype=bool)
+        mask[:len(ids)] = True
+        out.append((tokens, mask))
+    return out

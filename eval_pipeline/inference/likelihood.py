@@ -1,0 +1,79 @@
+"""Log-likelihood scoring: the request and result types and the scorer protocol (lm-evaluation-harness semantics).
+
+``loglikelihood`` scores a continuation given a context (multiple choice: one request per choice);
+``rolling_loglikelihood`` scores a whole text (perplexity, bits per byte). Log-probabilities are natural logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Score ``continuation`` given ``context`` (trailing whitespace of the context moves to the continuation)."""
+
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class ContinuationScore:
+    """log p(continuation | context) summed over the continuation's tokens."""
+
+    logprob: float
+    is_greedy: bool
+    """Every continuation token is the model's argmax (lm-eval's ``is_greedy``)."""
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """The rolling log-likelihood of a whole text.
+
+    ``n_tokens`` counts the scored tokens: every token of the text, the first one conditioned on BOS when the
+    tokenizer has a BOS token; without one the first token has nothing to be conditioned on and is not scored
+    (remote servers: every prompt token the server gives a log-probability for).
+    """
+
+    logprob: float
+    n_tokens: int
+    n_bytes: int
+    """UTF-8 bytes of the text."""
+    n_correct: int
+    """Scored tokens whose argmax prediction is the actual token (next-token accuracy numerator)."""
+
+
+class LikelihoodError(RuntimeError):
+    """Scoring could not be done (a server without prompt log-probabilities, failed requests): no numbers made up."""
+
+
+class LikelihoodScorer(Protocol):
+    """Scores requests and texts, results in input order; ``on_progress`` gets the number just finished."""
+
+    backend: str
+
+    def identity(self) -> dict[str, Any]:
+        """Everything about the scorer that changes its numbers (part of a cache key)."""
+        ...
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest],
+                      on_progress: Callable[[int], None] | None = None) -> list[ContinuationScore]:
+        ...
+
+    def rolling_loglikelihood(self, texts: Sequence[str],
+                              on_progress: Callable[[int], None] | None = None) -> list[TextScore]:
+        ...
+
+
+def split_boundary(context: str, continuation: str) -> tuple[str, str]:
+    """Move the context's trailing whitespace to the continuation, as lm-eval does (``"Q: x " + "A"`` →
+    ``"Q: x" + " A"``): tokenizers attach a leading space to the next word."""
+    stripped = context.rstrip()
+    return stripped, context[len(stripped):] + continuation
+
+
+__all__ = ["ContinuationScore", "LikelihoodError", "LikelihoodScorer", "LoglikelihoodRequest", "TextScore",
+           "split_boundary"]

@@ -1,0 +1,251 @@
+"""Log-likelihood scoring with a local transformers model, batched, with lm-evaluation-harness's semantics.
+
+Tokens are encoded without special tokens (lm-eval's default); an empty context is conditioned on BOS (EOS when
+the tokenizer has no BOS). Requests are sorted longest first, right-padded and run one forward pass per batch;
+the log-softmax is taken only at the scored positions. Inputs longer than ``max_length`` are cut on the left
+(the continuation is kept whole).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eval_pipeline.errors import EvalInputError
+from eval_pipeline.inference.likelihood import ContinuationScore, LoglikelihoodRequest, TextScore, split_boundary
+from eval_pipeline.inference.local import LocalSampler, _context_length, _pad_token_id
+
+DEFAULT_MAX_LENGTH = 2048
+"""Used when neither ``max_length`` nor the model's config gives a context length."""
+
+TokenPair = tuple[list[int], list[int]]
+"""(context tokens, target tokens): the targets are scored, each conditioned on everything before it."""
+
+
+@dataclass(frozen=True)
+class _Scored:
+    logprob: float
+    targets: list[int]
+    predictions: list[int]
+
+    @property
+    def n_correct(self) -> int:
+        return sum(target == prediction for target, prediction in zip(self.targets, self.predictions, strict=True))
+
+
+class LocalLikelihoodScorer:
+    """``LikelihoodScorer`` over a ``LocalSampler``'s loaded model and tokenizer (same device and dtype)."""
+
+    backend = "local"
+
+    def __init__(self, model: LocalSampler | str, *, batch_size: int = 8, max_length: int | None = None) -> None:
+        if batch_size < 1:
+            raise EvalInputError(f"batch_size must be at least 1, got {batch_size}", field="batch_size")
+        if max_length is not None and max_length < 1:
+            raise EvalInputError(f"max_length must be at least 1, got {max_length}", field="max_length")
+        self.sampler = model if isinstance(model, LocalSampler) else LocalSampler(model)
+        self.batch_size = batch_size
+        self._max_length = max_length
+        self._keeps_logits: bool | None = None
+
+    # -- the loaded model --------------------------------------------------------------------------------------
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.sampler.tokenizer
+
+    @property
+    def model(self) -> Any:
+        return self.sampler.model
+
+    @property
+    def max_length(self) -> int:
+        """Tokens one forward pass may hold: as given, else the model's context length."""
+        return self._max_length or _context_length(self.model) or DEFAULT_MAX_LENGTH
+
+    def identity(self) -> dict[str, Any]:
+        """The sampler's identity (backend, model, fingerprint) and the window length when one was set."""
+        return {**self.sampler.identity(), "backend": self.backend, "max_length": self._max_length}
+
+    # -- LikelihoodScorer --------------------------------------------------------------------------------------
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest],
+                      on_progress: Callable[[int], None] | None = None) -> list[ContinuationScore]:
+        """log p(continuation | context) per request, in request order."""
+        pairs = [self._request_tokens(request) for request in requests]
+        report = (lambda done: on_progress(len(done))) if on_progress is not None else None
+        return [ContinuationScore(logprob=scored.logprob, is_greedy=scored.n_correct == len(scored.targets),
+                                  n_tokens=len(scored.targets))
+                for scored in self._score(pairs, report)]
+
+    def rolling_loglikelihood(self, texts: Sequence[str],
+                              on_progress: Callable[[int], None] | None = None) -> list[TextScore]:
+        """Each text's total log-likelihood over disjoint windows of ``max_length`` tokens (see TextScore)."""
+        return [TextScore(logprob=scored.logprob, n_tokens=len(scored.targets), n_bytes=len(text.encode("utf-8")),
+                          n_correct=scored.n_correct)
+                for text, scored in zip(texts, self._rolling(texts, on_progress), strict=True)]
+
+    # -- extras ------------------------------------------------------------------------------------------------
+
+    def greedy_next_tokens(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """Per text: (the actual tokens, the model's argmax predictions for them) over every scored position."""
+        return [(scored.targets, scored.predictions) for scored in self._rolling(texts, None)]
+
+    def token_batches(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per text: (token ids int64, mask bool, True on real tokens and False on padding), the tokens the model
+        reads for it (BOS first when the tokenizer has one), right-padded to the longest text of its batch
+        (consecutive runs of ``batch_size`` texts in the order given)."""
+        bos = self.tokenizer.bos_token_id
+        encoded = [([bos] if bos is not None else []) + self._encode(text) for text in texts]
+        pad = _pad_token_id(self.tokenizer, self.model)
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        for start in range(0, len(encoded), self.batch_size):
+            batch = encoded[start:start + self.batch_size]
+            width = max(len(ids) for ids in batch)
+            for ids in batch:
+                tokens = np.full(width, pad, dtype=np.int64)
+                tokens[:len(ids)] = ids
+                mask = np.zeros(width, dtype=bool)
+                mask[:len(ids)] = True
+                out.append((tokens, mask))
+        return out
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    def _prefix_token(self) -> int:
+        """What an empty context is: BOS, else EOS (lm-eval's ``prefix_token_id``)."""
+        for token in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id):
+            if token is not None:
+                return int(token)
+        raise EvalInputError(f"model {self.sampler.model_name}: the tokenizer has neither a BOS nor an EOS token, "
+                             "so a continuation with an empty context cannot be scored")
+
+    def _request_tokens(self, request: LoglikelihoodRequest) -> TokenPair:
+        """lm-eval's ``_encode_pair``: the continuation is the tail of the whole encoding beyond the context's."""
+        context, continuation = split_boundary(request.context, request.continuation)
+        if not context:
+            return [self._prefix_token()], self._encode(continuation)
+        whole, context_ids = self._encode(context + continuation), self._encode(context)
+        return context_ids, whole[len(context_ids):]
+
+    def _rolling(self, texts: Sequence[str], on_progress: Callable[[int], None] | None) -> list[_Scored]:
+        bos = self.tokenizer.bos_token_id
+        owners: list[int] = []
+        pairs: list[TokenPair] = []
+        for index, text in enumerate(texts):
+            for window in rolling_windows(self._encode(text), None if bos is None else int(bos), self.max_length):
+                owners.append(index)
+                pairs.append(window)
+        left = Counter(owners)
+        if on_progress is not None and len(left) < len(texts):
+            on_progress(len(texts) - len(left))
+
+        def report(done: list[int]) -> None:
+            finished = 0
+            for pair in done:
+                left[owners[pair]] -= 1
+                finished += left[owners[pair]] == 0
+            if on_progress is not None and finished:
+                on_progress(finished)
+
+        merged = [_Scored(0.0, [], []) for _ in texts]
+        for owner, scored in zip(owners, self._score(pairs, report), strict=True):
+            before = merged[owner]
+            merged[owner] = _Scored(before.logprob + scored.logprob, before.targets + scored.targets,
+                                    before.predictions + scored.predictions)
+        return merged
+
+    def _score(self, pairs: Sequence[TokenPair], report: Callable[[list[int]], None] | None) -> list[_Scored]:
+        """Every pair's summed target log-probability and argmax predictions, batched longest first."""
+        import torch
+
+        limit = self.max_length
+        inputs: list[list[int]] = []
+        for context, targets in pairs:
+            if len(targets) > limit:
+                raise EvalInputError(f"a continuation of {len(targets)} tokens does not fit in max_length {limit}")
+            inputs.append((context + targets)[-(limit + 1):][:-1])
+        results = [_Scored(0.0, [], []) for _ in pairs]
+        empty = [index for index, (_, targets) in enumerate(pairs) if not targets]
+        if empty and report is not None:
+            report(empty)
+        order = sorted((index for index, (_, targets) in enumerate(pairs) if targets),
+                       key=lambda index: (-len(inputs[index]), index))
+        model = self.model
+        pad = _pad_token_id(self.tokenizer, model)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                width = len(inputs[batch[0]])
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                rows: list[int] = []
+                columns: list[int] = []
+                targets: list[int] = []
+                for row, index in enumerate(batch):
+                    tokens, wanted = inputs[index], pairs[index][1]
+                    ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+                    rows += [row] * len(wanted)
+                    columns += range(len(tokens) - len(wanted), len(tokens))
+                    targets += wanted
+                logits = self._logits_at(model, ids, rows, columns)
+                wanted_ids = torch.tensor(targets, device=logits.device)
+                logprobs = torch.log_softmax(logits, dim=-1).gather(1, wanted_ids[:, None])[:, 0]
+                values = logprobs.double().cpu().numpy()
+                predictions = logits.argmax(dim=-1).cpu().tolist()
+                offset = 0
+                for index in batch:
+                    count = len(pairs[index][1])
+                    results[index] = _Scored(float(values[offset:offset + count].sum()), list(pairs[index][1]),
+                                             predictions[offset:offset + count])
+                    offset += count
+                if report is not None:
+                    report(batch)
+        return results
+
+    def _logits_at(self, model: Any, ids: Any, rows: list[int], columns: list[int]) -> Any:
+        """float32 logits at (row, column) of one forward pass; the LM head runs only on the columns needed
+        when the model takes ``logits_to_keep``."""
+        import torch
+
+        device = model.device
+        keep = sorted(set(columns))
+        if self._keeps_logits is None:
+            self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        if self._keeps_logits and len(keep) < ids.shape[1]:
+            where = {column: slot for slot, column in enumerate(keep)}
+            logits = model(input_ids=ids.to(device), use_cache=False,
+                           logits_to_keep=torch.tensor(keep, device=device)).logits
+            columns = [where[column] for column in columns]
+        else:
+            logits = model(input_ids=ids.to(device), use_cache=False).logits
+        return logits[torch.tensor(rows, device=device), torch.tensor(columns, device=device)].float()
+
+
+def rolling_windows(tokens: Sequence[int], prefix: int | None, max_length: int) -> list[TokenPair]:
+    """(context, targets) windows scoring every token once, as lm-eval's disjoint rolling windows
+    (``get_rolling_token_windows`` with ``context_len=1``): windows of up to ``max_length`` targets, the first
+    conditioned on ``prefix``, each later one on the tokens before it, as many as fit in ``max_length``.
+
+    Without a prefix the first token is only context (nothing to condition it on).
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1, got {max_length}")
+    sequence = list(tokens) if prefix is None else [prefix, *tokens]
+    windows: list[TokenPair] = []
+    start = 1
+    while start < len(sequence):
+        end = min(start + max_length, len(sequence))
+        windows.append((sequence[max(0, end - 1 - max_length):start], sequence[start:end]))
+        start = end
+    return windows
+
+
+__all__ = ["LocalLikelihoodScorer", "rolling_windows"]

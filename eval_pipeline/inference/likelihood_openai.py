@@ -1,0 +1,214 @@
+"""Log-likelihood scoring through a server's OpenAI legacy completions with prompt log-probabilities.
+
+vLLM (also behind SageMaker) and OpenAI-style servers return them for ``echo=true, logprobs=1``: every prompt
+token with its log-probability (the first one null) and the top alternatives. A continuation's tokens are the
+prompt tokens starting at or after the context's end (its trailing whitespace moved to the continuation, as
+lm-eval does). Requests go through ``RemoteSampler``'s concurrency, retries and back-off; a server that gives no
+prompt log-probabilities is a ``LikelihoodError`` naming the server, never made-up numbers.
+
+Rolling scores are one request per text: a text longer than the server's context is refused by the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
+from eval_pipeline.inference.likelihood import (
+    ContinuationScore,
+    LikelihoodError,
+    LoglikelihoodRequest,
+    TextScore,
+    split_boundary,
+)
+from eval_pipeline.inference.openai_compat import OpenAISampler, _error_message, _seconds
+from eval_pipeline.inference.remote import PermanentError, RetryPolicy, TransientError
+
+_NO_PARAMS = GenerationParams(max_tokens=1)
+
+
+@dataclass(frozen=True)
+class PromptToken:
+    """One prompt token as the server scored it; ``logprob`` is None where it scored nothing (the first one)."""
+
+    text: str
+    offset: int
+    logprob: float | None
+    top: dict[str, float] | None
+
+    @property
+    def is_argmax(self) -> bool:
+        """The token is (one of) the most likely: its log-probability is the top one."""
+        if self.logprob is None or not self.top:
+            raise PermanentError(f"no top_logprobs for prompt token {self.text!r}")
+        return self.logprob >= max(self.top.values())
+
+
+@dataclass
+class _PromptScores(Completion):
+    """A completion carrying the prompt's scored tokens (so it goes through the retry machinery unchanged)."""
+
+    tokens: list[PromptToken] = field(default_factory=list)
+
+
+class _EchoClient(OpenAISampler):
+    """One attempt = one ``/completions`` call with ``echo`` and ``logprobs``; the prompt is the sole message."""
+
+    def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
+        import requests
+
+        prompt = request.messages[0]["content"]
+        where = f"{self.base_url} model {self.model}"
+        body = {"model": self.model, "prompt": prompt, "max_tokens": params.max_tokens, "echo": True,
+                "logprobs": 1, "temperature": 0}
+        try:
+            response = self._session().post(f"{self.base_url}/completions", json=body, timeout=self.timeout_s)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 429:
+            raise TransientError(f"{where}: throttled (HTTP 429)", throttled=True,
+                                 retry_after_s=_seconds(response.headers.get("Retry-After")))
+        if response.status_code >= 500 or response.status_code == 408:
+            raise TransientError(f"{where}: HTTP {response.status_code}: {response.text[:200]}")
+        if response.status_code >= 400:
+            raise PermanentError(f"{where}: HTTP {response.status_code}: {_error_message(response)}")
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise PermanentError(f"{where}: response we cannot parse; body starts {response.text[:200]!r}") from exc
+        try:
+            tokens = parse_prompt_logprobs(payload, prompt)
+        except PermanentError as exc:
+            raise PermanentError(f"{where}: {exc}") from exc
+        return _PromptScores(output=prompt, tokens=tokens)
+
+
+def parse_prompt_logprobs(payload: Any, prompt: str) -> list[PromptToken]:
+    """The prompt's tokens from an ``echo=true, logprobs=N`` completion (vLLM's shape); PermanentError saying what
+    is missing when the server did not return them."""
+    try:
+        choice = payload["choices"][0]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise PermanentError(f"not a completions response (no choices); body {str(payload)[:200]!r}") from exc
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+    if not isinstance(logprobs, dict):
+        raise PermanentError("the server returned no logprobs: it needs OpenAI completions with echo=true and "
+                             "logprobs (vLLM serves them; chat-only servers and llama.cpp do not)")
+    missing = [key for key in ("tokens", "token_logprobs", "text_offset") if not isinstance(logprobs.get(key), list)]
+    if missing:
+        raise PermanentError(f"the server's logprobs lack {', '.join(missing)}")
+    texts, values, offsets = logprobs["tokens"], logprobs["token_logprobs"], logprobs["text_offset"]
+    tops = logprobs.get("top_logprobs") or [None] * len(texts)
+    if not len(texts) == len(values) == len(offsets) == len(tops):
+        raise PermanentError("the server's logprobs lists have different lengths")
+    if not str(choice.get("text", "")).startswith(prompt) or not offsets or offsets[0] != 0:
+        raise PermanentError("the server did not echo the prompt with its logprobs (echo=true is not supported); "
+                             "only prompt log-probabilities can score a continuation")
+    usage = payload.get("usage") or {}
+    n_prompt = usage.get("prompt_tokens")
+    if not isinstance(n_prompt, int) or not 0 < n_prompt <= len(texts):
+        n_prompt = sum(1 for offset in offsets if offset < len(prompt))
+    tokens = []
+    for text, value, offset, top in list(zip(texts, values, offsets, tops, strict=True))[:n_prompt]:
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+            raise PermanentError(f"a prompt token's logprob is {value!r}")
+        tokens.append(PromptToken(str(text), int(offset), None if value is None else float(value),
+                                  dict(top) if isinstance(top, dict) else None))
+    return tokens
+
+
+def continuation_tokens(tokens: list[PromptToken], start: int) -> list[PromptToken]:
+    """The tokens at or after character ``start``, without a null zero-width first token (BOS); any other
+    null is a token the server could not score."""
+    chosen = [token for token in tokens if token.offset >= start]
+    if chosen and chosen[0] is tokens[0] and _is_bos(tokens):
+        chosen = chosen[1:]
+    if any(token.logprob is None for token in chosen):
+        raise PermanentError("the server gives no logprob for the first prompt token (nothing before it, no BOS), "
+                             "so a continuation with an empty context cannot be scored")
+    return chosen
+
+
+def text_tokens(tokens: list[PromptToken]) -> list[PromptToken]:
+    """Every scored token of a whole text: all but a null first one (no BOS: nothing to condition it on)."""
+    scored = tokens[1:] if tokens and tokens[0].logprob is None else tokens
+    if any(token.logprob is None for token in scored):
+        raise PermanentError("the server gives no logprob for a prompt token after the first")
+    return scored
+
+
+def _is_bos(tokens: list[PromptToken]) -> bool:
+    return len(tokens) > 1 and tokens[0].logprob is None and tokens[1].offset == tokens[0].offset
+
+
+class OpenAICompletionsScorer:
+    """``LikelihoodScorer`` for vLLM, SageMaker-vLLM or any server returning prompt log-probabilities."""
+
+    backend = "openai"
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, n_concurrent: int = 8,
+                 timeout_s: float = 60.0, max_attempts: int = 8, retry: RetryPolicy | None = None) -> None:
+        self.client = _EchoClient(base_url, model, api_key_env=api_key_env, n_concurrent=n_concurrent,
+                                  timeout_s=timeout_s, retry=retry or RetryPolicy(max_attempts=max_attempts))
+        self.base_url, self.model = self.client.base_url, model
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
+
+    def preflight(self) -> None:
+        """Raises EvalInputError when the API key variable is named but not set."""
+        self.client.preflight()
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest],
+                      on_progress: Callable[[int], None] | None = None) -> list[ContinuationScore]:
+        """One echo request per (context + continuation)."""
+        splits = [split_boundary(request.context, request.continuation) for request in requests]
+        scores = []
+        fetched = self._fetch([context + continuation for context, continuation in splits], on_progress)
+        for (context, _), prompt_tokens in zip(splits, fetched, strict=True):
+            try:
+                tokens = continuation_tokens(prompt_tokens, len(context))
+                greedy = all(token.is_argmax for token in tokens)
+            except PermanentError as exc:
+                raise LikelihoodError(f"{self.base_url} model {self.model}: {exc}") from exc
+            scores.append(ContinuationScore(logprob=math.fsum(token.logprob or 0.0 for token in tokens),
+                                            is_greedy=greedy, n_tokens=len(tokens)))
+        return scores
+
+    def rolling_loglikelihood(self, texts: Sequence[str],
+                              on_progress: Callable[[int], None] | None = None) -> list[TextScore]:
+        """One echo request per text; every token the server scores counts (all but the first, without BOS)."""
+        scores = []
+        for text, prompt_tokens in zip(texts, self._fetch(texts, on_progress), strict=True):
+            try:
+                tokens = text_tokens(prompt_tokens)
+                correct = sum(token.is_argmax for token in tokens)
+            except PermanentError as exc:
+                raise LikelihoodError(f"{self.base_url} model {self.model}: {exc}") from exc
+            scores.append(TextScore(logprob=math.fsum(token.logprob or 0.0 for token in tokens),
+                                    n_tokens=len(tokens), n_bytes=len(text.encode("utf-8")), n_correct=correct))
+        return scores
+
+    def _fetch(self, prompts: Sequence[str], on_progress: Callable[[int], None] | None) -> list[list[PromptToken]]:
+        """Every non-empty prompt's tokens, in order; the first request that fails for good raises."""
+        results: list[list[PromptToken]] = [[] for _ in prompts]
+        wanted = [index for index, prompt in enumerate(prompts) if prompt]
+        if on_progress is not None and len(wanted) < len(prompts):
+            on_progress(len(prompts) - len(wanted))
+        requests = [GenerationRequest(str(index), 0, ({"role": "user", "content": prompts[index]},))
+                    for index in wanted]
+        with contextlib.closing(self.client.stream(requests, _NO_PARAMS)) as finished:
+            for position, completion in finished:
+                if completion.error is not None or not isinstance(completion, _PromptScores):
+                    raise LikelihoodError(f"scoring failed ({len(prompts)} requests): {completion.error}")
+                results[wanted[position]] = completion.tokens
+                if on_progress is not None:
+                    on_progress(1)
+        return results
+
+
+__all__ = ["OpenAICompletionsScorer", "PromptToken", "continuation_tokens", "parse_prompt_logprobs", "text_tokens"]

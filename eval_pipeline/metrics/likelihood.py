@@ -1,0 +1,71 @@
+"""lm-evaluation-harness's log-likelihood metrics: acc and acc_norm for multiple choice, and corpus perplexity,
+bits per byte and byte perplexity for rolling log-likelihoods (sums over the corpus, not means of per-text ratios).
+
+A count of zero gives NaN (nothing was scored); a perplexity too large for a float gives inf.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from eval_pipeline.inference.likelihood import ContinuationScore, TextScore
+
+
+def multiple_choice(scores: Sequence[ContinuationScore], choices: Sequence[str], answer: int) -> dict[str, float]:
+    """``acc``: the most likely choice is the answer; ``acc_norm``: the most likely per character of the choice
+    string (lm-eval divides by ``len(choice)``, the choice without the target delimiter). Ties go to the first."""
+    if not scores or len(scores) != len(choices):
+        raise ValueError(f"multiple_choice needs one score per choice, got {len(scores)} scores for "
+                         f"{len(choices)} choices")
+    if not 0 <= answer < len(choices):
+        raise ValueError(f"answer {answer} is not the index of one of the {len(choices)} choices")
+    if any(not choice for choice in choices):
+        raise ValueError("acc_norm divides by the choice's length: a choice is the empty string")
+    plain = [score.logprob for score in scores]
+    normalized = [score.logprob / len(choice) for score, choice in zip(scores, choices, strict=True)]
+    return {"acc": float(_first_argmax(plain) == answer), "acc_norm": float(_first_argmax(normalized) == answer)}
+
+
+def token_perplexity(logprob: float, n_tokens: int) -> float:
+    """exp(−logprob / n_tokens)."""
+    return _exp(-logprob / n_tokens) if n_tokens > 0 else math.nan
+
+
+def bits_per_byte(logprob: float, n_bytes: int) -> float:
+    """−logprob / (n_bytes · ln 2)."""
+    return -logprob / (n_bytes * math.log(2)) if n_bytes > 0 else math.nan
+
+
+def byte_perplexity(logprob: float, n_bytes: int) -> float:
+    """exp(−logprob / n_bytes)."""
+    return _exp(-logprob / n_bytes) if n_bytes > 0 else math.nan
+
+
+def corpus_perplexity(scores: Sequence[TextScore]) -> dict[str, float]:
+    """token_perplexity, bits_per_byte and byte_perplexity of the summed log-likelihood over the summed tokens
+    or bytes (lm-eval's weighted_mean), and next_token_accuracy = Σ correct / Σ tokens."""
+    logprob = math.fsum(score.logprob for score in scores)
+    n_tokens = sum(score.n_tokens for score in scores)
+    n_bytes = sum(score.n_bytes for score in scores)
+    n_correct = sum(score.n_correct for score in scores)
+    return {
+        "token_perplexity": token_perplexity(logprob, n_tokens),
+        "bits_per_byte": bits_per_byte(logprob, n_bytes),
+        "byte_perplexity": byte_perplexity(logprob, n_bytes),
+        "next_token_accuracy": n_correct / n_tokens if n_tokens > 0 else math.nan,
+    }
+
+
+def _first_argmax(values: Sequence[float]) -> int:
+    return max(range(len(values)), key=lambda index: values[index])
+
+
+def _exp(value: float) -> float:
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return math.inf
+
+
+__all__ = ["bits_per_byte", "byte_perplexity", "corpus_perplexity", "multiple_choice", "token_perplexity"]

@@ -1,0 +1,275 @@
+"""The child's side of the sandbox: isolate, apply the limits, run the program, report how it ended.
+
+Started by ``sandbox.run_python`` as ``python -I -S -c 'import sandbox_child ...' ARGS``. It imports only the
+standard library, and as little of it as it can, because every run pays for its start-up. It writes two lines to
+its report file: ``isolation <names>`` before the program starts and ``exit <wait status> <cpu seconds>`` after.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing itself costs every run a few milliseconds
+    from typing import Any, NoReturn
+
+BOOT_ERROR = 125  # the exit code when the bootstrap fails before running the program
+
+_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 32, 4096, 1 << 14, 1 << 18
+_MOUNT_FLAGS = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21}
+
+
+def main(argv: list[str]) -> NoReturn:
+    """Isolate, then fork the program under its limits, wait for it and report how it ended."""
+    program, work, report_path, memory_bytes, cpu_s, max_processes, max_file_bytes, cgroup = argv
+    try:
+        with open(program, encoding="utf-8") as handle:
+            source = handle.read()
+        report = open(report_path, "w", encoding="utf-8")  # noqa: SIM115 — before the filesystem turns read-only
+        isolation = ["rlimits"]
+        if cgroup and _try_write(f"{cgroup}/cgroup.procs", str(os.getpid())):
+            isolation.append("pids_cgroup")
+        isolation += _isolate(work)
+        report.write(f"isolation {','.join(isolation)}\n")
+        report.flush()
+        pid = os.fork()
+    except BaseException as exc:  # any failure before the program runs is the sandbox's
+        os.write(2, f"sandbox bootstrap failed: {exc!r}\n".encode())
+        os._exit(BOOT_ERROR)
+    if pid == 0:
+        _set_limits({"RLIMIT_AS": int(memory_bytes), "RLIMIT_CPU": int(cpu_s), "RLIMIT_FSIZE": int(max_file_bytes),
+                     "RLIMIT_NPROC": int(max_processes), "RLIMIT_CORE": 0})
+        _run_program(source, work)
+    _, wait_status, usage = os.wait4(pid, 0)
+    report.write(f"exit {wait_status} {usage.ru_utime + usage.ru_stime}\n")
+    report.close()
+    if os.WIFSIGNALED(wait_status):
+        sig = os.WTERMSIG(wait_status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.waitstatus_to_exitcode(wait_status))
+
+
+def _isolate(work: str) -> list[str]:
+    """Enter new network, PID and mount namespaces where the kernel allows; the names of those entered."""
+    if not sys.platform.startswith("linux"):
+        return []
+    user = _CLONE_NEWUSER if os.geteuid() != 0 else 0  # unprivileged: only inside a user namespace of our own
+    uid, gid = os.geteuid(), os.getegid()
+    mount_ns = os.stat("/proc/self/ns/mnt").st_ino
+    for flags in (_CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWPID, _CLONE_NEWNET | _CLONE_NEWPID, _CLONE_NEWNET):
+        if _unshare(flags | user):
+            break
+    else:
+        return []
+    if user:  # map our own ids, so that files can still be created in the working directory
+        _try_write("/proc/self/setgroups", "deny")
+        _try_write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _try_write("/proc/self/gid_map", f"{gid} {gid} 1")
+    entered = ["netns"] + (["pidns"] if flags & _CLONE_NEWPID else [])
+    # never touch a mount unless we are certainly in a mount namespace of our own
+    if flags & _CLONE_NEWNS and os.stat("/proc/self/ns/mnt").st_ino != mount_ns and _readonly_outside(work):
+        entered.append("readonly_fs")
+    return entered
+
+
+def _unshare(flags: int) -> bool:
+    if hasattr(os, "unshare"):  # Python 3.12+
+        try:
+            os.unshare(flags)
+            return True
+        except OSError:
+            return False
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).unshare(ctypes.c_int(flags)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _readonly_outside(work: str) -> bool:
+    """In our own mount namespace: keep ``work`` writable and remount every other mount read-only."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    if libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        return False
+    if libc.mount(work.encode(), work.encode(), None, _MS_BIND | _MS_REC, None) != 0:
+        return False
+    complete = True
+    for mountpoint, options in _mounts():
+        if mountpoint == work or mountpoint.startswith(work + "/"):
+            continue
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | sum(_MOUNT_FLAGS.get(option, 0) for option in options)
+        if libc.mount(None, mountpoint.encode(), None, flags, None) != 0:
+            complete = False
+    return complete
+
+
+def _mounts() -> list[tuple[str, list[str]]]:
+    """(mount point, mount options) for each line of /proc/self/mountinfo."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    return [(_unescape(fields[4]), fields[5].split(",")) for fields in (line.split() for line in lines)]
+
+
+def _unescape(path: str) -> str:
+    """Mountinfo writes space, tab, newline and backslash as three octal digits after a backslash."""
+    parts = path.split("\\")
+    return parts[0] + "".join(chr(int(part[:3], 8)) + part[3:] for part in parts[1:])
+
+
+def _try_write(path: str, text: str) -> bool:
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return True
+    except OSError:
+        return False
+
+
+def _set_limits(limits: dict[str, int]) -> None:
+    for name, value in limits.items():
+        limit = getattr(resource, name, None)
+        if limit is None:
+            continue
+        try:
+            _, hard = resource.getrlimit(limit)
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(limit, (value, value))
+        except (OSError, ValueError):
+            pass
+
+
+def _run_program(source: str, work: str) -> NoReturn:
+    """In the program's process: the prelude, then the code as ``__main__``; exits as ``python program.py`` would."""
+    import builtins
+    import site
+
+    sys.path.extend(path for path in site.getsitepackages() if path not in sys.path)  # -S skipped them
+    filename = "<program>"
+    code = 1
+    try:
+        os.chdir(work)
+        _install_guards(work)
+        exec(compile(source, filename, "exec"), {"__name__": "__main__", "__builtins__": builtins})
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except BaseException as exc:  # reported as the interpreter would, without this frame
+        _print_exception(exc, source, filename)
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105 — contextlib would cost every run its import
+            stream.flush()
+        except BaseException:  # a full disk or a closed stream: nothing more to say
+            pass
+    os._exit(code)
+
+
+def _print_exception(exc: BaseException, source: str, filename: str) -> None:
+    try:
+        import linecache
+        import traceback
+
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+    except BaseException:  # e.g. no memory left to format it
+        os.write(2, f"{type(exc).__name__}\n".encode())
+
+
+def _exit_code(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    print(value, file=sys.stderr)
+    return 1
+
+
+def _install_guards(work: str) -> None:
+    """The prelude: no sockets, no writes outside ``work``, no programs run, no signals sent, no new sessions.
+
+    Defence in depth only: code in the same interpreter can get around all of it (ctypes, ``posix``, the MRO).
+    """
+    import _posixsubprocess
+    import _socket
+    import builtins
+    import io
+
+    def inside(path: object) -> bool:
+        if isinstance(path, int):
+            return True  # an already open descriptor
+        try:
+            real = os.path.realpath(os.fsdecode(os.fspath(path)))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+        return real == work or real.startswith(work + os.sep) or real == os.devnull
+
+    def deny(what: str) -> NoReturn:
+        raise PermissionError(f"sandbox: {what} is not allowed")
+
+    real_open = io.open
+
+    def guarded_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if set(str(mode)) & set("wax+") and not inside(file):
+            deny(f"writing {file!r}")
+        return real_open(file, mode, *args, **kwargs)
+
+    real_os_open = os.open
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def guarded_os_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if flags & write_flags and (dir_fd is not None or not inside(path)):
+            deny(f"writing {path!r}")
+        return real_os_open(path, flags, mode, dir_fd=dir_fd)
+
+    def paths_inside(name: str) -> Any:
+        function = getattr(os, name)
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            for value in (*args, *kwargs.values()):
+                if isinstance(value, str | bytes | os.PathLike) and not inside(value):
+                    deny(f"os.{name}({value!r})")
+            return function(*args, **kwargs)
+        return guarded
+
+    def denied(name: str) -> Any:
+        def refuse(*_: Any, **__: Any) -> NoReturn:
+            deny(name)
+        return refuse
+
+    class GuardedSocket(_socket.socket):
+        """``socket.socket`` subclasses whatever ``_socket.socket`` is when it is first imported."""
+
+        __slots__ = ()
+
+        def __init__(self, *_: Any, **__: Any) -> None:
+            deny("opening a network socket")
+
+    builtins.open = io.open = guarded_open  # type: ignore[assignment]
+    os.open = guarded_os_open  # type: ignore[assignment]
+    for name in ("remove", "unlink", "rmdir", "mkdir", "rename", "replace", "chmod", "chown", "lchown", "truncate",
+                 "symlink", "link", "utime", "mkfifo", "mknod", "chroot"):
+        if hasattr(os, name):
+            setattr(os, name, paths_inside(name))
+    for name in ("system", "popen", "execv", "execve", "execl", "execle", "execlp", "execlpe", "execvp", "execvpe",
+                 "spawnv", "spawnve", "spawnvp", "spawnvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe",
+                 "posix_spawn", "posix_spawnp", "kill", "killpg", "setsid", "setpgrp", "setpgid", "setuid",
+                 "setgid", "setresuid", "setresgid"):
+        if hasattr(os, name):
+            setattr(os, name, denied(f"os.{name}"))
+    _posixsubprocess.fork_exec = denied("subprocess")
+    _socket.socket = _socket.SocketType = GuardedSocket  # type: ignore[misc]
+    if "socket" in sys.modules:
+        sys.modules["socket"].socket = GuardedSocket  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,366 @@
+"""Log-likelihood scoring (local tiny model, OpenAI completions against the fake) and lm-eval's likelihood metrics,
+checked against independent computations: plain per-request forward passes, hand formulas, torch cross-entropy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from eval_pipeline.inference.likelihood import ContinuationScore, LikelihoodError, LoglikelihoodRequest, TextScore
+from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer, rolling_windows
+from eval_pipeline.inference.likelihood_openai import (
+    OpenAICompletionsScorer,
+    continuation_tokens,
+    parse_prompt_logprobs,
+    text_tokens,
+)
+from eval_pipeline.inference.local import LocalSampler
+from eval_pipeline.inference.remote import RetryPolicy
+from eval_pipeline.metrics.likelihood import (
+    bits_per_byte,
+    byte_perplexity,
+    corpus_perplexity,
+    multiple_choice,
+    token_perplexity,
+)
+from tests.fakes.llm_server import FakeLLMServer, fake_tokens, is_fake_argmax, prompt_logprob
+
+PAIRS = [
+    ("The capital of France is ", "Paris"),  # trailing space moves to the continuation
+    ("The capital of France is", " Paris"),
+    ("The capital of Fra", "nce"),  # the boundary merges: 'a' + 'nce' → 'an' 'ce'
+    ("", "Water boils"),  # empty context: conditioned on BOS
+    ("Two plus two is", " four. Three times three is nine."),
+    ("def add(a, b):\n", "    return a + b"),
+    ("Question: what colour is the sky? Answer:", " blue."),
+    ("A quick brown fox jumps over the lazy", " dog."),
+    ("Evaluation pipelines measure models on suites of samples. " * 3, "Yes"),
+    ("x", " y"),
+    ("The qu", "ick brown fox"),
+    ("Water boils at 100 degrees", " Celsius at sea level."),
+]
+TEXTS = [
+    "The capital of France is Paris. The capital of Italy is Rome.",
+    "x",
+    "Question: what colour is the sky? Answer: blue. " * 4,
+    "def add(a, b):\n    return a + b\n",
+    "héllo wörld ✓",
+]
+FAST = RetryPolicy(max_attempts=8, base_delay_s=0.001, max_delay_s=0.01)
+
+
+# -- independent computations ---------------------------------------------------------------------------------
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def hand_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval's tokenization of a request, written out."""
+    stripped = context.rstrip()
+    continuation = context[len(stripped):] + continuation
+    if not stripped:
+        return [tokenizer.bos_token_id], encode(tokenizer, continuation)
+    context_ids = encode(tokenizer, stripped)
+    return context_ids, encode(tokenizer, stripped + continuation)[len(context_ids):]
+
+
+def forward_logprobs(model, tokens: list[int]):
+    """log-softmax of one unbatched forward pass, and its argmax, per position."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.tensor([tokens])).logits[0].float()
+    return torch.log_softmax(logits, dim=-1), logits.argmax(dim=-1)
+
+
+def hand_score(model, context_ids: list[int], targets: list[int]) -> tuple[float, bool, int]:
+    """Sum of log p(target) over one plain forward pass of context + targets; greedy = all argmax."""
+    logprobs, argmax = forward_logprobs(model, context_ids + targets)
+    positions = range(len(context_ids) - 1, len(context_ids) - 1 + len(targets))
+    total = sum(float(logprobs[p, t]) for p, t in zip(positions, targets, strict=True))
+    return total, all(int(argmax[p]) == t for p, t in zip(positions, targets, strict=True)), len(targets)
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_model_dir: str) -> LocalLikelihoodScorer:
+    return LocalLikelihoodScorer(LocalSampler(tiny_model_dir, device="cpu"), batch_size=8)
+
+
+# -- local scorer ---------------------------------------------------------------------------------------------
+
+
+def greedy_pairs(scorer: LocalLikelihoodScorer) -> list[tuple[str, str]]:
+    """Requests whose continuation is the model's own greedy next tokens, so some scores are greedy."""
+    tokenizer, model = scorer.tokenizer, scorer.model
+    pairs = []
+    for context in ("The capital of", "Two plus two", "A quick brown"):
+        ids = encode(tokenizer, context)
+        _, argmax = forward_logprobs(model, ids)
+        pairs.append((context, tokenizer.decode([int(argmax[-1])])))
+    return pairs
+
+
+def test_loglikelihood_matches_plain_forward_passes(scorer: LocalLikelihoodScorer) -> None:
+    pairs = PAIRS + greedy_pairs(scorer)
+    requests = [LoglikelihoodRequest(c, t) for c, t in pairs]
+    progress: list[int] = []
+    scores = scorer.loglikelihood(requests, on_progress=progress.append)
+    assert sum(progress) == len(requests)
+    for (context, continuation), score in zip(pairs, scores, strict=True):
+        context_ids, targets = hand_pair(scorer.tokenizer, context, continuation)
+        logprob, greedy, count = hand_score(scorer.model, context_ids, targets)
+        assert score.logprob == pytest.approx(logprob, abs=1e-4), (context, continuation)
+        assert (score.is_greedy, score.n_tokens) == (greedy, count), (context, continuation)
+        assert count > 0
+    assert any(score.is_greedy for score in scores) and not all(score.is_greedy for score in scores)
+    # the space moves to the continuation: both spellings are the same request
+    assert scores[0] == scores[1]
+    # a merged boundary token belongs to the context: only the tail beyond the context's encoding is scored
+    assert scores[2].n_tokens == 1
+
+
+def test_batching_and_padding_do_not_change_scores(scorer: LocalLikelihoodScorer) -> None:
+    requests = [LoglikelihoodRequest(c, t) for c, t in PAIRS]
+    batched = scorer.loglikelihood(requests)
+    single = LocalLikelihoodScorer(scorer.sampler, batch_size=1).loglikelihood(requests)
+    for a, b in zip(batched, single, strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-5)
+        assert (a.is_greedy, a.n_tokens) == (b.is_greedy, b.n_tokens)
+    reversed_scores = scorer.loglikelihood(requests[::-1])[::-1]
+    assert [s.logprob for s in reversed_scores] == pytest.approx([s.logprob for s in batched], abs=1e-5)
+
+
+def test_long_contexts_are_cut_on_the_left(scorer: LocalLikelihoodScorer) -> None:
+    short = LocalLikelihoodScorer(scorer.sampler, batch_size=4, max_length=16)
+    context, continuation = "The capital of France is Paris. " * 5, " The capital of Italy is Rome."
+    [score] = short.loglikelihood([LoglikelihoodRequest(context, continuation)])
+    context_ids, targets = hand_pair(scorer.tokenizer, context, continuation)
+    kept = (context_ids + targets)[-17:]
+    expected = hand_score(scorer.model, kept[:len(kept) - len(targets)], targets)
+    assert (score.logprob, score.is_greedy, score.n_tokens) == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(ValueError, match="does not fit"):
+        LocalLikelihoodScorer(scorer.sampler, max_length=4).loglikelihood([LoglikelihoodRequest("a", continuation)])
+
+
+def test_rolling_matches_one_full_forward_pass(scorer: LocalLikelihoodScorer) -> None:
+    progress: list[int] = []
+    scores = scorer.rolling_loglikelihood([*TEXTS, ""], on_progress=progress.append)
+    assert sum(progress) == len(TEXTS) + 1
+    for text, score in zip(TEXTS, scores[:-1], strict=True):
+        tokens = [scorer.tokenizer.bos_token_id, *encode(scorer.tokenizer, text)]
+        logprobs, argmax = forward_logprobs(scorer.model, tokens)
+        expected = sum(float(logprobs[i, t]) for i, t in enumerate(tokens[1:]))
+        assert score.logprob == pytest.approx(expected, abs=1e-4)
+        assert score.n_tokens == len(tokens) - 1
+        assert score.n_bytes == len(text.encode("utf-8"))
+        assert score.n_correct == sum(int(argmax[i]) == t for i, t in enumerate(tokens[1:]))
+    assert scores[-1] == TextScore(0.0, 0, 0, 0)
+    actual, predicted = scorer.greedy_next_tokens(TEXTS[:1])[0]
+    tokens = encode(scorer.tokenizer, TEXTS[0])
+    assert actual == tokens and len(predicted) == len(tokens)
+    assert sum(a == p for a, p in zip(actual, predicted, strict=True)) == scores[0].n_correct
+
+
+def test_rolling_windows_score_every_token_once(scorer: LocalLikelihoodScorer) -> None:
+    text = TEXTS[0] * 3
+    tokens = encode(scorer.tokenizer, text)
+    windowed = LocalLikelihoodScorer(scorer.sampler, batch_size=3, max_length=8)
+    [score] = windowed.rolling_loglikelihood([text])
+    assert score.n_tokens == len(tokens) > 3 * 8
+    # independently: window k predicts tokens [8k, 8k+8) from the 8 tokens before its last one
+    sequence, expected, correct = [scorer.tokenizer.bos_token_id, *tokens], 0.0, 0
+    for start in range(1, len(sequence), 8):
+        end = min(start + 8, len(sequence))
+        first = max(0, end - 9)
+        logprobs, argmax = forward_logprobs(scorer.model, sequence[first:end - 1])
+        for position in range(start, end):
+            expected += float(logprobs[position - 1 - first, sequence[position]])
+            correct += int(argmax[position - 1 - first]) == sequence[position]
+    assert score.logprob == pytest.approx(expected, abs=1e-4)
+    assert score.n_correct == correct
+    [full] = scorer.rolling_loglikelihood([text])
+    assert full.n_tokens == score.n_tokens and full.logprob != pytest.approx(score.logprob)
+
+
+@pytest.mark.parametrize("prefix", [99, None])
+@pytest.mark.parametrize("length", [0, 1, 5, 8, 9, 17, 30])
+def test_rolling_windows_partition_the_tokens(prefix: int | None, length: int) -> None:
+    tokens = list(range(length))
+    windows = rolling_windows(tokens, prefix, max_length=4)
+    targets = [t for _, window in windows for t in window]
+    assert targets == (tokens if prefix is not None else tokens[1:])
+    sequence = tokens if prefix is None else [prefix, *tokens]
+    for context, window in windows:
+        assert context and 1 <= len(window) <= 4 and len(context) + len(window) - 1 <= 4
+        start = sequence.index(window[0])
+        assert sequence[start - len(context):start + len(window)] == context + window
+
+
+def test_token_batches_pad_per_batch(scorer: LocalLikelihoodScorer) -> None:
+    texts = ["x", "The capital of France is Paris.", "Rome", "ab"]
+    batches = LocalLikelihoodScorer(scorer.sampler, batch_size=2).token_batches(texts)
+    pad = scorer.tokenizer.pad_token_id
+    widths = []
+    for text, (ids, mask) in zip(texts, batches, strict=True):
+        expected = [scorer.tokenizer.bos_token_id, *encode(scorer.tokenizer, text)]
+        assert ids.dtype == np.int64 and mask.dtype == np.bool_ and ids.shape == mask.shape
+        assert ids[mask].tolist() == expected and (ids[~mask] == pad).all() and mask[:len(expected)].all()
+        widths.append(len(ids))
+    assert widths[0] == widths[1] > widths[2] == widths[3]
+
+
+def test_scorer_from_a_model_name_reuses_the_loaded_model(tiny_model_dir: str, scorer: LocalLikelihoodScorer) -> None:
+    by_name = LocalLikelihoodScorer(tiny_model_dir, batch_size=2)
+    assert by_name.model is scorer.model
+    assert by_name.identity()["fingerprint"] == scorer.identity()["fingerprint"]
+    assert by_name.identity()["backend"] == "local" and by_name.max_length == 512
+
+
+# -- metrics --------------------------------------------------------------------------------------------------
+
+
+def scores_of(*logprobs: float) -> list[ContinuationScore]:
+    return [ContinuationScore(logprob, False, 1) for logprob in logprobs]
+
+
+def test_acc_and_acc_norm() -> None:
+    choices = ["a", "bbbbbb", "cc"]
+    # acc picks choice 0 (−5); per character choice 1 wins (−6/6 = −1 > −9/2 > −5/1)
+    assert multiple_choice(scores_of(-5.0, -6.0, -9.0), choices, 1) == {"acc": 0.0, "acc_norm": 1.0}
+    assert multiple_choice(scores_of(-5.0, -6.0, -9.0), choices, 0) == {"acc": 1.0, "acc_norm": 0.0}
+    assert multiple_choice(scores_of(-2.0, -2.0), ["aa", "bb"], 0) == {"acc": 1.0, "acc_norm": 1.0}  # ties: first
+    assert multiple_choice(scores_of(-2.0, -2.0), ["aa", "bb"], 1) == {"acc": 0.0, "acc_norm": 0.0}
+    with pytest.raises(ValueError):
+        multiple_choice(scores_of(-1.0), ["a", "b"], 0)
+    with pytest.raises(ValueError):
+        multiple_choice(scores_of(-1.0, -2.0), ["a", "b"], 2)
+
+
+def test_perplexity_formulas() -> None:
+    assert token_perplexity(-12.0, 4) == pytest.approx(math.exp(3.0))
+    assert bits_per_byte(-12.0, 8) == pytest.approx(12.0 / (8 * math.log(2)))
+    assert byte_perplexity(-12.0, 8) == pytest.approx(math.exp(1.5))
+    assert 2 ** bits_per_byte(-12.0, 8) == pytest.approx(byte_perplexity(-12.0, 8))
+    assert math.isnan(token_perplexity(0.0, 0)) and token_perplexity(-1e6, 1) == math.inf
+    corpus = corpus_perplexity([TextScore(-10.0, 5, 20, 2), TextScore(-2.0, 1, 4, 1)])
+    assert corpus == pytest.approx({"token_perplexity": math.exp(12 / 6), "bits_per_byte": 12 / (24 * math.log(2)),
+                                    "byte_perplexity": math.exp(12 / 24), "next_token_accuracy": 3 / 6})
+    # corpus-weighted: Σ logprob / Σ tokens, not the mean of per-text perplexities (e², e² → e² either way here)
+    skewed = corpus_perplexity([TextScore(-10.0, 10, 10, 0), TextScore(-10.0, 1, 1, 0)])
+    assert skewed["token_perplexity"] == pytest.approx(math.exp(20 / 11))
+
+
+def test_perplexity_matches_torch_cross_entropy(scorer: LocalLikelihoodScorer) -> None:
+    import torch
+
+    texts = TEXTS[:3]
+    scores = scorer.rolling_loglikelihood(texts)
+    nll, count = 0.0, 0
+    for text, score in zip(texts, scores, strict=True):
+        tokens = torch.tensor([scorer.tokenizer.bos_token_id, *encode(scorer.tokenizer, text)])
+        with torch.no_grad():
+            logits = scorer.model(tokens[None]).logits[0, :-1].float()
+        loss = torch.nn.functional.cross_entropy(logits, tokens[1:], reduction="sum").item()
+        assert token_perplexity(score.logprob, score.n_tokens) == pytest.approx(math.exp(loss / (len(tokens) - 1)),
+                                                                                rel=1e-4)
+        nll, count = nll + loss, count + len(tokens) - 1
+    corpus = corpus_perplexity(scores)
+    n_bytes = sum(len(text.encode()) for text in texts)
+    assert corpus["token_perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-4)
+    assert corpus["bits_per_byte"] == pytest.approx(nll / (n_bytes * math.log(2)), rel=1e-5)
+
+
+# -- OpenAI completions scorer against the fake ---------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer(retry_after_s=0.01) as server:
+        yield server
+
+
+def remote(fake: FakeLLMServer, **options) -> OpenAICompletionsScorer:
+    return OpenAICompletionsScorer(f"{fake.url}/v1", "served", retry=FAST, **options)
+
+
+def expected_continuation(context: str, continuation: str) -> tuple[float, bool, int]:
+    """The fake's own numbers: its tokens starting at or after the (stripped) context's end."""
+    prompt, start = context + continuation, len(context.rstrip())
+    tokens = [(offset, token) for offset, token in fake_tokens(prompt) if offset >= start]
+    return (math.fsum(prompt_logprob("served", prompt[:o], t) for o, t in tokens),
+            all(is_fake_argmax("served", prompt[:o], t) for o, t in tokens), len(tokens))
+
+
+REMOTE_PAIRS = [("The capital of France is ", "Paris"), ("Two plus two is", " four. Three times three is nine."),
+                ("Question: what colour is the sky? Answer:", " blue"), ("a b c d e f g h", " i j")]
+
+
+def test_openai_sums_match_the_servers_logprobs(fake: FakeLLMServer) -> None:
+    requests = [LoglikelihoodRequest(c, t) for c, t in REMOTE_PAIRS]
+    progress: list[int] = []
+    scores = remote(fake).loglikelihood(requests, on_progress=progress.append)
+    assert sum(progress) == len(requests)
+    for (context, continuation), score in zip(REMOTE_PAIRS, scores, strict=True):
+        logprob, greedy, count = expected_continuation(context, continuation)
+        assert (score.logprob, score.is_greedy, score.n_tokens) == pytest.approx((logprob, greedy, count))
+    body = fake.recent_bodies[0]
+    assert body["echo"] is True and body["logprobs"] == 1 and body["temperature"] == 0
+    texts = [TEXTS[0], "one", ""]
+    rolled = remote(fake).rolling_loglikelihood(texts)
+    for text, score in zip(texts, rolled, strict=True):
+        tokens = fake_tokens(text)[1:]  # the first token is not scored (no BOS)
+        assert score.logprob == pytest.approx(math.fsum(prompt_logprob("served", text[:o], t) for o, t in tokens))
+        assert score.n_correct == sum(is_fake_argmax("served", text[:o], t) for o, t in tokens)
+        assert (score.n_tokens, score.n_bytes) == (len(tokens), len(text.encode()))
+
+
+def test_openai_retries_throttling_and_server_errors(fake: FakeLLMServer) -> None:
+    clean = remote(fake).loglikelihood([LoglikelihoodRequest(c, t) for c, t in REMOTE_PAIRS])
+    fake.reset()
+    fake.fail_next("throttle", 2, protocol="openai")
+    fake.fail_next("unavailable", 1, protocol="openai")
+    fake.error_rate_5xx = 0.3
+    requests = [LoglikelihoodRequest(c, t) for c, t in REMOTE_PAIRS] * 3
+    scores = remote(fake, n_concurrent=4).loglikelihood(requests)
+    assert scores == clean * 3
+    statuses = fake.requests_by_status
+    assert statuses[429] == 2 and statuses[500] + statuses[503] >= 2 and statuses[200] == len(requests)
+    fake.error_rate_5xx = 1.0
+    with pytest.raises(LikelihoodError, match="gave up after 2 attempts"):
+        OpenAICompletionsScorer(f"{fake.url}/v1", "served", retry=RetryPolicy(2, 0.001, 0.01)).loglikelihood(
+            requests[:1])
+
+
+@pytest.mark.parametrize(("mode", "message"), [("none", "returned no logprobs"),
+                                               ("generated_only", "did not echo the prompt")])
+def test_openai_server_without_prompt_logprobs_is_a_clear_error(fake: FakeLLMServer, mode: str, message: str) -> None:
+    fake.completion_logprobs = mode
+    with pytest.raises(LikelihoodError, match=message) as error:
+        remote(fake).loglikelihood([LoglikelihoodRequest(c, t) for c, t in REMOTE_PAIRS])
+    assert fake.url in str(error.value) and "served" in str(error.value)
+    with pytest.raises(LikelihoodError, match=message):
+        remote(fake).rolling_loglikelihood(TEXTS[:1])
+
+
+def test_openai_empty_context_needs_a_bos(fake: FakeLLMServer) -> None:
+    with pytest.raises(LikelihoodError, match="empty context"):
+        remote(fake).loglikelihood([LoglikelihoodRequest("", "Paris is")])
+
+
+def test_prompt_logprobs_with_a_bos_token() -> None:
+    """vLLM with a BOS-adding tokenizer: a zero-width null first token, then every text token scored."""
+    payload = {"choices": [{"text": "Hi there!", "logprobs": {
+        "tokens": ["<s>", "Hi", " there", "!", " ok"], "text_offset": [0, 0, 2, 8, 9],
+        "token_logprobs": [None, -3.0, -1.0, -0.5, -0.1],
+        "top_logprobs": [None, {"Hi": -3.0, "Hello": -1.0}, {" there": -1.0}, {"!": -0.5}, {" ok": -0.1}]}}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 1}}
+    tokens = parse_prompt_logprobs(payload, "Hi there!")
+    assert [t.text for t in tokens] == ["<s>", "Hi", " there", "!"]
+    assert [t.logprob for t in continuation_tokens(tokens, 0)] == [-3.0, -1.0, -0.5]
+    assert [t.text for t in continuation_tokens(tokens, 2)] == [" there", "!"]
+    assert [t.is_argmax for t in text_tokens(tokens)] == [False, True, True]

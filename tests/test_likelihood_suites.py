@@ -1,0 +1,100 @@
+"""Multiple-choice and perplexity suites through the whole pipeline on the tiny model, checked against the scoring
+library called directly (itself checked against plain torch in test_likelihood.py), and their bad input."""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from eval_pipeline.data.formats import load_samples
+from eval_pipeline.errors import EvalInputError
+from eval_pipeline.execution import run_suite
+from eval_pipeline.inference.likelihood import LoglikelihoodRequest
+from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer
+from eval_pipeline.instance import local_instance
+from eval_pipeline.metrics.likelihood import corpus_perplexity, multiple_choice
+from eval_pipeline.suites import load_suite
+
+QUESTIONS = [
+    ("The sky is", ["blue", "a green frog", "loud"], 0),
+    ("Two plus two is", ["four", "seven hundred", "fish"], 0),
+    ("Cats say", ["woof", "meow", "a long sentence about nothing"], 1),
+    ("Water is", ["dry", "wet"], 1),
+    ("The sun rises in the", ["east", "west", "north", "south"], 0),
+]
+TEXTS = ["the quick brown fox jumps over the lazy dog", "hello world, hello again",
+         "numbers 1 2 3 4 5 and more numbers", "a short one", "ünïcödé text counts bytes, not characters"]
+
+
+def project(folder: Path, tiny_model_dir: str, task: str) -> Path:
+    (folder / "evals").mkdir(parents=True, exist_ok=True)
+    if task == "multiple_choice":
+        rows = [{"id": f"q{i}", "question": q, "choices": c, "answer": a, "category": "even" if i % 2 == 0 else "odd"}
+                for i, (q, c, a) in enumerate(QUESTIONS)]
+        data = folder / "mc.jsonl"
+    else:
+        rows = [{"id": f"t{i}", "text": t, "category": "even" if i % 2 == 0 else "odd"} for i, t in enumerate(TEXTS)]
+        data = folder / "corpus.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = folder / "evals" / f"{task}.yaml"
+    path.write_text(f"suite: {task}_suite\ntask: {task}\ndataset: {{uri: {data.name}}}\n"
+                    f"models:\n  - {{name: tiny, backend: local, model: {tiny_model_dir}, batch_size: 4}}\n"
+                    "breakdown_keys: [category]\n")
+    return path
+
+
+def overall(metrics: pd.DataFrame, metric: str) -> pd.Series:
+    return metrics[(metrics["metric"] == metric) & metrics["breakdown_key"].isna()].iloc[0]
+
+
+def test_multiple_choice_suite(eval_home: Path, tiny_model_dir: str) -> None:
+    result = run_suite(load_suite(project(eval_home.parent / "p", tiny_model_dir, "multiple_choice")),
+                       local_instance())
+    assert result.success, result.models[0].error
+    scorer = LocalLikelihoodScorer(tiny_model_dir, batch_size=1)
+    expected = []
+    for question, choices, answer in QUESTIONS:
+        scores = scorer.loglikelihood([LoglikelihoodRequest(f"{question} ", c) for c in choices])
+        expected.append(multiple_choice(scores, choices, answer))
+    for metric in ("acc", "acc_norm"):
+        row = overall(result.metrics, metric)
+        assert row["value"] == pytest.approx(sum(e[metric] for e in expected) / len(expected))
+        assert row["n"] == len(QUESTIONS) and row["errors"] == 0
+    assert set(result.metrics["breakdown_value"].dropna()) == {"even", "odd"}
+
+
+def test_perplexity_suite(eval_home: Path, tiny_model_dir: str) -> None:
+    result = run_suite(load_suite(project(eval_home.parent / "p", tiny_model_dir, "perplexity")), local_instance())
+    assert result.success, result.models[0].error
+    expected = corpus_perplexity(LocalLikelihoodScorer(tiny_model_dir).rolling_loglikelihood(TEXTS))
+    for metric, value in expected.items():
+        row = overall(result.metrics, metric)
+        assert row["value"] == pytest.approx(value, rel=1e-5), metric
+        assert row["ci_low"] <= row["value"] <= row["ci_high"]
+    generations = pd.read_parquet(result.models[0].outputs["generations"])
+    assert generations["n_bytes"].tolist() == [len(t.encode()) for t in TEXTS]
+    assert overall(result.metrics, "bits_per_byte")["value"] == pytest.approx(
+        -generations["logprob"].sum() / (generations["n_bytes"].sum() * math.log(2)), rel=1e-9)
+
+
+def test_bad_likelihood_input_names_the_row(tmp_path: Path) -> None:
+    bad = tmp_path / "mc.jsonl"
+    bad.write_text(json.dumps({"question": "q", "choices": ["a", "b"], "answer": 0}) + "\n"
+                   + json.dumps({"question": "q", "choices": ["a", "b"], "answer": 2}) + "\n")
+    with pytest.raises(EvalInputError, match=r"mc.jsonl:2: field 'answer': index 2 is out of range for 2 choices"):
+        load_samples(str(bad), "multiple_choice")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"fine line\nsecond line \xff\xfe broken\n")
+    with pytest.raises(EvalInputError, match=r"corpus.txt:2: not UTF-8"):
+        load_samples(str(corpus), "text")
+
+
+def test_likelihood_tasks_need_a_likelihood_backend(tmp_path: Path) -> None:
+    path = tmp_path / "evals" / "x.yaml"
+    path.parent.mkdir()
+    path.write_text("suite: x\ntask: perplexity\ndataset: {uri: c.jsonl}\n"
+                    "models:\n  - {name: b, backend: bedrock, model: amazon.nova-micro-v1:0}\n")
+    with pytest.raises(Exception, match="log-likelihoods"):
+        load_suite(path)
