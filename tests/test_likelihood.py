@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from eval_pipeline.inference import likelihood_local
 from eval_pipeline.inference.likelihood import ContinuationScore, LikelihoodError, LoglikelihoodRequest, TextScore
 from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer, rolling_windows
 from eval_pipeline.inference.likelihood_openai import (
@@ -124,9 +125,13 @@ def test_loglikelihood_matches_plain_forward_passes(scorer: LocalLikelihoodScore
     assert scores[2].n_tokens == 1
 
 
-def test_batching_and_padding_do_not_change_scores(scorer: LocalLikelihoodScorer) -> None:
+def test_batching_and_padding_do_not_change_scores(scorer: LocalLikelihoodScorer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     requests = [LoglikelihoodRequest(c, t) for c, t in PAIRS]
     batched = scorer.loglikelihood(requests)
+    monkeypatch.setattr(likelihood_local, "_SOFTMAX_ELEMENTS", 3 * scorer.model.config.vocab_size)
+    assert scorer.loglikelihood(requests) == batched  # the log-softmax taken 3 positions at a time
+    monkeypatch.undo()
     single = LocalLikelihoodScorer(scorer.sampler, batch_size=1).loglikelihood(requests)
     for a, b in zip(batched, single, strict=True):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-5)
@@ -317,6 +322,19 @@ def test_openai_sums_match_the_servers_logprobs(fake: FakeLLMServer) -> None:
         assert score.logprob == pytest.approx(math.fsum(prompt_logprob("served", text[:o], t) for o, t in tokens))
         assert score.n_correct == sum(is_fake_argmax("served", text[:o], t) for o, t in tokens)
         assert (score.n_tokens, score.n_bytes) == (len(tokens), len(text.encode()))
+
+
+def test_fake_completions_route_in_vllm_shape(fake: FakeLLMServer) -> None:
+    import requests
+
+    body = {"model": "served", "prompt": "The cat  sat", "echo": True, "logprobs": 1, "max_tokens": 0}
+    reply = requests.post(f"{fake.url}/v1/completions", json=body, timeout=10).json()
+    logprobs = reply["choices"][0]["logprobs"]
+    assert reply["choices"][0]["text"] == "The cat  sat" and reply["usage"]["prompt_tokens"] == 3
+    assert logprobs["tokens"] == ["The", " cat", "  sat"] and logprobs["text_offset"] == [0, 3, 7]
+    assert logprobs["token_logprobs"][0] is None and logprobs["top_logprobs"][0] is None
+    assert logprobs["token_logprobs"][2] == prompt_logprob("served", "The cat", "  sat")
+    assert logprobs["top_logprobs"][2]["  sat"] == logprobs["token_logprobs"][2]
 
 
 def test_openai_retries_throttling_and_server_errors(fake: FakeLLMServer) -> None:

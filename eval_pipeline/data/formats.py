@@ -11,11 +11,12 @@ from typing import Any
 import pandas as pd
 
 from eval_pipeline.data import likelihood_formats
+from eval_pipeline.data.humaneval import convert_humaneval, looks_like_humaneval
 from eval_pipeline.data.schemas import SAMPLES
 from eval_pipeline.data.sources import SourceFile, read_source
 from eval_pipeline.errors import EvalInputError
 
-FORMATS = ("auto", "gen_qa", "bedrock", "messages", "multiple_choice", "text")
+FORMATS = ("auto", "gen_qa", "bedrock", "messages", "multiple_choice", "text", "humaneval")
 _ID_FIELDS = ("sample_id", "id", "recordId")
 _ROLES = {"system", "user", "assistant", "tool"}
 
@@ -54,6 +55,8 @@ def convert_file(source: SourceFile, fmt: str = "auto") -> list[Row]:
 
 def detect_format(record: Row, file: str, line: int) -> str:
     """The format that a row's keys imply."""
+    if looks_like_humaneval(record):
+        return "humaneval"
     if "messages" in record:
         return "messages"
     if "choices" in record and "answer" in record and "question" in record:
@@ -163,6 +166,7 @@ _CONVERTERS: dict[str, Callable[[Row, str, int], Row]] = {
     "messages": _messages,
     "multiple_choice": likelihood_formats.multiple_choice,
     "text": likelihood_formats.text_document,
+    "humaneval": convert_humaneval,
 }
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,22 @@ def as_likelihood_scorer(inference: Any) -> LikelihoodScorer:
 
         return LocalLikelihoodScorer(inference, batch_size=inference.batch_size)
     raise TypeError(f"this evaluation needs a LikelihoodScorer or a LocalSampler, got {type(inference).__name__}")
+
+
+@contextlib.contextmanager
+def eval_mode(scorer: Any) -> Iterator[None]:
+    """A local scorer's model in eval mode for the block (no dropout), then back in training mode if it was:
+    a training loop's live model."""
+    sampler = getattr(scorer, "sampler", None)
+    model = scorer.model if getattr(sampler, "_live", None) is not None else None
+    training = bool(getattr(model, "training", False))
+    if training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if training:
+            model.train()
 
 
 def text_intermediates(scorer: Any, encoding: Any, texts: Sequence[str]) -> list[Intermediate]:
@@ -77,15 +94,16 @@ class EncodingEvaluation(Evaluation):
         scorer = as_likelihood_scorer(inference)
         texts = [self.get(index) for index in range(len(self))]
         greedy = getattr(scorer, "greedy_next_tokens", None)
-        if callable(greedy):
-            pairs = greedy(texts)
-            hits = [int(np.sum(np.asarray(actual) == np.asarray(predicted))) for actual, predicted in pairs]
-            counts = [len(actual) for actual, _ in pairs]
-        elif not self.checks_text:  # a scorer without argmax tokens still counts its hits
-            rolled = scorer.rolling_loglikelihood(texts)
-            pairs, hits, counts = [], [s.n_correct for s in rolled], [s.n_tokens for s in rolled]
-        else:
+        if not callable(greedy) and self.checks_text:
             raise TypeError(f"{type(scorer).__name__} gives no argmax tokens (greedy_next_tokens) to check")
+        with eval_mode(scorer):
+            if callable(greedy):
+                pairs = greedy(texts)
+                hits = [int(np.sum(np.asarray(actual) == np.asarray(predicted))) for actual, predicted in pairs]
+                counts = [len(actual) for actual, _ in pairs]
+            else:  # a scorer without argmax tokens still counts its hits
+                rolled = scorer.rolling_loglikelihood(texts)
+                pairs, hits, counts = [], [s.n_correct for s in rolled], [s.n_tokens for s in rolled]
         if self.checks_text:
             tokenizer = tokenizer_of(scorer, encoding)
             y_hats = [tokenizer.decode(list(predicted)) for _, predicted in pairs]

@@ -16,7 +16,7 @@ from eval_pipeline.data.formats import load_samples
 from eval_pipeline.data.likelihood_formats import choice_list
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome
-from eval_pipeline.evaluations.encoding import as_likelihood_scorer, text_intermediates
+from eval_pipeline.evaluations.encoding import as_likelihood_scorer, eval_mode, text_intermediates
 from eval_pipeline.inference.likelihood import LoglikelihoodRequest
 from eval_pipeline.inference.likelihood_runner import choice_context
 from eval_pipeline.metrics.likelihood import corpus_perplexity, multiple_choice
@@ -48,7 +48,8 @@ class PerplexityEvaluation(Evaluation):
                 **_: Any) -> EvaluationOutcome:
         scorer = as_likelihood_scorer(inference)
         texts = [self.get(index) for index in range(len(self))]
-        scored = scorer.rolling_loglikelihood(texts)
+        with eval_mode(scorer):
+            scored = scorer.rolling_loglikelihood(texts)
         nll = np.asarray([-s.logprob for s in scored], dtype=float)
         count = np.asarray([s.n_tokens for s in scored], dtype=float)
         scores = np.asarray(self.score(nll, count), dtype=float)
@@ -92,7 +93,8 @@ class PerplexityComparisonEvaluation(Evaluation):
         items = [self.get(index) for index in range(len(self))]
         requests = [LoglikelihoodRequest(prefix, continuation) for prefix, continuations, _ in items
                     for continuation in continuations]
-        scored = iter(scorer.loglikelihood(requests))
+        with eval_mode(scorer):
+            scored = iter(scorer.loglikelihood(requests))
         flags: dict[str, list[float]] = {"acc": [], "acc_norm": []}
         picks: list[list[float]] = []
         for index, (_, continuations, answer) in enumerate(items):

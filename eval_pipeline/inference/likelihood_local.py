@@ -23,6 +23,9 @@ from eval_pipeline.inference.local import LocalSampler, _context_length, _pad_to
 DEFAULT_MAX_LENGTH = 2048
 """Used when neither ``max_length`` nor the model's config gives a context length."""
 
+_SOFTMAX_ELEMENTS = 1 << 26
+"""Logits turned to float32 log-probabilities at once (256 MiB): long rolling windows × big vocabularies."""
+
 TokenPair = tuple[list[int], list[int]]
 """(context tokens, target tokens): the targets are scored, each conditioned on everything before it."""
 
@@ -77,7 +80,7 @@ class LocalLikelihoodScorer:
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest],
                       on_progress: Callable[[int], None] | None = None) -> list[ContinuationScore]:
         """log p(continuation | context) per request, in request order."""
-        pairs = [self._request_tokens(request) for request in requests]
+        pairs = self._request_tokens(requests)
         report = (lambda done: on_progress(len(done))) if on_progress is not None else None
         return [ContinuationScore(logprob=scored.logprob, is_greedy=scored.n_correct == len(scored.targets),
                                   n_tokens=len(scored.targets))
@@ -101,7 +104,8 @@ class LocalLikelihoodScorer:
         reads for it (BOS first when the tokenizer has one), right-padded to the longest text of its batch
         (consecutive runs of ``batch_size`` texts in the order given)."""
         bos = self.tokenizer.bos_token_id
-        encoded = [([bos] if bos is not None else []) + self._encode(text) for text in texts]
+        ids_of = self._encode_many(texts)
+        encoded = [([bos] if bos is not None else []) + ids_of[text] for text in texts]
         pad = _pad_token_id(self.tokenizer, self.model)
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for start in range(0, len(encoded), self.batch_size):
@@ -117,9 +121,6 @@ class LocalLikelihoodScorer:
 
     # -- internals ---------------------------------------------------------------------------------------------
 
-    def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
-
     def _prefix_token(self) -> int:
         """What an empty context is: BOS, else EOS (lm-eval's ``prefix_token_id``)."""
         for token in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id):
@@ -128,20 +129,34 @@ class LocalLikelihoodScorer:
         raise EvalInputError(f"model {self.sampler.model_name}: the tokenizer has neither a BOS nor an EOS token, "
                              "so a continuation with an empty context cannot be scored")
 
-    def _request_tokens(self, request: LoglikelihoodRequest) -> TokenPair:
-        """lm-eval's ``_encode_pair``: the continuation is the tail of the whole encoding beyond the context's."""
-        context, continuation = split_boundary(request.context, request.continuation)
-        if not context:
-            return [self._prefix_token()], self._encode(continuation)
-        whole, context_ids = self._encode(context + continuation), self._encode(context)
-        return context_ids, whole[len(context_ids):]
+    def _encode_many(self, texts: Sequence[str]) -> dict[str, list[int]]:
+        """Each distinct text's tokens, encoded in one batched tokenizer call."""
+        distinct = sorted({text for text in texts if text})
+        encoded = self.tokenizer(distinct, add_special_tokens=False)["input_ids"] if distinct else []
+        return {"": [], **{text: list(ids) for text, ids in zip(distinct, encoded, strict=True)}}
+
+    def _request_tokens(self, requests: Sequence[LoglikelihoodRequest]) -> list[TokenPair]:
+        """lm-eval's ``_encode_pair``: the continuation is the tail of the whole encoding beyond the context's;
+        an empty context is the prefix token."""
+        splits = [split_boundary(request.context, request.continuation) for request in requests]
+        encoded = self._encode_many([text for context, continuation in splits
+                                     for text in (context, context + continuation, continuation)])
+        pairs = []
+        for context, continuation in splits:
+            if not context:
+                pairs.append(([self._prefix_token()], encoded[continuation]))
+            else:
+                context_ids = encoded[context]
+                pairs.append((context_ids, encoded[context + continuation][len(context_ids):]))
+        return pairs
 
     def _rolling(self, texts: Sequence[str], on_progress: Callable[[int], None] | None) -> list[_Scored]:
         bos = self.tokenizer.bos_token_id
         owners: list[int] = []
         pairs: list[TokenPair] = []
+        encoded = self._encode_many(texts)
         for index, text in enumerate(texts):
-            for window in rolling_windows(self._encode(text), None if bos is None else int(bos), self.max_length):
+            for window in rolling_windows(encoded[text], None if bos is None else int(bos), self.max_length):
                 owners.append(index)
                 pairs.append(window)
         left = Counter(owners)
@@ -195,11 +210,7 @@ class LocalLikelihoodScorer:
                     rows += [row] * len(wanted)
                     columns += range(len(tokens) - len(wanted), len(tokens))
                     targets += wanted
-                logits = self._logits_at(model, ids, rows, columns)
-                wanted_ids = torch.tensor(targets, device=logits.device)
-                logprobs = torch.log_softmax(logits, dim=-1).gather(1, wanted_ids[:, None])[:, 0]
-                values = logprobs.double().cpu().numpy()
-                predictions = logits.argmax(dim=-1).cpu().tolist()
+                values, predictions = self._gather(model, ids, rows, columns, targets)
                 offset = 0
                 for index in batch:
                     count = len(pairs[index][1])
@@ -210,9 +221,11 @@ class LocalLikelihoodScorer:
                     report(batch)
         return results
 
-    def _logits_at(self, model: Any, ids: Any, rows: list[int], columns: list[int]) -> Any:
-        """float32 logits at (row, column) of one forward pass; the LM head runs only on the columns needed
-        when the model takes ``logits_to_keep``."""
+    def _gather(self, model: Any, ids: Any, rows: list[int], columns: list[int],
+                targets: list[int]) -> tuple[np.ndarray, list[int]]:
+        """log p(target) (float64) and the argmax at each (row, column) of one forward pass over ``ids``. The LM
+        head runs only on the columns needed when the model takes ``logits_to_keep``; the float32 log-softmax
+        runs on at most ``_SOFTMAX_ELEMENTS`` logits at a time."""
         import torch
 
         device = model.device
@@ -226,7 +239,17 @@ class LocalLikelihoodScorer:
             columns = [where[column] for column in columns]
         else:
             logits = model(input_ids=ids.to(device), use_cache=False).logits
-        return logits[torch.tensor(rows, device=device), torch.tensor(columns, device=device)].float()
+        row_index, column_index = torch.tensor(rows, device=device), torch.tensor(columns, device=device)
+        wanted = torch.tensor(targets, device=device)
+        step = max(1, _SOFTMAX_ELEMENTS // logits.shape[-1])
+        values, predictions = [], []
+        for start in range(0, len(rows), step):
+            part = slice(start, start + step)
+            selected = logits[row_index[part], column_index[part]].float()
+            logprobs = torch.log_softmax(selected, dim=-1).gather(1, wanted[part, None])[:, 0]
+            values.append(logprobs.double().cpu().numpy())
+            predictions += selected.argmax(dim=-1).cpu().tolist()
+        return np.concatenate(values), predictions
 
 
 def rolling_windows(tokens: Sequence[int], prefix: int | None, max_length: int) -> list[TokenPair]:

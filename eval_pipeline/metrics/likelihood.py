@@ -12,19 +12,24 @@ from collections.abc import Sequence
 from eval_pipeline.inference.likelihood import ContinuationScore, TextScore
 
 
-def multiple_choice(scores: Sequence[ContinuationScore], choices: Sequence[str], answer: int) -> dict[str, float]:
-    """``acc``: the most likely choice is the answer; ``acc_norm``: the most likely per character of the choice
-    string (lm-eval divides by ``len(choice)``, the choice without the target delimiter). Ties go to the first."""
+def choice_picks(scores: Sequence[ContinuationScore], choices: Sequence[str]) -> dict[str, int]:
+    """The index each rule picks: ``acc`` the most likely choice, ``acc_norm`` the most likely per character of the
+    choice string (lm-eval divides by ``len(choice)``, the choice without the target delimiter). Ties go first."""
     if not scores or len(scores) != len(choices):
         raise ValueError(f"multiple_choice needs one score per choice, got {len(scores)} scores for "
                          f"{len(choices)} choices")
-    if not 0 <= answer < len(choices):
-        raise ValueError(f"answer {answer} is not the index of one of the {len(choices)} choices")
     if any(not choice for choice in choices):
         raise ValueError("acc_norm divides by the choice's length: a choice is the empty string")
     plain = [score.logprob for score in scores]
     normalized = [score.logprob / len(choice) for score, choice in zip(scores, choices, strict=True)]
-    return {"acc": float(_first_argmax(plain) == answer), "acc_norm": float(_first_argmax(normalized) == answer)}
+    return {"acc": _first_argmax(plain), "acc_norm": _first_argmax(normalized)}
+
+
+def multiple_choice(scores: Sequence[ContinuationScore], choices: Sequence[str], answer: int) -> dict[str, float]:
+    """``acc`` and ``acc_norm`` (see ``choice_picks``): 1.0 where the rule picks the answer."""
+    if not 0 <= answer < len(choices):
+        raise ValueError(f"answer {answer} is not the index of one of the {len(choices)} choices")
+    return {rule: float(pick == answer) for rule, pick in choice_picks(scores, choices).items()}
 
 
 def token_perplexity(logprob: float, n_tokens: int) -> float:

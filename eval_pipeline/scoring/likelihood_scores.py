@@ -12,7 +12,7 @@ from eval_pipeline.data.likelihood_formats import choice_list
 from eval_pipeline.data.schemas import SCORES
 from eval_pipeline.inference.likelihood import ContinuationScore
 from eval_pipeline.inference.likelihood_runner import TEXT_COLUMNS
-from eval_pipeline.metrics.likelihood import multiple_choice, token_perplexity
+from eval_pipeline.metrics.likelihood import choice_picks, token_perplexity
 
 CHOICE_METRICS = ("acc", "acc_norm")
 TEXT_SCORER = "token_perplexity"
@@ -33,9 +33,9 @@ def score_choices(samples: pd.DataFrame, generations: pd.DataFrame) -> pd.DataFr
         scores = [ContinuationScore(logprob, greedy, tokens) for logprob, greedy, tokens in zip(
             json.loads(generation.choice_logprobs), json.loads(generation.choice_greedy),
             json.loads(generation.choice_tokens), strict=True)]
-        result = multiple_choice(scores, choices, int(item["reference"]))
-        picks = _picks(scores, choices)
-        rows += [{**base, "scorer": m, "score": float(result[m]), "extracted": str(picks[m])} for m in CHOICE_METRICS]
+        picks, answer = choice_picks(scores, choices), int(item["reference"])
+        rows += [{**base, "scorer": m, "score": float(picks[m] == answer), "extracted": str(picks[m])}
+                 for m in CHOICE_METRICS]
     return pd.DataFrame(rows, columns=SCORES.names)
 
 
@@ -52,9 +52,3 @@ def score_texts(generations: pd.DataFrame) -> pd.DataFrame:
         rows.append({**row, **sums, "score": token_perplexity(sums["logprob"], int(sums["n_tokens"]))})
     return pd.DataFrame(rows, columns=[*SCORES.names, *TEXT_COLUMNS])
 
-
-def _picks(scores: list[ContinuationScore], choices: list[str]) -> dict[str, int]:
-    raw = [s.logprob for s in scores]
-    normalized = [s.logprob / max(len(c), 1) for s, c in zip(scores, choices, strict=True)]
-    return {"acc": max(range(len(raw)), key=lambda i: (raw[i], -i)),
-            "acc_norm": max(range(len(normalized)), key=lambda i: (normalized[i], -i))}

@@ -10,7 +10,7 @@ import pandas as pd
 
 from eval_pipeline.data.schemas import SCORES
 from eval_pipeline.errors import EvalInputError
-from eval_pipeline.scoring import text
+from eval_pipeline.scoring import code_exec, text
 from eval_pipeline.suites.spec import ScorerSpec
 
 TextScorer = Callable[[str, str], float]
@@ -21,7 +21,7 @@ SIMPLE_SCORERS: dict[str, TextScorer] = {
     "rouge_l": text.rouge_l,
     "contains": text.contains,
 }
-SCORER_TYPES = (*SIMPLE_SCORERS, "regex_match")
+SCORER_TYPES = (*SIMPLE_SCORERS, "regex_match", "code_exec")
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,15 @@ def score_one(spec: ScorerSpec, prediction: str, reference: str | None) -> Score
 def score_generations(samples: pd.DataFrame, generations: pd.DataFrame, specs: list[ScorerSpec]) -> pd.DataFrame:
     """One row per generation × scorer; a failed generation gives error rows, never dropped ones."""
     references = dict(zip(samples["sample_id"], samples["reference"], strict=True))
+    executed = {spec.name: code_exec.score_code_exec(samples, generations) for spec in specs
+                if spec.kind == "code_exec"}  # run as one parallel batch per scorer
     rows = []
-    for generation in generations.itertuples(index=False):
+    for position, generation in enumerate(generations.itertuples(index=False)):
         for spec in specs:
             if generation.error is not None and not pd.isna(generation.error):
                 result = Score(None, error=f"generation failed: {generation.error}")
+            elif spec.name in executed:
+                result = Score(*executed[spec.name][position])  # type: ignore[misc]
             else:
                 reference = references.get(generation.sample_id)
                 result = score_one(spec, generation.output or "", None if pd.isna(reference) else reference)

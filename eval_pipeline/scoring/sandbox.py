@@ -10,16 +10,19 @@ What actually contains the code is the operating system:
   network namespace has no usable interface, so no connection leaves the process; the PID namespace makes the
   program the init of its own namespace, so everything it forks dies (and is reaped) with it; in the mount
   namespace every mount except the fresh working directory is remounted read-only;
-* for root, a ``pids`` cgroup (v1 or v2, where one can be created) caps the number of processes instead of
-  RLIMIT_NPROC.
+* for root, a ``pids`` cgroup (v1, or v2 where delegated) caps the number of processes instead of RLIMIT_NPROC;
+* every capability dropped (bounding set included) with no_new_privs, so that a program run as root cannot raise
+  its limits, remount, leave its cgroup or regain privileges by exec. It still runs as the same user, though:
+  files that user can read, it can read.
 
 Whatever of this a host does not allow is skipped silently; ``SandboxResult.isolation`` names what was in force.
+Without the namespaces (e.g. macOS, or containers that forbid them) only the limits and the prelude remain.
 
 On top of that a prelude, run in the program's own interpreter before its code, makes ``socket.socket`` raise,
 refuses writes, deletes and renames outside the working directory through ``open``/``os``, and refuses
 ``os.system``/exec/spawn, ``subprocess``, ``os.kill`` and ``setsid``. The prelude is defence in depth and
 nothing more: code running in the same interpreter can undo it (``ctypes``, ``posix``, the classes' MRO). It is
-not a security boundary; the OS limits above are the real ones. The child's side lives in ``sandbox_child``.
+not a security boundary; the OS mechanisms above are the real ones. The child's side lives in ``sandbox_child``.
 """
 
 from __future__ import annotations
@@ -64,14 +67,15 @@ class SandboxResult:
     stderr_tail: str
     duration_s: float
     isolation: tuple[str, ...] = ()
-    """The OS mechanisms that were in force: rlimits, pids_cgroup, netns, pidns, readonly_fs."""
+    """The OS mechanisms in force: rlimits, pids_cgroup, netns, pidns, readonly_fs, no_capabilities."""
 
 
 def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 512, cwd: Path | None = None) -> SandboxResult:
-    """Run ``code`` with ``python -I`` in a fresh temporary working directory (created under ``cwd`` when given,
-    else the system temp dir, and removed afterwards); never raises for anything the code does."""
+    """Run ``code`` with ``python -I`` (isolated mode) in a fresh temporary working directory, created under ``cwd``
+    when given (else the system temp dir) and removed afterwards; never raises for anything the code does."""
     started = time.perf_counter()
     cgroup: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
     try:
         root = Path(tempfile.mkdtemp(prefix="eval-sandbox-", dir=cwd)).resolve()
     except OSError as exc:
@@ -98,6 +102,9 @@ def run_python(code: str, *, timeout_s: float = 10.0, memory_mb: int = 512, cwd:
     except OSError as exc:
         return _infrastructure_error(f"sandbox failure: {exc}", started)
     finally:
+        if proc is not None and proc.returncode is None:  # interrupted while waiting: leave nothing running
+            _kill_group(proc.pid)
+            proc.wait()
         if cgroup is not None:
             _destroy_cgroup(cgroup)
         shutil.rmtree(root, ignore_errors=True)
@@ -122,7 +129,14 @@ def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
 
     The group is killed before the leader is reaped, so its id cannot have been reused by then.
     """
-    timed_out = not _exited_within(proc.pid, max(timeout_s, 0.0))
+    if hasattr(os, "pidfd_open") or hasattr(os, "waitid"):
+        timed_out = not _exited_within(proc.pid, max(timeout_s, 0.0))
+    else:
+        try:
+            proc.wait(timeout=max(timeout_s, 0.0))
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
     _kill_group(proc.pid)
     proc.wait()
     return timed_out

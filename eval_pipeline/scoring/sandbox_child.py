@@ -20,6 +20,7 @@ BOOT_ERROR = 125  # the exit code when the bootstrap fails before running the pr
 
 _CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 32, 4096, 1 << 14, 1 << 18
+_PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _CAPABILITY_VERSION_3 = 24, 38, 0x20080522
 _MOUNT_FLAGS = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21}
 
 
@@ -34,6 +35,8 @@ def main(argv: list[str]) -> NoReturn:
         if cgroup and _try_write(f"{cgroup}/cgroup.procs", str(os.getpid())):
             isolation.append("pids_cgroup")
         isolation += _isolate(work)
+        if _drop_capabilities():
+            isolation.append("no_capabilities")
         report.write(f"isolation {','.join(isolation)}\n")
         report.flush()
         pid = os.fork()
@@ -76,6 +79,25 @@ def _isolate(work: str) -> list[str]:
     if flags & _CLONE_NEWNS and os.stat("/proc/self/ns/mnt").st_ino != mount_ns and _readonly_outside(work):
         entered.append("readonly_fs")
     return entered
+
+
+def _drop_capabilities() -> bool:
+    """Give up every capability for good (effective, permitted, inheritable and the bounding set) and set
+    no_new_privs: root then can no longer raise its limits, remount, leave its cgroup or regain them by exec."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        ulong = ctypes.c_ulong
+        libc.prctl(ctypes.c_int(_PR_SET_NO_NEW_PRIVS), ulong(1), ulong(0), ulong(0), ulong(0))
+        for capability in range(64):  # EINVAL past the kernel's last capability
+            libc.prctl(ctypes.c_int(_PR_CAPBSET_DROP), ulong(capability), ulong(0), ulong(0), ulong(0))
+        header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+        return libc.capset(header, (ctypes.c_uint32 * 6)()) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def _unshare(flags: int) -> bool:

