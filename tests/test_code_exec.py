@@ -21,13 +21,12 @@ from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import GenerationParams
 from eval_pipeline.inference.precomputed import PrecomputedSampler
 from eval_pipeline.inference.runner import run_generations
+from eval_pipeline.metrics.passk_table import pass_k_rows, task_counts
 from eval_pipeline.scoring import code_exec
 from eval_pipeline.scoring.code_exec import (
     check_humaneval,
     completion_code,
-    pass_at_k_table,
     run_programs,
-    task_counts,
 )
 from eval_pipeline.scoring.registry import score_generations, validate_scorers
 from eval_pipeline.scoring.sandbox import SandboxResult, fork_limit_enforced, run_python
@@ -296,8 +295,9 @@ def test_pass_at_k_on_the_mini_set_equals_the_exact_combinatorial_value() -> Non
     counts = task_counts(scores)
     assert dict(zip(counts["sample_id"], counts["c"], strict=True)) == CORRECT_PER_TASK
     assert (counts["n"] == 3).all()
-    table = pass_at_k_table(scores, [1, 2, 3], suite="humaneval_mini")
-    assert list(table["metric"]) == ["pass@1", "pass@2", "pass@3"] and list(table["k"]) == [1, 2, 3]
+    table = pass_k_rows(scores, [1, 2, 3], suite="humaneval_mini")
+    table = table[table["metric"].str.contains("pass@")]
+    assert list(table["metric"]) == [f"code_exec.pass@{k}" for k in (1, 2, 3)] and list(table["k"]) == [1, 2, 3]
     for k, value in zip(table["k"], table["value"], strict=True):
         assert value == pytest.approx(float(exact_pass_at_k(CORRECT_PER_TASK, 3, k)), abs=1e-12)
     assert exact_pass_at_k(CORRECT_PER_TASK, 3, 1) == Fraction(1, 2)  # hand check: 9 correct of 18
@@ -310,7 +310,8 @@ def test_pass_at_k_leaves_out_tasks_with_too_few_samples_and_error_rows() -> Non
         "sample_id": ["a", "a", "a", "b", "b", "c"], "model": "m", "sample_index": [0, 1, 2, 0, 1, 0],
         "scorer": "code_exec", "score": [1.0, 0.0, 0.0, 1.0, None, 0.0],
         "error": [None, None, None, None, "sandbox failure", None]})
-    table = pass_at_k_table(scores, [1, 2])
+    table = pass_k_rows(scores, [1, 2])
+    table = table[table["metric"].str.contains("pass@")]
     pass1, pass2 = table["value"]
     assert pass1 == pytest.approx((1 / 3 + 1 + 0) / 3)  # b counts one sample (its error row is left out)
     assert pass2 == pytest.approx(float(1 - Fraction(comb(2, 2), comb(3, 2))))  # only a has 2 or more
@@ -360,3 +361,21 @@ def test_environment_is_minimal() -> None:
     finally:
         del os.environ["HTTPS_PROXY"]
     assert result.stdout_tail.split() == ["[]", "True"]
+
+
+def test_the_humaneval_suite_reports_exact_pass_at_k(eval_home: Path) -> None:
+    from eval_pipeline.execution import run_suite
+    from eval_pipeline.instance import local_instance
+    from eval_pipeline.suites import load_suite
+
+    result = run_suite(load_suite(Path(__file__).resolve().parents[1] / "evals" / "humaneval_mini.yaml"),
+                       local_instance())
+    assert result.success, result.models[0].error
+    metrics = result.metrics.set_index("metric")
+    for k in (1, 2, 3):
+        assert metrics.loc[f"code_exec.pass@{k}", "value"] == pytest.approx(
+            float(exact_pass_at_k(CORRECT_PER_TASK, 3, k)), abs=1e-12)
+        exact_hat = sum((Fraction(comb(c, k), comb(3, k)) for c in CORRECT_PER_TASK.values()), Fraction(0))
+        assert metrics.loc[f"code_exec.pass^{k}", "value"] == pytest.approx(
+            float(exact_hat / len(CORRECT_PER_TASK)), abs=1e-12)
+    assert metrics.loc["code_exec", "value"] == pytest.approx(9 / 18)

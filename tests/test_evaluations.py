@@ -22,12 +22,12 @@ from eval_pipeline.evaluations import (
     PerplexityEvaluation,
     RolloutEvaluation,
     TextCorpusPerplexityEvaluation,
-    numeric_match,
     reduce_scores,
 )
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.local import LocalSampler
+from eval_pipeline.scoring.text import numeric_match
 
 PROMPTS = ["What is the capital of France?", "Two plus two is", "The sky is", "def add(a, b):"]
 TEXTS = ["The capital of France is Paris.", "A quick brown fox jumps over the lazy dog.", "Water boils."]

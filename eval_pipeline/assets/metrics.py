@@ -11,6 +11,7 @@ from eval_pipeline.judging.run import judgment_scores
 from eval_pipeline.judging.setup import judge_record, suite_judge_metrics
 from eval_pipeline.metrics.aggregate import aggregate_scores
 from eval_pipeline.metrics.corpus import aggregate_corpus
+from eval_pipeline.metrics.passk_table import pass_k_rows
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.scoring.items import item_table
 from eval_pipeline.suites.spec import Suite
@@ -39,6 +40,9 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             scores = pd.concat([scores, judgment_scores(judgments)], ignore_index=True)
         aggregate = aggregate_corpus if suite.task == "perplexity" else aggregate_scores
         table = aggregate(suite.suite, samples, scores, suite.breakdown_keys)
+        if suite.pass_k:
+            table = pd.concat([table, pass_k_rows(scores, suite.pass_k, suite=suite.suite,
+                                                  success_threshold=suite.success_threshold)], ignore_index=True)
         params: dict[str, object] = {
             "model": model.model_dump(exclude_none=True), "generation": suite.generation.model_dump(),
             "task": suite.task, "scorers": [s.name for s in suite.scorers] if suite.task == "generate" else [],

@@ -15,7 +15,7 @@ from eval_pipeline.evaluations.perplexity import (
     PerplexityEvaluation,
     TextCorpusPerplexityEvaluation,
 )
-from eval_pipeline.evaluations.rollout import JsonlRolloutEvaluation, RolloutEvaluation, numeric_match
+from eval_pipeline.evaluations.rollout import JsonlRolloutEvaluation, RolloutEvaluation
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -34,7 +34,6 @@ __all__ = [
     "RolloutEvaluation",
     "TextCorpusPerplexityEvaluation",
     "as_likelihood_scorer",
-    "numeric_match",
     "parse_metric",
     "reduce_scores",
 ]

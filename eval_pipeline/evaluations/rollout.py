@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-import re
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
@@ -23,13 +21,13 @@ from eval_pipeline.inference.base import GenerationParams, Sampler
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.runner import build_requests, run_generations
 from eval_pipeline.scoring.registry import score_one, validate_scorers
+from eval_pipeline.scoring.text import parse_number
 from eval_pipeline.suites.spec import ScorerSpec
 
 logger = logging.getLogger(__name__)
 
-CHECKERS = {"exact": "exact_match", "regex": "regex_match", "numeric": "numeric"}
+CHECKERS = {"exact": "exact_match", "regex": "regex_match", "numeric": "numeric_match"}
 """Checker names of ``JsonlRolloutEvaluation``; any scorer name of the pipeline works too."""
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
 
 
 def samples_frame(name: str, items: list[tuple[str, str | None]]) -> pd.DataFrame:
@@ -138,20 +136,6 @@ class RolloutEvaluation(Evaluation):
         return padded(sequences, pad_id(tokenizer))
 
 
-def parse_number(text: str) -> float | None:
-    """The last number in ``text`` (thousands separators allowed), or None."""
-    matches = _NUMBER.findall(text)
-    return float(matches[-1].replace(",", "")) if matches else None
-
-
-def numeric_match(prediction: str, reference: str, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> float:
-    """1.0 when the last number of the prediction equals the reference's last number (within tolerance)."""
-    got, expected = parse_number(prediction), parse_number(reference)
-    if got is None or expected is None:
-        return 0.0
-    return float(math.isclose(got, expected, rel_tol=rel_tol, abs_tol=abs_tol))
-
-
 class JsonlRolloutEvaluation(RolloutEvaluation):
     """A rollout evaluation over a dataset file the pipeline reads (gen_qa, bedrock or messages JSONL).
 
@@ -169,12 +153,10 @@ class JsonlRolloutEvaluation(RolloutEvaluation):
         self.system_prompt = system_prompt
         self.samples = load_samples(self.path, format, limit)
         kind = CHECKERS.get(checker, checker)
-        self._spec = None
-        if kind != "numeric":
-            self._spec = ScorerSpec(name="checker", type=kind, pattern=pattern, ignore_case=ignore_case)
-            validate_scorers([self._spec], self.path)
+        self._spec = ScorerSpec(name="checker", type=kind, pattern=pattern, ignore_case=ignore_case)
+        validate_scorers([self._spec], self.path)
         for row in self.samples.itertuples(index=False):
-            if row.reference is None or (kind == "numeric" and parse_number(row.reference) is None):
+            if row.reference is None or (kind == "numeric_match" and parse_number(row.reference) is None):
                 wanted = "a reference answer" if row.reference is None else "a number in the reference answer"
                 raise EvalInputError(f"the {checker} checker needs {wanted}", file=row.source, line=row.line,
                                      field="reference")
@@ -201,8 +183,6 @@ class JsonlRolloutEvaluation(RolloutEvaluation):
 
     def value(self, y: str, y_hat: str) -> float:
         """The checker's score of a cleaned answer."""
-        if self._spec is None:
-            return numeric_match(y_hat, y)
         return score_one(self._spec, y_hat, y).value or 0.0
 
     def check(self, y: str, y_hat: str) -> bool:

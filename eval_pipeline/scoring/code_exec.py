@@ -84,37 +84,6 @@ def score_code_exec(samples: pd.DataFrame, generations: pd.DataFrame, *, workers
     return scores
 
 
-def task_counts(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per model × scorer × task: ``n`` scored samples and ``c`` correct ones (score 1); error rows left out."""
-    scored = scores[scores["error"].isna() & scores["score"].notna()]
-    correct = (scored["score"] >= 1.0).astype(int)
-    grouped = scored.assign(correct=correct).groupby(["model", "scorer", "sample_id"], sort=False)
-    return grouped.agg(n=("correct", "size"), c=("correct", "sum")).reset_index()
-
-
-def pass_at_k_table(scores: pd.DataFrame, ks: Sequence[int], *, suite: str | None = None) -> pd.DataFrame:
-    """Mean unbiased pass@k over tasks, per model × scorer × k, as ``metrics`` rows (plus a ``scorer`` column).
-
-    Tasks with fewer than k scored samples are left out (``n`` counts the tasks used); ``errors`` counts error rows.
-    """
-    from eval_pipeline.data.schemas import METRICS  # the metrics package is slow to import: only when needed
-    from eval_pipeline.metrics.passk import pass_at_k
-    from eval_pipeline.metrics.summary import mean_estimate
-
-    counts = task_counts(scores)
-    errors = scores[scores["error"].notna()].groupby(["model", "scorer"]).size()
-    rows = []
-    for (model, scorer), frame in counts.groupby(["model", "scorer"], sort=False):
-        for k in ks:
-            per_task = pass_at_k(frame["n"].to_numpy(), frame["c"].to_numpy(), k)
-            estimate = mean_estimate(per_task[~pd.isna(per_task)])
-            rows.append({"suite": suite, "model": model, "metric": f"pass@{k}", "breakdown_key": None,
-                         "breakdown_value": None, "value": estimate.value, "stderr": estimate.stderr,
-                         "ci_low": estimate.ci_low, "ci_high": estimate.ci_high, "n": estimate.n,
-                         "errors": int(errors.get((model, scorer), 0)), "k": k, "scorer": scorer})
-    return pd.DataFrame(rows, columns=[*METRICS.names, "scorer"])
-
-
 def _program(problem: Any, output: str | None) -> str | CodeScore:
     metadata = json.loads(getattr(problem, "metadata", None) or "{}")
     test, entry_point = metadata.get("test"), metadata.get("entry_point")

@@ -20,6 +20,7 @@ SIMPLE_SCORERS: dict[str, TextScorer] = {
     "f1": text.token_f1,
     "rouge_l": text.rouge_l,
     "contains": text.contains,
+    "numeric_match": text.numeric_match,
 }
 SCORER_TYPES = (*SIMPLE_SCORERS, "regex_match", "code_exec")
 

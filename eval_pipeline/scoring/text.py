@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
@@ -59,6 +60,23 @@ def regex_extract(prediction: str, pattern: str, ignore_case: bool = True) -> st
         return None
     last = matches[-1]
     return last.group(1) if last.re.groups else last.group(0)
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
+
+
+def parse_number(text: str) -> float | None:
+    """The last number in ``text`` (thousands separators allowed), or None."""
+    matches = _NUMBER.findall(text)
+    return float(matches[-1].replace(",", "")) if matches else None
+
+
+def numeric_match(prediction: str, reference: str, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> float:
+    """1.0 when the last number of the prediction equals the reference's last number (within tolerance)."""
+    got, expected = parse_number(prediction), parse_number(reference)
+    if got is None or expected is None:
+        return 0.0
+    return float(math.isclose(got, expected, rel_tol=rel_tol, abs_tol=abs_tol))
 
 
 def _lcs_length(a: list[str], b: list[str]) -> int:

@@ -176,6 +176,10 @@ class Suite(_Strict):
     mlflow_experiment: str | None = None
     """Default ``eval/<suite>``; every model's run (and the comparison's) lands in it."""
     breakdown_keys: list[str] = Field(default_factory=list)
+    pass_k: list[int] = Field(default_factory=list)
+    """For each scorer, ``<scorer>.pass@k`` and ``<scorer>.pass^k`` over ``generation.num_samples`` samples."""
+    success_threshold: float = 1.0
+    """A sample succeeds (for pass@k and pass^k) when its score is at least this."""
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     watch: WatchSpec | None = None
     schedule: str | None = "0 2 * * *"
