@@ -379,3 +379,21 @@ def test_the_humaneval_suite_reports_exact_pass_at_k(eval_home: Path) -> None:
         assert metrics.loc[f"code_exec.pass^{k}", "value"] == pytest.approx(
             float(exact_hat / len(CORRECT_PER_TASK)), abs=1e-12)
     assert metrics.loc["code_exec", "value"] == pytest.approx(9 / 18)
+
+
+def test_benchmark_evaluator_gives_the_suites_pass_at_k(eval_home: Path) -> None:
+    from eval_pipeline.evaluations import Benchmark, BenchmarkEvaluator
+    from eval_pipeline.execution import run_suite
+    from eval_pipeline.inference.precomputed import PrecomputedSampler
+    from eval_pipeline.instance import local_instance
+    from eval_pipeline.suites import load_suite
+
+    suite = load_suite(Path(__file__).resolve().parents[1] / "evals" / "humaneval_mini.yaml")
+    metrics = run_suite(suite, local_instance()).metrics.set_index("metric")
+    evaluator = BenchmarkEvaluator(name="he", benchmark=Benchmark.from_suite(suite), num_samples=3,
+                                   metrics=["pass@1", "pass@2", "pass^2", "mean_reward"])
+    values = evaluator.evaluate(PrecomputedSampler.from_file(str(DATA / "humaneval_mini_samples.jsonl")))
+    assert values["pass@1"] == metrics.loc["code_exec.pass@1", "value"]
+    assert values["pass@2"] == metrics.loc["code_exec.pass@2", "value"]
+    assert values["pass^2"] == metrics.loc["code_exec.pass^2", "value"]
+    assert values["mean_reward"] == metrics.loc["code_exec", "value"]

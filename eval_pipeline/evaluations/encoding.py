@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import pandas as pd
 from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome, Intermediate
 from eval_pipeline.evaluations.tokens import encode_text, pad_id, padded, tokenizer_of
 from eval_pipeline.inference.likelihood import LikelihoodScorer
+from eval_pipeline.inference.local import eval_mode as local_eval_mode
 
 
 def as_likelihood_scorer(inference: Any) -> LikelihoodScorer:
@@ -29,20 +30,12 @@ def as_likelihood_scorer(inference: Any) -> LikelihoodScorer:
     raise TypeError(f"this evaluation needs a LikelihoodScorer or a LocalSampler, got {type(inference).__name__}")
 
 
-@contextlib.contextmanager
-def eval_mode(scorer: Any) -> Iterator[None]:
+def eval_mode(scorer: Any) -> contextlib.AbstractContextManager[None]:
     """A local scorer's model in eval mode for the block (no dropout), then back in training mode if it was:
     a training loop's live model."""
     sampler = getattr(scorer, "sampler", None)
     model = scorer.model if getattr(sampler, "_live", None) is not None else None
-    training = bool(getattr(model, "training", False))
-    if training:
-        model.eval()
-    try:
-        yield
-    finally:
-        if training:
-            model.train()
+    return local_eval_mode(model)
 
 
 def text_intermediates(scorer: Any, encoding: Any, texts: Sequence[str]) -> list[Intermediate]:

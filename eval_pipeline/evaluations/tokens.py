@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from eval_pipeline.evaluations.base import Intermediate
 
 
@@ -52,12 +50,6 @@ def pad_id(tokenizer: Any) -> int:
 
 def padded(sequences: Sequence[Sequence[int]], pad: int) -> list[Intermediate]:
     """Each sequence right-padded to the longest: (int64 ids, bool mask True on real tokens)."""
-    width = max((len(ids) for ids in sequences), default=0)
-    out: list[Intermediate] = []
-    for ids in sequences:
-        tokens = np.full(width, pad, dtype=np.int64)
-        tokens[:len(ids)] = ids
-        mask = np.zeros(width, dtype=bool)
-        mask[:len(ids)] = True
-        out.append((tokens, mask))
-    return out
+    from eval_pipeline.inference.likelihood_local import right_padded
+
+    return right_padded(sequences, pad)

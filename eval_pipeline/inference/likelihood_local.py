@@ -109,14 +109,7 @@ class LocalLikelihoodScorer:
         pad = _pad_token_id(self.tokenizer, self.model)
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for start in range(0, len(encoded), self.batch_size):
-            batch = encoded[start:start + self.batch_size]
-            width = max(len(ids) for ids in batch)
-            for ids in batch:
-                tokens = np.full(width, pad, dtype=np.int64)
-                tokens[:len(ids)] = ids
-                mask = np.zeros(width, dtype=bool)
-                mask[:len(ids)] = True
-                out.append((tokens, mask))
+            out += right_padded(encoded[start:start + self.batch_size], pad)
         return out
 
     # -- internals ---------------------------------------------------------------------------------------------
@@ -272,3 +265,16 @@ def rolling_windows(tokens: Sequence[int], prefix: int | None, max_length: int) 
 
 
 __all__ = ["LocalLikelihoodScorer", "rolling_windows"]
+
+
+def right_padded(sequences: Sequence[Sequence[int]], pad: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each sequence right-padded to the longest: (int64 ids, bool mask True on real tokens)."""
+    width = max((len(ids) for ids in sequences), default=0)
+    out = []
+    for ids in sequences:
+        tokens = np.full(width, pad, dtype=np.int64)
+        tokens[:len(ids)] = ids
+        mask = np.zeros(width, dtype=bool)
+        mask[:len(ids)] = True
+        out.append((tokens, mask))
+    return out

@@ -25,8 +25,8 @@ from eval_pipeline.inference.likelihood import (
     TextScore,
     split_boundary,
 )
-from eval_pipeline.inference.openai_compat import OpenAISampler, _error_message, _seconds
-from eval_pipeline.inference.remote import PermanentError, RetryPolicy, TransientError
+from eval_pipeline.inference.openai_compat import OpenAISampler
+from eval_pipeline.inference.remote import PermanentError, RetryPolicy
 
 _NO_PARAMS = GenerationParams(max_tokens=1)
 
@@ -59,31 +59,13 @@ class _EchoClient(OpenAISampler):
     """One attempt = one ``/completions`` call with ``echo`` and ``logprobs``; the prompt is the sole message."""
 
     def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
-        import requests
-
         prompt = request.messages[0]["content"]
-        where = f"{self.base_url} model {self.model}"
-        body = {"model": self.model, "prompt": prompt, "max_tokens": params.max_tokens, "echo": True,
-                "logprobs": 1, "temperature": 0}
-        try:
-            response = self._session().post(f"{self.base_url}/completions", json=body, timeout=self.timeout_s)
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 429:
-            raise TransientError(f"{where}: throttled (HTTP 429)", throttled=True,
-                                 retry_after_s=_seconds(response.headers.get("Retry-After")))
-        if response.status_code >= 500 or response.status_code == 408:
-            raise TransientError(f"{where}: HTTP {response.status_code}: {response.text[:200]}")
-        if response.status_code >= 400:
-            raise PermanentError(f"{where}: HTTP {response.status_code}: {_error_message(response)}")
-        try:
-            payload = response.json()
-        except ValueError as exc:
-            raise PermanentError(f"{where}: response we cannot parse; body starts {response.text[:200]!r}") from exc
+        payload = self.post("completions", {"model": self.model, "prompt": prompt, "max_tokens": params.max_tokens,
+                                            "echo": True, "logprobs": 1, "temperature": 0})
         try:
             tokens = parse_prompt_logprobs(payload, prompt)
         except PermanentError as exc:
-            raise PermanentError(f"{where}: {exc}") from exc
+            raise PermanentError(f"{self.where}: {exc}") from exc
         return _PromptScores(output=prompt, tokens=tokens)
 
 

@@ -230,7 +230,7 @@ class LocalSampler:
         if params.stop:  # generation ends at a stop string; the string itself is cut, as the services do
             kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
         torch.manual_seed(seed)
-        with torch.inference_mode(), _eval_mode(model):
+        with torch.inference_mode(), eval_mode(model):
             output = model.generate(input_ids=input_ids.to(model.device),
                                     attention_mask=attention.to(model.device), **kwargs)
         new_tokens = output[:, width:].tolist()
@@ -246,7 +246,7 @@ class LocalSampler:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
+def eval_mode(model: Any) -> Iterator[None]:
     """The model in eval mode for the block, then back in training mode if it was (a live training model)."""
     training = bool(getattr(model, "training", False))
     if training:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any
@@ -44,12 +45,24 @@ class OpenAISampler(RemoteSampler):
         return session
 
     def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
+        body = self.post("chat/completions", chat_request(request, params, self.model))
+        completion = parse_chat_completion(body)
+        if completion is None:
+            raise PermanentError(f"{self.where}: response we cannot parse; body starts {json.dumps(body)[:200]!r}")
+        return completion
+
+    @property
+    def where(self) -> str:
+        return f"{self.base_url} model {self.model}"
+
+    def post(self, route: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` to ``<base_url>/<route>``; the JSON reply, or TransientError (timeouts, dropped
+        connections, 429 with its Retry-After, 408, 5xx) / PermanentError (other 4xx, a body that is not JSON)."""
         import requests
 
-        where = f"{self.base_url} model {self.model}"
+        where = self.where
         try:
-            response = self._session().post(f"{self.base_url}/chat/completions",
-                                            json=chat_request(request, params, self.model), timeout=self.timeout_s)
+            response = self._session().post(f"{self.base_url}/{route}", json=body, timeout=self.timeout_s)
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from exc
         if response.status_code == 429:
@@ -60,13 +73,9 @@ class OpenAISampler(RemoteSampler):
         if response.status_code >= 400:
             raise PermanentError(f"{where}: HTTP {response.status_code}: {_error_message(response)}")
         try:
-            body = response.json()
+            return response.json()
         except ValueError:
-            body = None
-        completion = parse_chat_completion(body)
-        if completion is None:
-            raise PermanentError(f"{where}: response we cannot parse; body starts {response.text[:200]!r}")
-        return completion
+            raise PermanentError(f"{where}: response we cannot parse; body starts {response.text[:200]!r}") from None
 
 
 def _error_message(response: Any) -> str:
