@@ -5,8 +5,9 @@ Usage: python bench/judge_throughput.py [--items 960] [--latency 0.1] [--concurr
 The fake runs in a child process (so it does not share this process's GIL) and answers every request with a
 fixed verdict. ``run_judgments`` builds each judge prompt (fenced, injection-safe), sends it through the Bedrock
 sampler, and parses the verdict: items/s against the ideal concurrency / latency (goal: ratio >= 0.9). The baseline,
-side by side, is the same number of plain requests through the same sampler (no prompt building, no parsing),
-so the gap between the two rows is what judging itself costs.
+side by side, is the same judge prompts (built beforehand) through the same sampler as plain requests, so the gap
+between the two rows is what judging itself costs; where both miss the ideal, the client and the fake sharing this
+machine's cores are the limit.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ if str(REPO) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
-from bench.remote_concurrency import BEDROCK_MODEL, make_requests, table  # noqa: E402
-from eval_pipeline.inference.base import GenerationParams  # noqa: E402
+from bench.remote_concurrency import BEDROCK_MODEL, table  # noqa: E402
+from eval_pipeline.inference.base import GenerationParams, GenerationRequest  # noqa: E402
 from eval_pipeline.inference.bedrock import BedrockSampler  # noqa: E402
 from eval_pipeline.inference.remote import RetryPolicy  # noqa: E402
 from eval_pipeline.judging import parse_custom_metrics  # noqa: E402
+from eval_pipeline.judging.prompt import judge_messages  # noqa: E402
 from eval_pipeline.judging.run import run_judgments  # noqa: E402
 from tests.fakes.llm_server import FakeLLMServerProcess  # noqa: E402
 
@@ -58,8 +60,15 @@ def judged_run(count: int, concurrency: int) -> tuple[float, int]:
 
 
 def plain_run(count: int, concurrency: int) -> tuple[float, int]:
+    """The same judge prompts, built beforehand, sent as plain requests: no prompt building, no verdict parsing."""
+    samples, generations = items(count)
+    [metric] = parse_custom_metrics(NOTEBOOK_METRIC)
+    requests = [GenerationRequest(sample_id, 0, judge_messages(metric, prompt=prompt, prediction=output,
+                                                                ground_truth=None))
+                for sample_id, prompt, output in zip(samples["sample_id"], samples["input"], generations["output"],
+                                                     strict=True)]
     started = time.perf_counter()
-    completions = sampler(concurrency).generate(make_requests(count, "plain"), PARAMS)
+    completions = sampler(concurrency).generate(requests, PARAMS)
     return time.perf_counter() - started, sum(c.error is not None for c in completions)
 
 

@@ -16,7 +16,7 @@ from eval_pipeline.data.formats import load_samples
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.backends import build_sampler, generation_params, model_price
 from eval_pipeline.inference.cache import RequestCache
-from eval_pipeline.inference.planning import GenerationPlan, plan_generations
+from eval_pipeline.inference.planning import GenerationPlan, plan_generations, plan_likelihoods
 from eval_pipeline.judging.setup import suite_judge_metrics
 from eval_pipeline.resources.parquet_io import ParquetIOManager
 from eval_pipeline.scoring.registry import validate_scorers
@@ -97,6 +97,9 @@ def plan_suite(suite: Suite, *, models: list[str] | None = None, limit: int | No
     plans = []
     for name in _model_names(suite, models):
         spec = suite.model(name)
+        if suite.task != "generate":
+            plans.append(plan_likelihoods(samples, name, spec.backend, suite.task))
+            continue
         plans.append(plan_generations(samples, name, build_sampler(suite, spec, samples), params,
                                       num_samples=gen.num_samples, system_prompt=gen.system_prompt, cache=cache,
                                       price=model_price(spec)))

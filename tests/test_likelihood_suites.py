@@ -98,3 +98,10 @@ def test_likelihood_tasks_need_a_likelihood_backend(tmp_path: Path) -> None:
                     "models:\n  - {name: b, backend: bedrock, model: amazon.nova-micro-v1:0}\n")
     with pytest.raises(Exception, match="log-likelihoods"):
         load_suite(path)
+
+
+def test_dry_run_of_a_multiple_choice_suite_counts_one_request_per_choice(eval_home: Path, tiny_model_dir: str) -> None:
+    from eval_pipeline.execution import plan_suite
+
+    [plan] = plan_suite(load_suite(project(eval_home.parent / "p", tiny_model_dir, "multiple_choice")))
+    assert plan.requests == sum(len(c) for _, c, _ in QUESTIONS) and plan.max_tokens_out == 0 and plan.cached == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -43,3 +44,16 @@ def plan_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params
                           cached=sum(1 for k in keys if k in found), to_send=len(pending),
                           est_tokens_in=tokens_in, max_tokens_out=tokens_out,
                           est_cost_usd=price.cost(tokens_in, tokens_out) if price else None)
+
+
+def plan_likelihoods(samples: pd.DataFrame, model: str, backend: str, task: str) -> GenerationPlan:
+    """A multiple-choice or perplexity suite: one scoring request per choice (or per text), nothing generated
+    (log-likelihoods are not cached: every run scores them all)."""
+    if task == "multiple_choice":
+        texts = [f"{question} {choice}" for question, choices in zip(samples["input"], samples["choices"], strict=True)
+                 for choice in json.loads(choices or "[]")]
+    else:
+        texts = list(samples["input"])
+    tokens_in = sum(round(len(text) / CHARS_PER_TOKEN) for text in texts)
+    return GenerationPlan(model=model, backend=backend, requests=len(texts), cached=0, to_send=len(texts),
+                          est_tokens_in=tokens_in, max_tokens_out=0, est_cost_usd=None)
