@@ -150,14 +150,9 @@ def _print_comparison(suite: str, comparison: Any) -> None:
         return
     print(f"\n{suite}: each model against the baseline, paired by item  (Dagster run "
           f"{comparison.dagster_run_id[:8]})")
-    rows = []
-    for row in comparison.metrics.itertuples(index=False):
-        ci = "" if _missing(row.ci_low) else f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
-        rows.append({"model": str(row.model), "vs": str(row.baseline), "metric": str(row.metric),
-                     "value": "" if _missing(row.model_value) else f"{row.model_value:.3f}",
-                     "baseline": "" if _missing(row.baseline_value) else f"{row.baseline_value:.3f}",
-                     "diff": "" if _missing(row.diff) else f"{row.diff:+.3f}", "95% CI": ci, "n": str(row.n),
-                     "test": str(row.test), "p": "" if _missing(row.p_value) else f"{row.p_value:.3g}"})
+    from eval_pipeline.assets.comparison import comparison_cells
+
+    rows = comparison_cells(comparison.metrics).to_dict("records") if not comparison.metrics.empty else []
     print(_plain_table(rows))
     if comparison.mlflow_run_id:
         print(f"MLflow run: {comparison.mlflow_run_id}")

@@ -86,17 +86,23 @@ def _judge_pairs(context: dg.AssetExecutionContext, suite: Suite, samples: pd.Da
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def comparison_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison as text cells: model, baseline, metric, values, signed difference, 95% CI, n, test, p."""
+    def fmt(spec: str) -> object:
+        return lambda v: "" if pd.isna(v) else format(v, spec)
+
+    return pd.DataFrame({
+        "model": table["model"].astype(str), "vs": table["baseline"].astype(str), "metric": table["metric"].astype(str),
+        "value": table["model_value"].map(fmt(".3f")), "baseline": table["baseline_value"].map(fmt(".3f")),
+        "diff": table["diff"].map(fmt("+.3f")),
+        "95% CI": [("" if pd.isna(lo) else f"[{lo:+.3f}, {hi:+.3f}]")
+                   for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
+        "n": table["n"].astype(str), "test": table["test"].astype(str), "p": table["p_value"].map(fmt(".3g")),
+    })
+
+
 def comparison_summary(table: pd.DataFrame) -> str:
     """Markdown: each model's difference from the baseline per metric, its 95% CI, the test and its p-value."""
     if table.empty:
         return "_(nothing to compare: evaluate a model besides the baseline)_"
-    rows = pd.DataFrame({
-        "model": table["model"], "metric": table["metric"], "n": table["n"],
-        "diff": table["diff"].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}"),
-        "95% CI": [("" if pd.isna(lo) else f"[{lo:+.3f}, {hi:+.3f}]")
-                   for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
-        "test": table["test"],
-        "p": table["p_value"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}"),
-        "value": table["model_value"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
-    })
-    return markdown_table(rows)
+    return markdown_table(comparison_cells(table))
