@@ -155,3 +155,44 @@ def test_bedrock_output_records() -> None:
     assert first["automatedEvaluationResult"]["scores"][0]["evaluatorDetails"][0]["modelIdentifier"] == "bedrock:judge"
     assert records[1]["automatedEvaluationResult"]["scores"][0]["result"] is None
     assert records[2]["modelResponses"] == [{"response": "", "modelIdentifier": "my-model"}]
+
+
+def test_likelihood_verdicts_pick_the_most_likely_level_per_character(tiny_model_dir: str) -> None:
+    from eval_pipeline.inference.likelihood import LoglikelihoodRequest
+    from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer
+    from eval_pipeline.judging.likelihood_verdicts import judge_context, run_likelihood_judgments
+    from eval_pipeline.judging.prompt import judge_messages
+
+    metrics = [POSITIVE, builtin_metric("Correctness")]
+    gens = generations("m", ["hi!", "bye", None])
+    frame, stats = run_likelihood_judgments(samples(), gens, metrics, LocalLikelihoodScorer(tiny_model_dir),
+                                            judge_model="local:tiny")
+    assert (stats.requests, stats.errors) == (4, 2) and len(frame) == 6
+    assert frame["error"].tolist()[4:] == ["no answer to judge: timeout"] * 2
+    reference = LocalLikelihoodScorer(tiny_model_dir, batch_size=1)
+    for row in frame.head(4).itertuples(index=False):
+        metric = next(m for m in metrics if m.name == row.metric)
+        item = samples().set_index("sample_id").loc[row.sample_id]
+        prediction = gens.set_index("sample_id").loc[row.sample_id, "output"]
+        reference_answer = item["reference"] if isinstance(item["reference"], str) else None
+        messages = judge_messages(metric, prompt=item["input"], prediction=prediction, ground_truth=reference_answer)
+        context = judge_context(reference, messages)
+        scored = reference.loglikelihood([LoglikelihoodRequest(context, f" {d}") for d in metric.definitions])
+        per_char = [s.logprob / len(d) for s, d in zip(scored, metric.definitions, strict=True)]
+        expected = metric.definitions[int(np.argmax(per_char))]
+        assert row.label == expected and row.score == metric.score(metric.level(expected))
+        assert context.endswith("Verdict:") and "verdict by likelihood" in row.explanation
+
+
+def test_likelihood_verdicts_turn_a_failed_scorer_into_error_rows() -> None:
+    from eval_pipeline.judging.likelihood_verdicts import run_likelihood_judgments
+
+    class Broken:
+        backend = "broken"
+
+        def loglikelihood(self, requests: Any) -> Any:
+            raise RuntimeError("out of memory")
+
+    frame, _ = run_likelihood_judgments(samples(), generations("m", ["a", "b", "c"]), [POSITIVE], Broken(),
+                                        judge_model="x")
+    assert frame["error"].str.contains("judge scoring failed: RuntimeError: out of memory").all()

@@ -5,6 +5,8 @@ import pandas as pd
 
 from eval_pipeline.assets.metadata import markdown_table, preview
 from eval_pipeline.inference.backends import build_sampler
+from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
+from eval_pipeline.judging.likelihood_verdicts import run_likelihood_judgments
 from eval_pipeline.judging.run import run_judgments
 from eval_pipeline.judging.setup import judge_label, judge_params, suite_judge_metrics
 from eval_pipeline.progress import Progress
@@ -30,12 +32,17 @@ def build_judgments_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> 
     def judgments(context: dg.AssetExecutionContext, samples: pd.DataFrame, generations: pd.DataFrame,
                   judge_cache: GenerationCacheResource) -> dg.Output[pd.DataFrame]:
         metrics = suite_judge_metrics(suite)
-        sampler = build_sampler(suite, judge.model, samples)
-        cache = judge_cache.open()
         progress = Progress(f"{suite.suite}/{context.partition_key} judging", context.log.info)
+        cache = judge_cache.open() if judge.verdict == "generate" else None
         try:
-            frame, stats = run_judgments(samples, generations, metrics, sampler, params,
-                                         judge_model=judge_label(judge), cache=cache, on_progress=progress)
+            if judge.verdict == "likelihood":
+                frame, stats = run_likelihood_judgments(samples, generations, metrics,
+                                                        build_likelihood_scorer(suite, judge.model),
+                                                        judge_model=judge_label(judge), on_progress=progress)
+            else:
+                frame, stats = run_judgments(samples, generations, metrics, build_sampler(suite, judge.model, samples),
+                                             params, judge_model=judge_label(judge), cache=cache,
+                                             on_progress=progress)
         finally:
             progress.close()
             if cache is not None:
@@ -44,6 +51,7 @@ def build_judgments_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> 
         means = frame.groupby("metric", sort=False).agg(mean=("score", "mean"), errors=("error", "count"))
         return dg.Output(frame, metadata={
             "judge": judge_label(judge), "judge_seed": judge.seed, "judge_temperature": 0.0,
+            "judge_verdict": judge.verdict,
             "requests": stats.requests, "cached": stats.cached, "sent": stats.sent, "errors": stats.errors,
             "cost_usd": float(frame["cost_usd"].fillna(0).sum()),
             "means": dg.MetadataValue.md(markdown_table(means.reset_index())),

@@ -39,13 +39,15 @@ def prompt_text(text: str, input_kind: str) -> str:
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in json.loads(text))
 
 
-def run_judgments(samples: pd.DataFrame, generations: pd.DataFrame, metrics: Sequence[JudgeMetric],
-                  sampler: Sampler, params: GenerationParams, *, judge_model: str,
-                  cache: RequestCache | None = None, on_progress: Progress | None = None,
-                  ) -> tuple[pd.DataFrame, JudgeStats]:
-    """One row per generation × metric; a failed generation, request or unparseable reply is an error row."""
+Job = tuple[dict[str, object], JudgeMetric, GenerationRequest | None]
+"""A judgment to make: its row so far, the metric, and the judge request (None: nothing to judge, an error row)."""
+
+
+def judge_jobs(samples: pd.DataFrame, generations: pd.DataFrame, metrics: Sequence[JudgeMetric],
+               judge_model: str) -> list[Job]:
+    """One job per generation × metric, the judge's messages rendered; a failed generation is an error job."""
     items = samples.set_index("sample_id")
-    jobs: list[tuple[dict[str, object], JudgeMetric, GenerationRequest | None]] = []
+    jobs: list[Job] = []
     for generation in generations.itertuples(index=False):
         item = items.loc[generation.sample_id]
         for metric in metrics:
@@ -56,8 +58,17 @@ def run_judgments(samples: pd.DataFrame, generations: pd.DataFrame, metrics: Seq
                 continue
             messages = judge_messages(metric, prompt=prompt_text(item["input"], item["input_kind"]),
                                       prediction=generation.output, ground_truth=_text(item["reference"]))
-            request = GenerationRequest(generation.sample_id, int(generation.sample_index), messages)
-            jobs.append((base, metric, request))
+            jobs.append((base, metric, GenerationRequest(generation.sample_id, int(generation.sample_index),
+                                                         messages)))
+    return jobs
+
+
+def run_judgments(samples: pd.DataFrame, generations: pd.DataFrame, metrics: Sequence[JudgeMetric],
+                  sampler: Sampler, params: GenerationParams, *, judge_model: str,
+                  cache: RequestCache | None = None, on_progress: Progress | None = None,
+                  ) -> tuple[pd.DataFrame, JudgeStats]:
+    """One row per generation × metric; a failed generation, request or unparseable reply is an error row."""
+    jobs = judge_jobs(samples, generations, metrics, judge_model)
     requests = [request for _, _, request in jobs if request is not None]
     done = complete_requests(requests, sampler, params, cache=cache, on_progress=on_progress)
     rows, position = [], 0

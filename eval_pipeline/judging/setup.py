@@ -32,6 +32,7 @@ def judge_label(judge: JudgeSpec) -> str:
 
 def judge_record(judge: JudgeSpec, metrics: list[JudgeMetric]) -> dict[str, object]:
     """What MLflow records of the judge: model, pinned parameters and every metric's definition."""
-    return {"model": judge_label(judge), "temperature": 0.0, "seed": judge.seed, "max_tokens": judge.max_tokens,
+    return {"model": judge_label(judge), "verdict": judge.verdict, "temperature": 0.0, "seed": judge.seed,
+            "max_tokens": judge.max_tokens,
             "metrics": [m.name for m in metrics],
             "definitions": [m.to_definition() for m in metrics if not m.builtin]}

@@ -142,7 +142,17 @@ class JudgeSpec(_Strict):
     seed: int = 0
     pairwise: bool = False
     """Also judge each model against the suite's baseline, both answers shown in both orders."""
+    verdict: Literal["generate", "likelihood"] = "generate"
+    """generate: the judge writes its reasoning and a verdict line; likelihood: each rating level is scored as the
+    continuation of the judge's prompt and the most likely wins (for small local judges; local or openai)."""
     human_labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _likelihood_needs_a_scorer(self) -> JudgeSpec:
+        if self.verdict == "likelihood" and self.model.backend not in LIKELIHOOD_BACKENDS:
+            raise ValueError(f"verdict 'likelihood' needs a judge on {' or '.join(LIKELIHOOD_BACKENDS)}, "
+                             f"not {self.model.backend!r}")
+        return self
 
     @field_validator("model", mode="before")
     @classmethod

@@ -1,0 +1,64 @@
+"""Verdicts by log-likelihood, for small local judges that cannot be relied on to write a verdict line: after the
+judge's prompt and ``Verdict:``, each rating level's definition is scored as the continuation, and the most likely
+one per character (lm-eval's ``acc_norm`` rule, so long definitions are not penalized for their length) is the
+verdict. Nothing is generated, so there is no explanation beyond the levels' log-likelihoods."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from eval_pipeline.data.schemas import JUDGMENTS
+from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest
+from eval_pipeline.judging.metric import JudgeMetric
+from eval_pipeline.judging.run import JudgeStats, judge_jobs
+from eval_pipeline.metrics.likelihood import choice_picks
+
+VERDICT_PREFIX = "Verdict:"
+CHUNK_JOBS = 16
+
+
+def judge_context(scorer: LikelihoodScorer, messages: Sequence[dict[str, str]]) -> str:
+    """The judge's prompt as the model reads it (its chat template when it has one), then ``Verdict:``."""
+    tokenizer = getattr(getattr(scorer, "sampler", None), "tokenizer", None)
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
+    else:
+        text = "\n\n".join(m["content"] for m in messages) + "\n\n"
+    return f"{text}{VERDICT_PREFIX}"
+
+
+def run_likelihood_judgments(samples: pd.DataFrame, generations: pd.DataFrame, metrics: Sequence[JudgeMetric],
+                             scorer: LikelihoodScorer, *, judge_model: str,
+                             on_progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, JudgeStats]:
+    """One row per generation × metric, like ``run_judgments``; a failed scoring call makes its jobs error rows."""
+    jobs = judge_jobs(samples, generations, metrics, judge_model)
+    pending = [job for job in jobs if job[2] is not None]
+    verdicts: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(pending), CHUNK_JOBS):
+        chunk = pending[start:start + CHUNK_JOBS]
+        requests = [LoglikelihoodRequest(judge_context(scorer, request.messages), f" {definition}")
+                    for _, metric, request in chunk if request is not None for definition in metric.definitions]
+        try:
+            scores = iter(scorer.loglikelihood(requests))
+            failure = None
+        except Exception as exc:  # the chunk's judgments become error rows; the others go on
+            scores, failure = iter(()), f"judge scoring failed: {type(exc).__name__}: {exc}"
+        for job in chunk:
+            metric = job[1]
+            if failure is not None:
+                verdicts[id(job)] = {"error": failure}
+                continue
+            scored = [next(scores) for _ in metric.definitions]
+            level = metric.rating_scale[choice_picks(scored, list(metric.definitions))["acc_norm"]]
+            logprobs = {d: round(s.logprob, 4) for d, s in zip(metric.definitions, scored, strict=True)}
+            verdicts[id(job)] = {"score": metric.score(level), "label": level.definition, "cached": False,
+                                 "explanation": f"verdict by likelihood; log-probabilities: {json.dumps(logprobs)}"}
+        if on_progress:
+            on_progress(min(start + CHUNK_JOBS, len(pending)), len(pending))
+    frame = pd.DataFrame([{**job[0], **verdicts.get(id(job), {})} for job in jobs], columns=JUDGMENTS.names)
+    stats = JudgeStats(requests=len(pending), cached=0, sent=len(pending), errors=int(frame["error"].notna().sum()))
+    return frame, stats
