@@ -29,30 +29,7 @@ from eval_pipeline.judging.verdict import verdict_lines
 REPO = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "metrics" / "positive_sentiment.json"
 
-# Pasted verbatim from the SageMaker LLM-as-judge notebook ("Method 1: Create dict and convert to JSON string").
-custom_metric_dict = {
-    "customMetricDefinition": {
-        "name": "PositiveSentiment",
-        "instructions": (
-            "You are an expert evaluator. Your task is to assess if the sentiment of the response is positive. "
-            "Rate the response based on whether it conveys positive sentiment, helpfulness, and constructive tone.\n\n"
-            "Consider the following:\n"
-            "- Does the response have a positive, encouraging tone?\n"
-            "- Is the response helpful and constructive?\n"
-            "- Does it avoid negative language or criticism?\n\n"
-            "Rate on this scale:\n"
-            "- Good: Response has positive sentiment\n"
-            "- Poor: Response lacks positive sentiment\n\n"
-            "Here is the actual task:\n"
-            "Prompt: {{prompt}}\n"
-            "Response: {{prediction}}"
-        ),
-        "ratingScale": [
-            {"definition": "Good", "value": {"floatValue": 1}},
-            {"definition": "Poor", "value": {"floatValue": 0}}
-        ]
-    }
-}
+from tests.notebook_metrics import custom_metric_dict  # noqa: E402
 
 # Pasted verbatim from the notebook ("Skipping base model evaluation": the pre-escaped two-metric string).
 custom_metrics = "[{\"customMetricDefinition\":{\"name\":\"GoodMetric\",\"instructions\":\"You are an expert evaluator. Your task is to assess if the sentiment of the response is positive. Rate the response based on whether it conveys positive sentiment, helpfulness, and constructive tone.\\n\\nConsider the following:\\n- Does the response have a positive, encouraging tone?\\n- Is the response helpful and constructive?\\n- Does it avoid negative language or criticism?\\n\\nRate on this scale:\\n- Good: Response has positive sentiment\\n- Poor: Response lacks positive sentiment\\n\\nHere is the actual task:\\nPrompt: {{prompt}}\\nResponse: {{prediction}}\",\"ratingScale\":[{\"definition\":\"Good\",\"value\":{\"floatValue\":1}},{\"definition\":\"Poor\",\"value\":{\"floatValue\":0}}]}},{\"customMetricDefinition\":{\"name\":\"BadMetric\",\"instructions\":\"You are an expert evaluator. Your task is to assess if the sentiment of the response is negative. Rate the response based on whether it conveys negative sentiment, unhelpfulness, or destructive tone.\\n\\nConsider the following:\\n- Does the response have a negative, discouraging tone?\\n- Is the response unhelpful or destructive?\\n- Does it use negative language or harsh criticism?\\n\\nRate on this scale:\\n- Bad: Response has negative sentiment\\n- Good: Response lacks negative sentiment\\n\\nHere is the actual task:\\nPrompt: {{prompt}}\\nResponse: {{prediction}}\",\"ratingScale\":[{\"definition\":\"Bad\",\"value\":{\"floatValue\":1}},{\"definition\":\"Good\",\"value\":{\"floatValue\":0}}]}}]"  # noqa: E501

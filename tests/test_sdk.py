@@ -36,30 +36,8 @@ JUDGE_ID = "anthropic.claude-3-5-haiku-20241022-v1:0"
 OTHER_JUDGE_ID = "amazon.nova-pro-v1:0"
 QUESTIONS = ["What is the capital of France?", "What is 2 + 2?", "Name a primary colour.", "What do bees make?"]
 
-# Pasted verbatim from the SageMaker LLM-as-judge notebook ("Method 1: Create dict and convert to JSON string").
-custom_metric_dict = {
-    "customMetricDefinition": {
-        "name": "PositiveSentiment",
-        "instructions": (
-            "You are an expert evaluator. Your task is to assess if the sentiment of the response is positive. "
-            "Rate the response based on whether it conveys positive sentiment, helpfulness, and constructive tone.\n\n"
-            "Consider the following:\n"
-            "- Does the response have a positive, encouraging tone?\n"
-            "- Is the response helpful and constructive?\n"
-            "- Does it avoid negative language or criticism?\n\n"
-            "Rate on this scale:\n"
-            "- Good: Response has positive sentiment\n"
-            "- Poor: Response lacks positive sentiment\n\n"
-            "Here is the actual task:\n"
-            "Prompt: {{prompt}}\n"
-            "Response: {{prediction}}"
-        ),
-        "ratingScale": [
-            {"definition": "Good", "value": {"floatValue": 1}},
-            {"definition": "Poor", "value": {"floatValue": 0}}
-        ]
-    }
-}
+from tests.notebook_metrics import custom_metric_dict  # noqa: E402
+
 custom_metrics_json = json.dumps([custom_metric_dict])  # Note: wrap in list
 
 
