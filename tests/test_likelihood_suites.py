@@ -105,3 +105,38 @@ def test_dry_run_of_a_multiple_choice_suite_counts_one_request_per_choice(eval_h
 
     [plan] = plan_suite(load_suite(project(eval_home.parent / "p", tiny_model_dir, "multiple_choice")))
     assert plan.requests == sum(len(c) for _, c, _ in QUESTIONS) and plan.max_tokens_out == 0 and plan.cached == 0
+
+
+def test_a_failing_scorer_gives_error_rows_for_its_items_only() -> None:
+    from eval_pipeline.inference.likelihood import ContinuationScore, TextScore
+    from eval_pipeline.inference.likelihood_runner import CHUNK_ITEMS, run_choice_likelihoods, run_text_likelihoods
+
+    class FailsOnce:
+        backend = "flaky"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def _fail_first(self) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("device lost")
+
+        def loglikelihood(self, requests):  # type: ignore[no-untyped-def]
+            self._fail_first()
+            return [ContinuationScore(-float(len(r.continuation)), False, 1) for r in requests]
+
+        def rolling_loglikelihood(self, texts):  # type: ignore[no-untyped-def]
+            self._fail_first()
+            return [TextScore(-1.0, 2, len(t.encode()), 1) for t in texts]
+
+    n = CHUNK_ITEMS + 3
+    samples = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "input": ["q"] * n,
+                            "choices": [json.dumps(["ab", "a"])] * n, "row_hash": "h"})
+    for run in (run_choice_likelihoods, run_text_likelihoods):
+        frame = run(samples, "m", FailsOnce())
+        errors = frame["error"].notna().tolist()
+        assert errors == [True] * CHUNK_ITEMS + [False] * 3 and len(frame) == n
+        assert frame["error"].iloc[0] == "flaky: RuntimeError: device lost"
+    ok = run_choice_likelihoods(samples, "m", FailsOnce()).tail(3)
+    assert (ok["output"] == "a").all()  # the shorter choice is the likelier one here

@@ -78,6 +78,8 @@ class Evaluation(ABC):
 
         ``reduce``: "mean" / "sum" → float, "none" → np.ndarray of per-sample scores. Intermediates are one
         ``(token ids, mask)`` pair of numpy arrays per sample (per rollout), for an RL trainer to train on.
+        Other keywords go to ``outcome``; ``chunk_size`` is accepted everywhere for compatibility (batching is the
+        sampler's or scorer's).
         """
         check_reduction(reduce)
         result = self.outcome(inference, encoding, return_intermediates=return_intermediates, **kwargs)

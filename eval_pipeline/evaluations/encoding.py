@@ -76,11 +76,6 @@ class EncodingEvaluation(Evaluation):
         cls = type(self)
         return cls.check is not EncodingEvaluation.check or cls.score is not EncodingEvaluation.score
 
-    def __call__(self, inference: Any, encoding: Any = None, reduce: str = "mean", return_intermediates: bool = False,
-                 chunk_size: int = 200, **kwargs: Any) -> Any:
-        """Run the evaluation; ``chunk_size`` is accepted for compatibility (batching is the scorer's)."""
-        return super().__call__(inference, encoding, reduce, return_intermediates, **kwargs)
-
     def outcome(self, inference: Any, encoding: Any = None, *, return_intermediates: bool = False,
                 **_: Any) -> EvaluationOutcome:
         """Per text: tokens scored, argmax hits and the score; ``metrics`` has the corpus next_token_accuracy."""

@@ -39,11 +39,6 @@ class PerplexityEvaluation(Evaluation):
         nll, count = np.asarray(per_sample_nll, dtype=float), np.asarray(per_sample_count, dtype=float)
         return [float(v) for v in np.exp(nll / np.maximum(count, 1))]
 
-    def __call__(self, inference: Any, encoding: Any = None, reduce: str = "mean", return_intermediates: bool = False,
-                 chunk_size: int = 200, **kwargs: Any) -> Any:
-        """Run the evaluation; ``chunk_size`` is accepted for compatibility (batching is the scorer's)."""
-        return super().__call__(inference, encoding, reduce, return_intermediates, **kwargs)
-
     def outcome(self, inference: Any, encoding: Any = None, *, return_intermediates: bool = False,
                 **_: Any) -> EvaluationOutcome:
         scorer = as_likelihood_scorer(inference)

@@ -5,7 +5,7 @@ GENERATIONS columns plus the figures that scoring needs; a failed batch is error
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -13,6 +13,7 @@ import pandas as pd
 from eval_pipeline.data.likelihood_formats import choice_list
 from eval_pipeline.data.schemas import GENERATIONS
 from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest
+from eval_pipeline.metrics.likelihood import choice_picks
 
 CHUNK_ITEMS = 32
 """Items scored per call: the unit of progress and of failure."""
@@ -29,56 +30,51 @@ def choice_context(question: str) -> str:
 def run_choice_likelihoods(samples: pd.DataFrame, model: str, scorer: LikelihoodScorer,
                            on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """One row per item: ``output`` is the most likely choice; the per-choice figures are JSON lists."""
-    rows: list[dict[str, Any]] = []
-    total = len(samples)
-    for start in range(0, total, CHUNK_ITEMS):
-        chunk = samples.iloc[start:start + CHUNK_ITEMS]
+    def score(chunk: pd.DataFrame) -> list[dict[str, Any]]:
         requests = [LoglikelihoodRequest(choice_context(question), choice)
                     for question, choices in zip(chunk["input"], chunk["choices"], strict=True)
                     for choice in choice_list(choices)]
-        try:
-            scores = iter(scorer.loglikelihood(requests))
-            error = None
-        except Exception as exc:  # the chunk's items become error rows; the others go on
-            scores, error = iter(()), f"{scorer.backend}: {type(exc).__name__}: {exc}"
-        for item in chunk.itertuples(index=False):
-            choices = choice_list(item.choices)
-            if error is not None:
-                rows.append(_row(item, model, error=error))
-                continue
+        scores = iter(scorer.loglikelihood(requests))
+        values = []
+        for choices in map(choice_list, chunk["choices"]):
             scored = [next(scores) for _ in choices]
-            logprobs = [s.logprob for s in scored]
-            best = max(range(len(choices)), key=lambda i: (logprobs[i], -i))
-            rows.append(_row(item, model, output=choices[best], choice_logprobs=json.dumps(logprobs),
-                             choice_greedy=json.dumps([s.is_greedy for s in scored]),
-                             choice_tokens=json.dumps([s.n_tokens for s in scored])))
-        if on_progress:
-            on_progress(min(start + CHUNK_ITEMS, total), total)
-    return pd.DataFrame(rows, columns=[*GENERATIONS.names, *CHOICE_COLUMNS])
+            values.append({"output": choices[choice_picks(scored, choices)["acc"]],
+                           "choice_logprobs": json.dumps([s.logprob for s in scored]),
+                           "choice_greedy": json.dumps([s.is_greedy for s in scored]),
+                           "choice_tokens": json.dumps([s.n_tokens for s in scored])})
+        return values
+
+    return _in_chunks(samples, model, scorer, score, [*GENERATIONS.names, *CHOICE_COLUMNS], on_progress)
 
 
 def run_text_likelihoods(samples: pd.DataFrame, model: str, scorer: LikelihoodScorer,
                          on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """One row per text with its summed log-likelihood, tokens scored, UTF-8 bytes and argmax hits."""
+    def score(chunk: pd.DataFrame) -> list[dict[str, Any]]:
+        return [{"output": "", "tokens_in": s.n_tokens, "logprob": s.logprob, "n_tokens": s.n_tokens,
+                 "n_bytes": s.n_bytes, "n_correct": s.n_correct}
+                for s in scorer.rolling_loglikelihood(list(chunk["input"]))]
+
+    return _in_chunks(samples, model, scorer, score, [*GENERATIONS.names, *TEXT_COLUMNS], on_progress)
+
+
+def _in_chunks(samples: pd.DataFrame, model: str, scorer: LikelihoodScorer,
+               score: Callable[[pd.DataFrame], list[dict[str, Any]]], columns: list[str],
+               on_progress: Callable[[int, int], None] | None) -> pd.DataFrame:
+    """``score`` over ``CHUNK_ITEMS`` items at a time; a chunk that fails becomes error rows, the others go on."""
     rows: list[dict[str, Any]] = []
     total = len(samples)
     for start in range(0, total, CHUNK_ITEMS):
         chunk = samples.iloc[start:start + CHUNK_ITEMS]
+        items = list(chunk.itertuples(index=False))
         try:
-            scores: Sequence[Any] = scorer.rolling_loglikelihood(list(chunk["input"]))
-            error = None
+            rows += [_row(item, model, **values) for item, values in zip(items, score(chunk), strict=True)]
         except Exception as exc:
-            scores, error = [], f"{scorer.backend}: {type(exc).__name__}: {exc}"
-        for position, item in enumerate(chunk.itertuples(index=False)):
-            if error is not None:
-                rows.append(_row(item, model, error=error))
-                continue
-            score = scores[position]
-            rows.append(_row(item, model, output="", tokens_in=score.n_tokens, logprob=score.logprob,
-                             n_tokens=score.n_tokens, n_bytes=score.n_bytes, n_correct=score.n_correct))
+            error = f"{scorer.backend}: {type(exc).__name__}: {exc}"
+            rows += [_row(item, model, error=error) for item in items]
         if on_progress:
             on_progress(min(start + CHUNK_ITEMS, total), total)
-    return pd.DataFrame(rows, columns=[*GENERATIONS.names, *TEXT_COLUMNS])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _row(item: Any, model: str, *, error: str | None = None, **values: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from eval_pipeline.data.schemas import COMPARISON
+from eval_pipeline.judging.pairwise import PairwiseOutcome, summarize_pairwise
 from eval_pipeline.metrics.comparison import compare_models
 from eval_pipeline.metrics.paired import mcnemar_test, paired_bootstrap
 
@@ -30,13 +31,14 @@ def pairwise_rows(suite: str, pairwise: pd.DataFrame, *, n_resamples: int = 10_0
         losses = (frame["winner"] == "baseline").to_numpy(dtype=float)
         boot = paired_bootstrap(wins, losses, n_resamples=n_resamples, seed=seed)
         sign = mcnemar_test(wins, losses)
-        base = {"suite": suite, "model": model, "baseline": baseline, "n": len(frame)}
-        rows.append({**base, "metric": PREFERENCE, "model_value": float(wins.mean()),
-                     "baseline_value": float(losses.mean()), "diff": boot.mean_diff, "ci_low": boot.ci_low,
+        summary = summarize_pairwise([PairwiseOutcome(winner, bool(consistent)) for winner, consistent
+                                      in zip(frame["winner"], frame["consistent"], strict=True)])
+        base = {"suite": suite, "model": model, "baseline": baseline, "n": summary.n}
+        rows.append({**base, "metric": PREFERENCE, "model_value": summary.win_rate,
+                     "baseline_value": summary.loss_rate, "diff": boot.mean_diff, "ci_low": boot.ci_low,
                      "ci_high": boot.ci_high, "p_value": sign.p_value, "test": "sign_test", "b": sign.b,
                      "c": sign.c})
-        consistent = frame["consistent"].astype(bool).to_numpy()
-        rows.append({**base, "metric": POSITION_CONSISTENCY, "model_value": float(consistent.mean()),
+        rows.append({**base, "metric": POSITION_CONSISTENCY, "model_value": summary.consistency_rate,
                      "baseline_value": math.nan, "diff": math.nan, "ci_low": math.nan, "ci_high": math.nan,
                      "p_value": math.nan, "test": "position_consistency", "b": None, "c": None})
     return pd.DataFrame(rows, columns=COMPARISON.names)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -17,16 +16,15 @@ import pandas as pd
 from eval_pipeline.tracking.mlflow_log import (
     _TAG_ALIASES,
     MAX_KEY_LENGTH,
-    MAX_METRICS_PER_BATCH,
     MAX_TAG_VAL_LENGTH,
     _as_float,
-    _chunks,
     _is_null,
     _jsonable,
     _mlflow,
     _truncate,
     _unique,
     default_experiment_name,
+    log_metric_values,
     open_experiment,
     sanitize_name,
 )
@@ -140,16 +138,7 @@ def _distinct(frame: pd.DataFrame, column: str) -> list[str]:
 
 
 def _log_metrics(client: MlflowClient, run_id: str, comparison: pd.DataFrame) -> None:
-    from mlflow.entities import Metric
-
-    values, skipped = comparison_metric_values(comparison)
-    if skipped:
-        shown = ", ".join(skipped[:10]) + (", …" if len(skipped) > 10 else "")
-        logger.info("skipped %d NaN comparison value(s) for MLflow run %s: %s", len(skipped), run_id, shown)
-    timestamp = int(time.time() * 1000)
-    entries = [Metric(key, value, timestamp, 0) for key, value in values.items()]
-    for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=chunk, synchronous=True)
+    log_metric_values(client, run_id, *comparison_metric_values(comparison))
 
 
 def _log_tables(client: MlflowClient, run_id: str, comparison: pd.DataFrame, pairwise: pd.DataFrame | None) -> None:

@@ -274,12 +274,17 @@ def _log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) ->
 
 
 def _log_metrics(client: MlflowClient, run_id: str, metrics: pd.DataFrame) -> None:
+    log_metric_values(client, run_id, *metric_values(metrics), level=logging.WARNING)
+
+
+def log_metric_values(client: MlflowClient, run_id: str, values: Mapping[str, float], skipped: list[str], *,
+                      level: int = logging.INFO) -> None:
+    """Log ``values`` in batches at one timestamp; say which NaN values were ``skipped``."""
     from mlflow.entities import Metric
 
-    values, skipped = metric_values(metrics)
     if skipped:
         shown = ", ".join(skipped[:10]) + (", …" if len(skipped) > 10 else "")
-        logger.warning("skipped %d NaN metric value(s) for MLflow run %s: %s", len(skipped), run_id, shown)
+        logger.log(level, "skipped %d NaN metric value(s) for MLflow run %s: %s", len(skipped), run_id, shown)
     timestamp = int(time.time() * 1000)
     entries = [Metric(key, value, timestamp, 0) for key, value in values.items()]
     for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
