@@ -277,7 +277,7 @@ def test_mlflow_store_gets_the_metrics_at_the_step(yes_no: Path, tmp_path: Path)
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    training = client.create_run(client.create_experiment("training"))
+    training = client.create_run(client.create_experiment("training", artifact_location=str(tmp_path / "artifacts")))
     loop = evaluator(yes_no, store=uri, run_id=training.info.run_id, metrics=["pass@1", "mean_reward"])
     values = loop.evaluate(Scripted({"p0": 1, "p1": 1}), step=100, model_path="/ckpt/step-100")
     assert values == {"pass@1": 0.5, "mean_reward": 0.5}
