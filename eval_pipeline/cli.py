@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import math
@@ -24,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except EvalInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a state file that cannot be written: say which, and the remedy, not a traceback
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not exc.filename:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror}: make it writable, or set {paths.HOME_ENV} to a writable "
+              "state folder", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -68,6 +75,9 @@ def _run(args: argparse.Namespace) -> int:
     suite = find_suite(args.spec)
     if args.dry_run:
         return _dry_run(suite, args)
+    from eval_pipeline.inference.cache import check_cache_files
+
+    check_cache_files([paths.generation_cache_path(), paths.judge_cache_path()])  # corrupt: exit 2, say which
     result = run_suite(suite, local_instance(), models=args.model, limit=args.limit,
                        log_level="DEBUG" if args.verbose else "WARNING")
     if args.json:
@@ -101,7 +111,8 @@ def _result_json(result: Any) -> dict[str, Any]:
         metrics.append({
             "model": row["model"], "metric": row["metric"], "value": _number(row["value"]),
             "stderr": _number(row["stderr"]), "ci_low": _number(row["ci_low"]), "ci_high": _number(row["ci_high"]),
-            "n": int(row["n"]), "errors": int(row["errors"]), "breakdown": breakdown,
+            "ci_method": row.get("ci_method"), "n": int(row["n"]), "errors": int(row["errors"]),
+            "breakdown": breakdown,
         })
     return {
         "suite": result.suite,
@@ -110,8 +121,12 @@ def _result_json(result: Any) -> dict[str, Any]:
         "outputs": {m.model: {**m.outputs, "dagster_run_id": m.dagster_run_id, "mlflow_run_id": m.mlflow_run_id}
                     for m in result.models},
         "generation": {m.model: m.generation for m in result.models},
+        "judging": {m.model: m.judging for m in result.models if m.judging},
         "errors": {m.model: m.error for m in result.models if m.error}
-        | ({"comparison": result.comparison.error} if result.comparison and result.comparison.error else {}),
+        | ({"comparison": result.comparison.error} if result.comparison and result.comparison.error else {})
+        | ({"comparison": result.comparison_skipped} if result.comparison_skipped else {}),
+        "gates": [gate.as_dict() for gate in result.gates],
+        "judge_warnings": {m.model: {f.metric: f.reason for f in _judge_flags(m)} for m in result.models},
         "comparison": [] if result.comparison is None else [
             {key: (_number(value) if isinstance(value, float) else value) for key, value in row.items()}
             for row in result.comparison.metrics.to_dict("records")],
@@ -128,7 +143,7 @@ def _number(value: Any) -> float | None:
 
 def _print_result(result: Any) -> None:
     for model in result.models:
-        if not model.success:
+        if not model.success and model.metrics.empty:
             print(f"{result.suite} / {model.model}: FAILED: {model.error}", file=sys.stderr)
             continue
         gen = model.generation
@@ -136,12 +151,38 @@ def _print_result(result: Any) -> None:
         print(f"generation: {gen.get('requests', 0)} requests, {gen.get('cached', 0)} from cache, "
               f"{gen.get('generated', 0)} generated, {gen.get('errors', 0)} errors"
               + ("  (nothing generated: all cached)" if gen.get("generated") == 0 else ""))
+        if model.judging:
+            judged = model.judging
+            print(f"judging: {judged.get('requests', 0)} requests, {judged.get('cached', 0)} from cache, "
+                  f"{judged.get('sent', 0)} sent, {judged.get('errors', 0)} errors"
+                  + ("  (nothing sent: all cached)" if judged.get("sent") == 0 else ""))
         print(_plain_table([_metric_cells(row) for row in model.metrics.itertuples(index=False)]))
+        for flag in _judge_flags(model):  # a warning, not a failure
+            print(flag.line())
         print(f"outputs: {Path(model.outputs['metrics']).parent.parent}")
         if model.mlflow_run_id:
             print(f"MLflow run: {model.mlflow_run_id}")
+        for gate in model.gates:
+            print(f"gate {gate.summary()}" if gate.passed else f"FAILED: gate {gate.summary()}")
+        if not model.success:
+            print(f"{result.suite} / {model.model}: FAILED: {model.error}", file=sys.stderr)
     if result.comparison is not None:
         _print_comparison(result.suite, result.comparison)
+    elif result.comparison_skipped:
+        print(f"{result.suite} / comparison: {result.comparison_skipped}", file=sys.stderr)
+
+
+def _judge_flags(model: Any) -> list[Any]:
+    """The model's degenerate-judge flags, from its judgments and scores tables (none without a judge)."""
+    from eval_pipeline.judging.degenerate import degenerate_judges
+
+    judgments, scores = model.outputs.get("judgments"), model.outputs.get("scores")
+    if not judgments or not Path(judgments).exists():
+        return []
+    import pandas as pd
+
+    return degenerate_judges(pd.read_parquet(judgments),
+                             pd.read_parquet(scores) if scores and Path(scores).exists() else None)
 
 
 def _print_comparison(suite: str, comparison: Any) -> None:
@@ -163,8 +204,9 @@ def _metric_cells(row: Any) -> dict[str, str]:
     def fmt(value: float) -> str:
         return "" if math.isnan(value) else f"{value:.3f}"
     ci = "" if math.isnan(row.ci_low) else f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
+    method = getattr(row, "ci_method", None)
     return {"metric": label, "value": fmt(row.value) or "n/a", "stderr": fmt(row.stderr), "95% CI": ci,
-            "n": str(row.n), "errors": str(row.errors)}
+            "CI method": "" if _missing(method) else str(method), "n": str(row.n), "errors": str(row.errors)}
 
 
 def _plain_table(rows: list[dict[str, str]]) -> str:
@@ -179,16 +221,17 @@ def _plain_table(rows: list[dict[str, str]]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from eval_pipeline.instance import local_instance
+    from eval_pipeline.instance import dagster_home_path, existing_instance
     from eval_pipeline.suites import load_suites
 
-    print(f"suites in {paths.suites_dir()}:")
-    for suite in load_suites():
+    folder = paths.project_suites_dir()  # outside a project: say so, and create no state
+    print(f"suites in {folder}:")
+    for suite in load_suites(folder):
         models = ", ".join(f"{m.name} ({m.backend})" for m in suite.models)
         print(f"  {suite.suite}: {suite.dataset.uri} | models: {models}")
-    instance = local_instance()
-    records = instance.get_run_records(limit=args.runs)
-    print(f"\npast runs ({paths.dagster_home()}):" if records else "\nno past runs")
+    instance = existing_instance()  # None before the first run: nothing is created to list nothing
+    records = instance.get_run_records(limit=args.runs) if instance is not None else []
+    print(f"\npast runs ({dagster_home_path()}):" if records else "\nno past runs")
     for record in records:
         run = record.dagster_run
         started = datetime.fromtimestamp(record.start_time).strftime("%Y-%m-%d %H:%M:%S") if record.start_time else ""

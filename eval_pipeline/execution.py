@@ -9,18 +9,20 @@ import dagster as dg
 import pandas as pd
 
 from eval_pipeline import paths
-from eval_pipeline.assets.partitions import model_partitions, register_declared_models
+from eval_pipeline.assets.metrics import gate_from_metadata
+from eval_pipeline.assets.partitions import add_partitions, model_partitions, register_declared_models
+from eval_pipeline.assets.samples import refuse_empty_local_file, require_items
 from eval_pipeline.assets.suite_assets import model_stages, suite_comparison_stages
 from eval_pipeline.automation.jobs import compare_job_name, eval_job_name
 from eval_pipeline.data.formats import load_samples
-from eval_pipeline.errors import EvalInputError
+from eval_pipeline.errors import EvalInputError, input_error_in
 from eval_pipeline.inference.backends import build_sampler, generation_params, model_price
 from eval_pipeline.inference.cache import RequestCache
+from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
 from eval_pipeline.inference.planning import GenerationPlan, plan_generations, plan_likelihoods
-from eval_pipeline.judging.setup import suite_judge_metrics
+from eval_pipeline.metrics.gates import GateResult
 from eval_pipeline.resources.parquet_io import ParquetIOManager
-from eval_pipeline.scoring.registry import validate_scorers
-from eval_pipeline.stale_runs import fail_orphaned_runs, process_tags
+from eval_pipeline.stale_runs import end_orphaned_mlflow_runs, fail_orphaned_runs, process_tags
 from eval_pipeline.suite_definitions import build_definitions, default_resources
 from eval_pipeline.suites.spec import Suite
 
@@ -33,8 +35,16 @@ class ModelRun:
     error: str | None = None
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     generation: dict[str, Any] = field(default_factory=dict)
+    judging: dict[str, Any] = field(default_factory=dict)
+    """The judgments stage's counts (requests, cached, sent, errors), when the suite has a judge."""
     mlflow_run_id: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    gates: list[GateResult] = field(default_factory=list)
+    """The release gates evaluated in this run (passed or not); a failed one fails the run."""
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        return [gate for gate in self.gates if not gate.passed]
 
 
 @dataclass
@@ -43,10 +53,16 @@ class SuiteRun:
     models: list[ModelRun]
     comparison: ModelRun | None = None
     """The run of the ``<suite>_compare`` job (models against the baseline), when the suite has a baseline."""
+    comparison_skipped: str | None = None
+    """Why the suite's comparison did not run (a model's run or gate failed)."""
 
     @property
     def success(self) -> bool:
         return all(m.success for m in self.models) and (self.comparison is None or self.comparison.success)
+
+    @property
+    def gates(self) -> list[GateResult]:
+        return [gate for m in self.models for gate in m.gates]
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -60,9 +76,8 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
     """Materialize every stage of the suite for each model, in this process (each Dagster run tagged ``tags``),
     then, when the suite has a baseline, compare the models with it."""
     run_tags = {**process_tags(), **(tags or {})}
-    validate_scorers(list(suite.scorers), suite.source_path)
-    suite_judge_metrics(suite)  # a bad judge metric fails here, before any inference
     names = _model_names(suite, models)
+    refuse_empty_local_file(suite.resolve_uri(suite.dataset.uri))  # exit 2 at load; other sources: samples step
     resources = resources or default_resources()
     definitions = build_definitions([suite], resources)
     job = definitions.resolve_job_def(eval_job_name(suite))
@@ -72,33 +87,39 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
         run_config["ops"] = {_node(suite, "samples"): {"config": {"limit": limit}}}
     io_manager: ParquetIOManager = resources["io_manager"]
     fail_orphaned_runs(instance)
-    partitions = model_partitions(suite).name
-    unregistered = [n for n in names if n not in instance.get_dynamic_partitions(partitions)]
-    if unregistered:
-        instance.add_dynamic_partitions(partitions, unregistered)
+    end_orphaned_mlflow_runs(resources)
+    add_partitions(instance, model_partitions(suite).name, names)
     runs = []
     for name in names:
         result = job.execute_in_process(instance=instance, partition_key=name, run_config=run_config,
                                         raise_on_error=False, tags=run_tags)
         runs.append(_collect(suite, name, result, io_manager))
-    comparison = None
-    if suite.baseline is not None and any(r.success for r in runs if r.model == suite.baseline):
-        result = definitions.resolve_job_def(compare_job_name(suite)).execute_in_process(
-            instance=instance, run_config={"loggers": run_config["loggers"]}, raise_on_error=False, tags=run_tags)
-        comparison = _collect_comparison(suite, result, io_manager)
-    return SuiteRun(suite.suite, runs, comparison)
+    comparison, skipped = None, None
+    failed = [r.model for r in runs if not r.success]
+    if suite.baseline is not None and any(r.model == suite.baseline for r in runs):
+        if failed:  # a failed gate is not compared (Dagster would not run it downstream of a blocking check)
+            skipped = f"not compared with the baseline: the run of {', '.join(failed)} failed"
+        else:
+            result = definitions.resolve_job_def(compare_job_name(suite)).execute_in_process(
+                instance=instance, run_config={"loggers": run_config["loggers"]}, raise_on_error=False,
+                tags=run_tags)
+            comparison = _collect_comparison(suite, result, io_manager)
+    return SuiteRun(suite.suite, runs, comparison, skipped)
 
 
 def plan_suite(suite: Suite, *, models: list[str] | None = None, limit: int | None = None) -> list[GenerationPlan]:
     """What ``run_suite`` would send, per model, without sending anything (credentials are checked)."""
-    samples = load_samples(suite.resolve_uri(suite.dataset.uri), suite.dataset.format, limit or suite.dataset.limit)
+    uri = suite.resolve_uri(suite.dataset.uri)
+    samples = require_items(load_samples(uri, suite.dataset.format, limit or suite.dataset.limit,
+                                         breakdown_keys=suite.breakdown_keys), uri)
     gen, params = suite.generation, generation_params(suite)
     cache = RequestCache(paths.generation_cache_path())
     plans = []
     for name in _model_names(suite, models):
         spec = suite.model(name)
         if suite.task != "generate":
-            plans.append(plan_likelihoods(samples, name, spec.backend, suite.task))
+            plans.append(plan_likelihoods(samples, name, spec.backend, suite.task,
+                                          scorer=build_likelihood_scorer(suite, spec), cache=cache))
             continue
         plans.append(plan_generations(samples, name, build_sampler(suite, spec, samples), params,
                                       num_samples=gen.num_samples, system_prompt=gen.system_prompt, cache=cache,
@@ -125,11 +146,20 @@ def _node(suite: Suite, stage: str) -> str:
 def _collect(suite: Suite, model: str, result: dg.ExecuteInProcessResult, io_manager: ParquetIOManager) -> ModelRun:
     outputs = {"samples": io_manager.path_for([suite.suite, "samples"])}
     outputs |= {stage: io_manager.path_for([suite.suite, stage], model) for stage in model_stages(suite)[1:]}
-    run = ModelRun(model=model, dagster_run_id=result.run_id, success=result.success, outputs=outputs)
-    if not result.success:
+    run = ModelRun(model=model, dagster_run_id=result.run_id, success=result.success, outputs=outputs,
+                   gates=run_gates(result))
+    if run.failed_gates:
+        run.success = False
+        run.error = "; ".join(f"gate {gate.summary()}" for gate in run.failed_gates)
+    elif not result.success:
+        _raise_input_error(result)
         run.error = _failure_message(result)
         return run
+    if not result.asset_materializations_for_node(_node(suite, "metrics")):
+        return run
     run.generation = _metadata(result, _node(suite, "generations"))
+    run.judging = {key: value for key, value in _metadata(result, _node(suite, "judgments")).items()
+                   if key in ("requests", "cached", "sent", "errors")}
     run.mlflow_run_id = _metadata(result, _node(suite, "metrics")).get("mlflow_run_id") or None
     run.metrics = pd.read_parquet(outputs["metrics"])
     return run
@@ -153,6 +183,25 @@ def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
     if not materializations:
         return {}
     return {key: getattr(value, "value", value) for key, value in materializations[-1].metadata.items()}
+
+
+def run_gates(result: dg.ExecuteInProcessResult) -> list[GateResult]:
+    """The gate results of a run's asset checks (a blocking check that failed has failed the run)."""
+    gates = []
+    for evaluation in result.get_asset_check_evaluations():
+        gate = gate_from_metadata(dict(evaluation.metadata))
+        if gate is not None:
+            gates.append(gate)
+    return gates
+
+
+def _raise_input_error(result: dg.ExecuteInProcessResult) -> None:
+    """A bad input found by a step (the dataset, a responses file: before anything is sent) is raised as the
+    input error it is."""
+    for event in result.get_step_failure_events():
+        message = input_error_in(event.step_failure_data.error) if event.step_failure_data else None
+        if message is not None:
+            raise EvalInputError(message)
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:

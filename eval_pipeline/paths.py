@@ -5,15 +5,32 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from eval_pipeline.errors import EvalInputError
+
 HOME_ENV = "EVAL_PIPELINE_HOME"
 MODEL_CACHE_ENV = "EVAL_PIPELINE_MODEL_CACHE"
 SUITES_DIR_ENV = "EVAL_PIPELINE_SUITES"
 
 
 def home() -> Path:
-    """The state folder; created on first use."""
-    path = Path(os.environ.get(HOME_ENV) or ".eval_pipeline").expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    """The state folder; created on first use (an unusable one is an input error naming it and the remedy)."""
+    return writable_folder(state_path(), HOME_ENV)
+
+
+def state_path(*parts: str) -> Path:
+    """A path under the state folder, without creating anything."""
+    return Path(os.environ.get(HOME_ENV) or ".eval_pipeline").expanduser().resolve().joinpath(*parts)
+
+
+def writable_folder(path: Path, env_var: str = HOME_ENV) -> Path:
+    """``path``, created when missing; EvalInputError naming it when it cannot be created or written to
+    (the remedy: make it writable, or point ``env_var`` at a folder that is)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unusable(path, f"cannot be created ({exc.strerror or exc})", env_var) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise _unusable(path, "is not writable", env_var)
     return path
 
 
@@ -45,9 +62,9 @@ def mlflow_dir() -> Path:
 def model_cache_dir() -> Path:
     """Converted models (e.g. the embedded GGUF as safetensors); ``$EVAL_PIPELINE_MODEL_CACHE`` overrides."""
     override = os.environ.get(MODEL_CACHE_ENV)
-    path = Path(override).expanduser().resolve() if override else home() / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    if override:
+        return writable_folder(Path(override).expanduser().resolve(), MODEL_CACHE_ENV)
+    return _sub("models")
 
 
 def suites_dir() -> Path:
@@ -65,6 +82,22 @@ def default_mlflow_uri() -> str:
 
 
 def _sub(name: str) -> Path:
-    path = home() / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return writable_folder(home() / name)
+
+
+def _unusable(path: Path, problem: str, env_var: str) -> EvalInputError:
+    return EvalInputError(f"the state folder {problem}: set {env_var} to a folder you can write to, or make this "
+                          "one writable", file=str(path))
+
+
+def project_suites_dir() -> Path:
+    """``suites_dir()`` when it exists; else an input error saying this is not a project folder."""
+    folder = suites_dir()
+    if folder.is_dir():
+        return folder
+    if os.environ.get(SUITES_DIR_ENV):
+        raise EvalInputError(f"{SUITES_DIR_ENV} names a folder that does not exist: point it at your suites "
+                             "folder", file=str(folder))
+    raise EvalInputError(f"not a project folder: there is no evals/ folder here and {SUITES_DIR_ENV} is not set; "
+                         f"run eval-pipeline in a folder holding evals/*.yaml, or set {SUITES_DIR_ENV}",
+                         file=str(folder.parent))

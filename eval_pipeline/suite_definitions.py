@@ -15,6 +15,7 @@ from eval_pipeline.automation import (
 )
 from eval_pipeline.resources import GenerationCacheResource, MlflowTrackingResource, ParquetIOManager
 from eval_pipeline.suites import Suite
+from eval_pipeline.suites.checks import check_suite
 from eval_pipeline.tracking import default_tracking_uri
 
 
@@ -29,6 +30,9 @@ def default_resources() -> dict[str, object]:
 
 
 def suite_definitions(suite: Suite) -> dg.Definitions:
+    """One suite's assets, jobs, sensors and schedule; a suite built in Python (not by ``load_suite``) is checked
+    whole here, so no definitions exist for a suite that would fail after inference."""
+    check_suite(suite)
     job = suite_eval_job(suite)
     compare = suite_compare_job(suite)
     sensors = [declared_models_sensor(suite)]

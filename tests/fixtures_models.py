@@ -30,6 +30,12 @@ def tiny_eos_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model-eos"), eos_bias=0.5)
 
 
+@pytest.fixture(scope="session")
+def tiny_no_bos_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny Llama whose tokenizer has ``bos_token`` None and an EOS token (Qwen-style)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model-no-bos"), bos=False)
+
+
 def shared_model_cache() -> Path:
     """Where converted models are kept across test sessions (so CI converts SmolLM2 only once)."""
     return Path(os.environ.get("EVAL_PIPELINE_MODEL_CACHE") or REPO_ROOT / ".eval_pipeline" / "models")

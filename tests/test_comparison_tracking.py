@@ -23,16 +23,16 @@ SUITE = "qa-cmp"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAN = float("nan")
 COLUMNS = ["suite", "metric", "model", "baseline", "n", "model_value", "baseline_value", "diff", "ci_low",
-           "ci_high", "p_value", "test", "b", "c"]
+           "ci_high", "p_value", "p_holm", "test", "b", "c"]
 
 
 def comparison_table() -> pd.DataFrame:
-    """Two models × two metrics against one baseline; one CI is NaN."""
+    """Two models × two metrics against one baseline; one CI is NaN; p_holm is Holm over each model's p."""
     rows = [
-        (SUITE, "accuracy", "tuned", "base", 40, 0.8, 0.7, 0.1, 0.02, 0.18, 0.031, "mcnemar", 6, 2),
-        (SUITE, "pass@2", "tuned", "base", 40, 0.9, 0.85, 0.05, NAN, NAN, 0.4, "paired_bootstrap", None, None),
-        (SUITE, "accuracy", "tuned-v2", "base", 40, 0.65, 0.7, -0.05, -0.12, 0.02, 0.25, "mcnemar", 1, 3),
-        (SUITE, "win_rate", "tuned-v2", "base", 20, 0.6, 0.4, 0.2, 0.05, 0.35, 0.01, "position_consistency",
+        (SUITE, "accuracy", "tuned", "base", 40, 0.8, 0.7, 0.1, 0.02, 0.18, 0.031, 0.062, "mcnemar", 6, 2),
+        (SUITE, "pass@2", "tuned", "base", 40, 0.9, 0.85, 0.05, NAN, NAN, 0.4, 0.4, "paired_t", None, None),
+        (SUITE, "accuracy", "tuned-v2", "base", 40, 0.65, 0.7, -0.05, -0.12, 0.02, 0.25, 0.25, "mcnemar", 1, 3),
+        (SUITE, "win_rate", "tuned-v2", "base", 20, 0.6, 0.4, 0.2, 0.05, 0.35, 0.01, 0.02, "sign_test",
          None, None),
     ]
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -50,7 +50,7 @@ def pairwise_table() -> pd.DataFrame:
 def evaluation_record(model: str) -> EvaluationRecord:
     metrics = pd.DataFrame([{"suite": SUITE, "model": model, "metric": "accuracy", "breakdown_key": None,
                              "breakdown_value": None, "value": 0.7, "stderr": 0.05, "ci_low": 0.6, "ci_high": 0.8,
-                             "n": 40, "errors": 0, "k": None}])
+                             "n": 40, "errors": 0, "k": None, "ci_method": "clopper_pearson"}])
     return EvaluationRecord(suite=SUITE, model=model, params={}, dataset_uri="/data/qa.jsonl", dataset_digest="abc",
                             samples=pd.DataFrame({"x": [1]}), items=pd.DataFrame({"x": [1]}), metrics=metrics)
 
@@ -93,7 +93,7 @@ def test_metrics_match_table_and_skip_nan(store, logged):
     expected = {}
     for row in table.to_dict("records"):
         metric = row["metric"].replace("@", "_at_")
-        for stat in ("diff", "ci_low", "ci_high", "p_value", "n"):
+        for stat in ("diff", "ci_low", "ci_high", "p_value", "p_holm", "n"):
             if not math.isnan(row[stat]):
                 expected[f"compare.{row['model']}.{metric}.{stat}"] = row[stat]
     assert metrics == pytest.approx(expected)
@@ -102,6 +102,12 @@ def test_metrics_match_table_and_skip_nan(store, logged):
     assert metrics["compare.tuned.pass_at_2.diff"] == pytest.approx(0.05)
     assert metrics["compare.tuned-v2.accuracy.ci_low"] == pytest.approx(-0.12)
     assert metrics["compare.tuned.accuracy.n"] == 40
+    assert metrics["compare.tuned.accuracy.p_holm"] == pytest.approx(0.062)
+
+
+def test_per_model_run_names_its_interval_method(store, logged):
+    tags = MlflowClient(store["uri"]).get_run(logged["base"]).data.tags
+    assert tags["accuracy.ci_method"] == "clopper_pearson"
 
 
 def test_artifacts_and_csv_round_trip(store, logged):
@@ -215,3 +221,34 @@ def test_comparison_figure_forty_rows():
     one_model = comparison_figure(forty_rows().assign(model="solo", baseline="base"))
     assert len(one_model.axes) == 1
     one_model.savefig(io.BytesIO(), format="png")
+
+
+def test_forest_colours_come_from_the_procedure():
+    """Green/red only where the CI excludes 0 and p < 0.05 (they agree in tables this release writes); a row of
+    an older table whose bootstrap CI excluded 0 beside McNemar p = 0.25 is grey, not green."""
+    from matplotlib.colors import to_hex
+
+    from eval_pipeline.tracking.plots import comparison_direction
+
+    assert comparison_direction(0.02, 0.18, 0.031) == 1
+    assert comparison_direction(-0.3, -0.1, 0.001) == -1
+    assert comparison_direction(0.125, 0.75, 0.25) == 0  # the reported contradiction
+    assert comparison_direction(-0.1, 0.2, 0.5) == 0 and comparison_direction(NAN, NAN, 0.01) == 0
+    table = pd.DataFrame([
+        (SUITE, "better", "m", "base", 40, 0.8, 0.7, 0.1, 0.02, 0.18, 0.031, 0.031, "mcnemar", 6, 2),
+        (SUITE, "legacy", "m", "base", 8, 0.6, 0.225, 0.375, 0.125, 0.75, 0.25, 0.25, "mcnemar", 3, 0),
+        (SUITE, "worse", "m", "base", 40, 0.5, 0.7, -0.2, -0.3, -0.1, 0.001, 0.002, "paired_t", None, None),
+    ], columns=COLUMNS)
+    [axes] = comparison_figure(table).axes
+    points = [c for c in axes.collections if c.get_offsets().shape[0] == 3][-1]
+    assert [to_hex(color) for color in points.get_facecolors()] == ["#2ca02c", "#555555", "#d62728"]
+    labels = [text.get_text() for text in axes.texts]
+    assert "Holm p=0.002" in labels[2]
+
+
+def test_comparison_cells_show_holm_beside_p():
+    from eval_pipeline.assets.comparison import comparison_cells
+
+    cells = comparison_cells(comparison_table())
+    assert list(cells.columns[-2:]) == ["p", "p (Holm)"]
+    assert list(cells["p (Holm)"]) == ["0.062", "0.4", "0.25", "0.02"]

@@ -167,6 +167,8 @@ def test_changing_only_the_judge_rejudges_without_regenerating(eval_home: Path, 
     assert run_suite(load_suite(write_suite(folder)), local_instance()).success
     again = run_suite(load_suite(write_suite(folder)), local_instance())
     assert again.success and router.calls[JUDGE] == JUDGE_REQUESTS  # nothing re-judged either
+    for model in again.models:  # the counts the CLI prints say so
+        assert model.judging["sent"] == 0 and model.judging["cached"] == model.judging["requests"] > 0
     calls_before = dict(router.calls)
     other = run_suite(load_suite(write_suite(folder, judge_model=JUDGE2)), local_instance())
     assert other.success

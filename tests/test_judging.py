@@ -509,7 +509,7 @@ def test_last_verdict_line_wins() -> None:
 
 @pytest.mark.parametrize("line", ["**Verdict:** Good", "**Verdict**: **Good**", "Verdict: 'Good'.", "verdict: [Good]",
                                   "> Final verdict: good!", "Rating: GOOD", "Answer: `Good`", "Score: Good - upbeat",
-                                  "## Verdict: Good", "VERDICT:   Good  ", "Verdict: Go",
+                                  "## Verdict: Good", "VERDICT:   Good  ", "**Verdict:**\nGood",
                                   "2. Verdict: Good", "- **Final Verdict**: Good"])
 def test_verdict_line_spellings(line: str) -> None:
     assert parse_verdict(_positive(), f"Reasoning here.\n{line}").level.definition == "Good"
@@ -533,20 +533,26 @@ def test_prefix_and_longest_matches() -> None:
     assert parse_verdict(correctness, "Verdict: Partially correct.").score == 0.5
 
 
-def test_unparseable_last_line_falls_back_to_earlier_verdict_line() -> None:
+def test_a_verdict_line_outranks_rating_score_and_answer_lines() -> None:
     assert parse_verdict(_positive(), "Verdict: Good\nScore: high marks").level.definition == "Good"
+    assert parse_verdict(_positive(), "Score: Poor\nVerdict: Good\nAnswer: Poor").level.definition == "Good"
 
 
-def test_fallback_to_last_mentioned_level() -> None:
+@pytest.mark.parametrize("reply", [
+    "It is not bad at all. Overall I'd call it very good.",    # no verdict line: a mention is not a verdict
+    "Very good start, but overall: Good.",
+    "Verdict: Very good\nVerdict: not good",                    # the last verdict line decides, even when unusable
+    "Verdict: Go",                                              # a truncated word is not a level
+])
+def test_mentions_and_unusable_last_lines_are_not_verdicts(reply: str) -> None:
     metric = JudgeMetric("m", "{{prediction}}", (RatingLevel("Very good", 2.0), RatingLevel("Good", 1.0),
                                                   RatingLevel("Bad", 0.0)))
-    verdict = parse_verdict(metric, "It is not bad at all. Overall I'd call it very good.")
-    assert verdict.level.definition == "Very good"
-    assert verdict.explanation == "It is not bad at all. Overall I'd call it very good."
-    assert parse_verdict(metric, "Very good start, but overall: Good.").level.definition == "Good"
+    with pytest.raises(VerdictParseError):
+        parse_verdict(metric, reply)
     correctness = builtin_metric("Correctness")
-    assert parse_verdict(correctness, "This is incorrect.").level.definition == "Incorrect"
-    assert parse_verdict(correctness, "Correct? No: it is partially correct").level.definition == "Partially correct"
+    for text in ("This is incorrect.", "Correct? No: it is partially correct"):
+        with pytest.raises(VerdictParseError):
+            parse_verdict(correctness, text)
 
 
 def test_string_scale_verdict() -> None:

@@ -67,14 +67,15 @@ def test_injection_in_an_answer_is_contained() -> None:
     ("Verdict: A", "A"), ("Verdict: B", "B"), ("Verdict: tie", "tie"), ("verdict: TIE.", "tie"),
     ("**Verdict:** B", "B"), ("Verdict: [[A]]", "A"), ("Verdict: Answer B", "B"), ("Verdict: Response A.", "A"),
     ("Verdict: It's a tie", "tie"), ("Verdict: draw", "tie"), ("Final verdict: 'B'", "B"),
-    ("Verdict: A\nHmm, no.\nVerdict: B", "B"), ("Verdict: B\nVerdict: undecided", "B"),
+    ("Verdict: A\nHmm, no.\nVerdict: B", "B"),
     ("Verdict: A (clearer)", "A"), ("Answer: b", "B"), ("Verdict: both are equally good", "tie"),
 ])
 def test_parse_preference(reply: str, expected: str) -> None:
     assert parse_preference(f"Some reasoning.\n{reply}") == expected
 
 
-@pytest.mark.parametrize("reply", ["", "A is better.", "Verdict: C", "Verdict: undecided", "Verdict:"])
+@pytest.mark.parametrize("reply", ["", "A is better.", "Verdict: C", "Verdict: undecided", "Verdict:",
+                                   "Verdict: B\nVerdict: undecided"])
 def test_parse_preference_garbage(reply: str) -> None:
     with pytest.raises(VerdictParseError, match="Verdict: A"):
         parse_preference(reply)

@@ -1,14 +1,20 @@
 """Log-likelihood scoring (local tiny model, OpenAI completions against the fake) and lm-eval's likelihood metrics,
-checked against independent computations: plain per-request forward passes, hand formulas, torch cross-entropy."""
+checked against independent computations: plain per-request forward passes, hand formulas, torch cross-entropy.
+
+The lm-eval agreement tests run on two tokenizers: with a BOS token, and without one (Qwen-style), where lm-eval's
+prefix token is EOS: an empty context is EOS and a text's first token is conditioned on EOS, so every token counts.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference import likelihood_local
 from eval_pipeline.inference.likelihood import ContinuationScore, LikelihoodError, LoglikelihoodRequest, TextScore
 from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer, rolling_windows
@@ -16,24 +22,28 @@ from eval_pipeline.inference.likelihood_openai import (
     OpenAICompletionsScorer,
     continuation_tokens,
     parse_prompt_logprobs,
+    prefixed_tokens,
     text_tokens,
 )
 from eval_pipeline.inference.local import LocalSampler
-from eval_pipeline.inference.remote import RetryPolicy
+from eval_pipeline.inference.remote import PermanentError, RetryPolicy
 from eval_pipeline.metrics.likelihood import (
     bits_per_byte,
     byte_perplexity,
     corpus_perplexity,
+    count_words,
     multiple_choice,
     token_perplexity,
+    word_perplexity,
 )
 from tests.fakes.llm_server import FakeLLMServer, fake_tokens, is_fake_argmax, prompt_logprob
+from tests.tiny_model import prefix_token
 
 PAIRS = [
     ("The capital of France is ", "Paris"),  # trailing space moves to the continuation
     ("The capital of France is", " Paris"),
     ("The capital of Fra", "nce"),  # the boundary merges: 'a' + 'nce' → 'an' 'ce'
-    ("", "Water boils"),  # empty context: conditioned on BOS
+    ("", "Water boils"),  # empty context: conditioned on the prefix token (BOS, else EOS)
     ("Two plus two is", " four. Three times three is nine."),
     ("def add(a, b):\n", "    return a + b"),
     ("Question: what colour is the sky? Answer:", " blue."),
@@ -65,7 +75,7 @@ def hand_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], li
     stripped = context.rstrip()
     continuation = context[len(stripped):] + continuation
     if not stripped:
-        return [tokenizer.bos_token_id], encode(tokenizer, continuation)
+        return [prefix_token(tokenizer)], encode(tokenizer, continuation)
     context_ids = encode(tokenizer, stripped)
     return context_ids, encode(tokenizer, stripped + continuation)[len(context_ids):]
 
@@ -92,6 +102,19 @@ def scorer(tiny_model_dir: str) -> LocalLikelihoodScorer:
     return LocalLikelihoodScorer(LocalSampler(tiny_model_dir, device="cpu"), batch_size=8)
 
 
+@pytest.fixture(scope="module")
+def no_bos_scorer(tiny_no_bos_model_dir: str) -> LocalLikelihoodScorer:
+    scorer = LocalLikelihoodScorer(LocalSampler(tiny_no_bos_model_dir, device="cpu"), batch_size=8)
+    assert scorer.tokenizer.bos_token_id is None and scorer.tokenizer.eos_token_id is not None
+    return scorer
+
+
+@pytest.fixture(params=["bos", "no_bos"])
+def any_scorer(request: pytest.FixtureRequest) -> LocalLikelihoodScorer:
+    """The scorer on a tokenizer with a BOS token, then on one without (Qwen-style)."""
+    return request.getfixturevalue("scorer" if request.param == "bos" else "no_bos_scorer")
+
+
 # -- local scorer ---------------------------------------------------------------------------------------------
 
 
@@ -106,7 +129,8 @@ def greedy_pairs(scorer: LocalLikelihoodScorer) -> list[tuple[str, str]]:
     return pairs
 
 
-def test_loglikelihood_matches_plain_forward_passes(scorer: LocalLikelihoodScorer) -> None:
+def test_loglikelihood_matches_plain_forward_passes(any_scorer: LocalLikelihoodScorer) -> None:
+    scorer = any_scorer
     pairs = PAIRS + greedy_pairs(scorer)
     requests = [LoglikelihoodRequest(c, t) for c, t in pairs]
     progress: list[int] = []
@@ -152,12 +176,14 @@ def test_long_contexts_are_cut_on_the_left(scorer: LocalLikelihoodScorer) -> Non
         LocalLikelihoodScorer(scorer.sampler, max_length=4).loglikelihood([LoglikelihoodRequest("a", continuation)])
 
 
-def test_rolling_matches_one_full_forward_pass(scorer: LocalLikelihoodScorer) -> None:
+def test_rolling_matches_one_full_forward_pass(any_scorer: LocalLikelihoodScorer) -> None:
+    """Every token of the text is scored, the first conditioned on BOS, or on EOS without a BOS (lm-eval)."""
+    scorer = any_scorer
     progress: list[int] = []
     scores = scorer.rolling_loglikelihood([*TEXTS, ""], on_progress=progress.append)
     assert sum(progress) == len(TEXTS) + 1
     for text, score in zip(TEXTS, scores[:-1], strict=True):
-        tokens = [scorer.tokenizer.bos_token_id, *encode(scorer.tokenizer, text)]
+        tokens = [prefix_token(scorer.tokenizer), *encode(scorer.tokenizer, text)]
         logprobs, argmax = forward_logprobs(scorer.model, tokens)
         expected = sum(float(logprobs[i, t]) for i, t in enumerate(tokens[1:]))
         assert score.logprob == pytest.approx(expected, abs=1e-4)
@@ -171,14 +197,15 @@ def test_rolling_matches_one_full_forward_pass(scorer: LocalLikelihoodScorer) ->
     assert sum(a == p for a, p in zip(actual, predicted, strict=True)) == scores[0].n_correct
 
 
-def test_rolling_windows_score_every_token_once(scorer: LocalLikelihoodScorer) -> None:
+def test_rolling_windows_score_every_token_once(any_scorer: LocalLikelihoodScorer) -> None:
+    scorer = any_scorer
     text = TEXTS[0] * 3
     tokens = encode(scorer.tokenizer, text)
     windowed = LocalLikelihoodScorer(scorer.sampler, batch_size=3, max_length=8)
     [score] = windowed.rolling_loglikelihood([text])
     assert score.n_tokens == len(tokens) > 3 * 8
     # independently: window k predicts tokens [8k, 8k+8) from the 8 tokens before its last one
-    sequence, expected, correct = [scorer.tokenizer.bos_token_id, *tokens], 0.0, 0
+    sequence, expected, correct = [prefix_token(scorer.tokenizer), *tokens], 0.0, 0
     for start in range(1, len(sequence), 8):
         end = min(start + 8, len(sequence))
         first = max(0, end - 9)
@@ -192,27 +219,30 @@ def test_rolling_windows_score_every_token_once(scorer: LocalLikelihoodScorer) -
     assert full.n_tokens == score.n_tokens and full.logprob != pytest.approx(score.logprob)
 
 
-@pytest.mark.parametrize("prefix", [99, None])
+@pytest.mark.parametrize("max_length", [1, 4])
 @pytest.mark.parametrize("length", [0, 1, 5, 8, 9, 17, 30])
-def test_rolling_windows_partition_the_tokens(prefix: int | None, length: int) -> None:
+def test_rolling_windows_partition_the_tokens(max_length: int, length: int) -> None:
+    prefix = 99
     tokens = list(range(length))
-    windows = rolling_windows(tokens, prefix, max_length=4)
+    windows = rolling_windows(tokens, prefix, max_length=max_length)
     targets = [t for _, window in windows for t in window]
-    assert targets == (tokens if prefix is not None else tokens[1:])
-    sequence = tokens if prefix is None else [prefix, *tokens]
+    assert targets == tokens  # every token, the first one too
+    assert not windows or windows[0][0] == [prefix]
+    sequence = [prefix, *tokens]
     for context, window in windows:
-        assert context and 1 <= len(window) <= 4 and len(context) + len(window) - 1 <= 4
+        assert context and 1 <= len(window) <= max_length and len(context) + len(window) - 1 <= max_length
         start = sequence.index(window[0])
         assert sequence[start - len(context):start + len(window)] == context + window
 
 
-def test_token_batches_pad_per_batch(scorer: LocalLikelihoodScorer) -> None:
+def test_token_batches_pad_per_batch(any_scorer: LocalLikelihoodScorer) -> None:
+    scorer = any_scorer
     texts = ["x", "The capital of France is Paris.", "Rome", "ab"]
     batches = LocalLikelihoodScorer(scorer.sampler, batch_size=2).token_batches(texts)
     pad = scorer.tokenizer.pad_token_id
     widths = []
     for text, (ids, mask) in zip(texts, batches, strict=True):
-        expected = [scorer.tokenizer.bos_token_id, *encode(scorer.tokenizer, text)]
+        expected = [prefix_token(scorer.tokenizer), *encode(scorer.tokenizer, text)]
         assert ids.dtype == np.int64 and mask.dtype == np.bool_ and ids.shape == mask.shape
         assert ids[mask].tolist() == expected and (ids[~mask] == pad).all() and mask[:len(expected)].all()
         widths.append(len(ids))
@@ -258,16 +288,56 @@ def test_perplexity_formulas() -> None:
     # corpus-weighted: Σ logprob / Σ tokens, not the mean of per-text perplexities (e², e² → e² either way here)
     skewed = corpus_perplexity([TextScore(-10.0, 10, 10, 0), TextScore(-10.0, 1, 1, 0)])
     assert skewed["token_perplexity"] == pytest.approx(math.exp(20 / 11))
+    # word perplexity: Σ logprob over Σ words (lm-eval's weighted_perplexity), only when word counts are given
+    assert word_perplexity(-12.0, 3) == pytest.approx(math.exp(4.0)) and math.isnan(word_perplexity(-1.0, 0))
+    with_words = corpus_perplexity([TextScore(-10.0, 5, 20, 2), TextScore(-2.0, 1, 4, 1)], [3, 1])
+    assert with_words == pytest.approx({**corpus, "word_perplexity": math.exp(12 / 4)})
+    with pytest.raises(ValueError, match="word counts"):
+        corpus_perplexity([TextScore(-10.0, 5, 20, 2)], [1, 2])
 
 
-def test_perplexity_matches_torch_cross_entropy(scorer: LocalLikelihoodScorer) -> None:
+@pytest.mark.parametrize(("text", "words"), [
+    ("the quick brown fox", 4), ("a  b\tc\nd", 4), ("a b\n", 3), ("  leading", 2), ("one", 1), ("", 1),
+    ("héllo wörld ✓", 3), ("x\u2028y", 2),  # lm-eval: len(re.split(r"\s+", doc)), Unicode whitespace included
+])
+def test_words_are_counted_as_lm_eval_counts_them(text: str, words: int) -> None:
+    assert count_words(text) == words
+
+
+def test_a_tokenizer_without_bos_or_eos_cannot_score_a_texts_first_token(no_bos_scorer: LocalLikelihoodScorer,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoSpecialTokens:
+        """The tokenizer with neither BOS nor EOS."""
+
+        bos_token_id = eos_token_id = None
+
+        def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+            self.inner = inner
+
+        def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return self.inner(*args, **kwargs)
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(self.inner, name)
+
+    bare = NoSpecialTokens(no_bos_scorer.tokenizer)
+    monkeypatch.setattr(LocalLikelihoodScorer, "tokenizer", property(lambda self: bare))
+    with pytest.raises(EvalInputError, match="neither a BOS nor an EOS"):
+        no_bos_scorer.rolling_loglikelihood(["some text"])
+    with pytest.raises(EvalInputError, match="neither a BOS nor an EOS"):
+        no_bos_scorer.loglikelihood([LoglikelihoodRequest("", "some text")])
+    assert no_bos_scorer.rolling_loglikelihood([""]) == [TextScore(0.0, 0, 0, 0)]  # nothing to score, no prefix
+
+
+def test_perplexity_matches_torch_cross_entropy(any_scorer: LocalLikelihoodScorer) -> None:
     import torch
 
+    scorer = any_scorer
     texts = TEXTS[:3]
     scores = scorer.rolling_loglikelihood(texts)
     nll, count = 0.0, 0
     for text, score in zip(texts, scores, strict=True):
-        tokens = torch.tensor([scorer.tokenizer.bos_token_id, *encode(scorer.tokenizer, text)])
+        tokens = torch.tensor([prefix_token(scorer.tokenizer), *encode(scorer.tokenizer, text)])
         with torch.no_grad():
             logits = scorer.model(tokens[None]).logits[0, :-1].float()
         loss = torch.nn.functional.cross_entropy(logits, tokens[1:], reduction="sum").item()
@@ -315,13 +385,55 @@ def test_openai_sums_match_the_servers_logprobs(fake: FakeLLMServer) -> None:
         assert (score.logprob, score.is_greedy, score.n_tokens) == pytest.approx((logprob, greedy, count))
     body = fake.recent_bodies[0]
     assert body["echo"] is True and body["logprobs"] == 1 and body["temperature"] == 0
-    texts = [TEXTS[0], "one", ""]
-    rolled = remote(fake).rolling_loglikelihood(texts)
+
+
+EOS_TEXT = "<|endoftext|>"
+
+
+def test_openai_rolling_scores_every_token_after_the_prefix(fake: FakeLLMServer) -> None:
+    """The fake, like vLLM serving a tokenizer without BOS, scores nothing for the first prompt token: each text is
+    sent after the EOS text, and every token of the text is scored, conditioned on EOS (lm-eval's semantics)."""
+    texts = [" " + TEXTS[0], "\none", " x", ""]  # the fake splits on whitespace: the prefix stays one token
+    rolled = remote(fake, prefix=EOS_TEXT).rolling_loglikelihood(texts)
     for text, score in zip(texts, rolled, strict=True):
-        tokens = fake_tokens(text)[1:]  # the first token is not scored (no BOS)
-        assert score.logprob == pytest.approx(math.fsum(prompt_logprob("served", text[:o], t) for o, t in tokens))
-        assert score.n_correct == sum(is_fake_argmax("served", text[:o], t) for o, t in tokens)
+        whole, start = EOS_TEXT + text, len(EOS_TEXT)
+        tokens = [(start + offset, token) for offset, token in fake_tokens(text)]  # every token of the text
+        assert fake_tokens(whole) == ([(0, EOS_TEXT), *tokens] if text else [(0, EOS_TEXT)])
+        assert score.logprob == pytest.approx(math.fsum(prompt_logprob("served", whole[:o], t) for o, t in tokens))
+        assert score.n_correct == sum(is_fake_argmax("served", whole[:o], t) for o, t in tokens)
         assert (score.n_tokens, score.n_bytes) == (len(tokens), len(text.encode()))
+    assert sorted(body["prompt"] for body in fake.recent_bodies) == sorted(EOS_TEXT + text for text in texts if text)
+    # an empty context is the prefix too
+    [score] = remote(fake, prefix=EOS_TEXT).loglikelihood([LoglikelihoodRequest("", " Paris is")])
+    whole = EOS_TEXT + " Paris is"
+    assert score.n_tokens == 2 and score.logprob == pytest.approx(
+        prompt_logprob("served", EOS_TEXT, " Paris") + prompt_logprob("served", EOS_TEXT + " Paris", " is"))
+    assert remote(fake, prefix=EOS_TEXT).identity()["prefix"] == EOS_TEXT and "prefix" not in remote(fake).identity()
+    assert whole == fake.recent_bodies[-1]["prompt"]
+
+
+def test_a_suites_likelihood_prefix_reaches_the_scorer(tmp_path: Path) -> None:
+    from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
+    from eval_pipeline.suites import load_suite
+
+    (tmp_path / "evals").mkdir()
+    (tmp_path / "c.jsonl").write_text('{"text": "one two"}\n')
+    path = tmp_path / "evals" / "p.yaml"
+    path.write_text("suite: p\ntask: perplexity\ndataset: {uri: c.jsonl}\nmodels:\n"
+                    f"  - {{name: q, backend: openai, base_url: 'http://127.0.0.1:9/v1', model: q, "
+                    f"likelihood_prefix: '{EOS_TEXT}'}}\n")
+    suite = load_suite(path)
+    assert build_likelihood_scorer(suite, suite.model("q")).identity()["prefix"] == EOS_TEXT
+
+
+def test_openai_rolling_without_a_scored_first_token_is_an_error(fake: FakeLLMServer) -> None:
+    """Without a BOS or a prefix the server cannot score a text's first token: an error, not a number that counts
+    every byte and leaves a token out (it made bits per byte look 7% better than lm-eval's)."""
+    with pytest.raises(LikelihoodError, match="no logprob for the text's first token"):
+        remote(fake).rolling_loglikelihood([TEXTS[0]])
+    with pytest.raises(LikelihoodError, match="did not read the prefix"):  # the prefix merged into the first token
+        remote(fake, prefix=EOS_TEXT).rolling_loglikelihood(["one two"])
+    assert remote(fake).rolling_loglikelihood([""]) == [TextScore(0.0, 0, 0, 0)]
 
 
 def test_fake_completions_route_in_vllm_shape(fake: FakeLLMServer) -> None:
@@ -382,3 +494,37 @@ def test_prompt_logprobs_with_a_bos_token() -> None:
     assert [t.logprob for t in continuation_tokens(tokens, 0)] == [-3.0, -1.0, -0.5]
     assert [t.text for t in continuation_tokens(tokens, 2)] == [" there", "!"]
     assert [t.is_argmax for t in text_tokens(tokens)] == [False, True, True]
+
+
+def vllm_payload(prompt: str, tokens: list[str], logprobs: list[float | None]) -> dict:
+    """vLLM's echo reply: offsets advance by each shown token's text, a BOS's too."""
+    offsets = [sum(map(len, tokens[:i])) for i in range(len(tokens))]
+    tops = [None if v is None else {t: v} for t, v in zip(tokens, logprobs, strict=True)]
+    return {"choices": [{"text": prompt + " ok", "logprobs": {"tokens": [*tokens, " ok"],
+                                                             "text_offset": [*offsets, offsets[-1] + 1],
+                                                             "token_logprobs": [*logprobs, -0.1],
+                                                             "top_logprobs": [*tops, {" ok": -0.1}]}}],
+            "usage": {"prompt_tokens": len(tokens), "completion_tokens": 1}}
+
+
+def test_prompt_logprobs_as_vllm_reports_them() -> None:
+    # a BOS-adding tokenizer: '<s>' shown, offsets counted after it; the continuation is found in the prompt
+    tokens = parse_prompt_logprobs(vllm_payload("Hi there!", ["<s>", "Hi", " there", "!"], [None, -3.0, -1.0, -0.5]),
+                                   "Hi there!")
+    assert [t.offset for t in tokens] == [0, 0, 2, 8]
+    assert [t.text for t in continuation_tokens(tokens, 2)] == [" there", "!"]
+    assert [t.logprob for t in text_tokens(tokens)] == [-3.0, -1.0, -0.5]
+    # no BOS (Qwen-style): the text's first token is unscored, which is an error for a whole text
+    bare = parse_prompt_logprobs(vllm_payload("Hi there!", ["Hi", " there", "!"], [None, -1.0, -0.5]), "Hi there!")
+    assert [t.offset for t in bare] == [0, 2, 8]
+    with pytest.raises(PermanentError, match="first token"):
+        text_tokens(bare)
+    # a first token that is a piece of a character is part of the text, not a BOS: never dropped silently
+    pieces = parse_prompt_logprobs(vllm_payload("✓ ok", ["\ufffd", "\ufffd", " ok"], [None, -1.0, -0.5]), "✓ ok")
+    with pytest.raises(PermanentError, match="first token"):
+        text_tokens(pieces)
+    # the EOS text as prefix: every token of the text scored, the first conditioned on EOS
+    prompt = EOS_TEXT + "Hi there!"
+    prefixed = parse_prompt_logprobs(vllm_payload(prompt, [EOS_TEXT, "Hi", " there", "!"], [None, -3.0, -1.0, -0.5]),
+                                     prompt)
+    assert [t.logprob for t in prefixed_tokens(prefixed, EOS_TEXT)] == [-3.0, -1.0, -0.5]

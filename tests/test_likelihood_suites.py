@@ -3,6 +3,7 @@ library called directly (itself checked against plain torch in test_likelihood.p
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ from eval_pipeline.execution import run_suite
 from eval_pipeline.inference.likelihood import LoglikelihoodRequest
 from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer
 from eval_pipeline.instance import local_instance
-from eval_pipeline.metrics.likelihood import corpus_perplexity, multiple_choice
+from eval_pipeline.metrics.likelihood import corpus_perplexity, count_words, multiple_choice
 from eval_pipeline.suites import load_suite
 
 QUESTIONS = [
@@ -65,18 +66,29 @@ def test_multiple_choice_suite(eval_home: Path, tiny_model_dir: str) -> None:
     assert set(result.metrics["breakdown_value"].dropna()) == {"even", "odd"}
 
 
-def test_perplexity_suite(eval_home: Path, tiny_model_dir: str) -> None:
-    result = run_suite(load_suite(project(eval_home.parent / "p", tiny_model_dir, "perplexity")), local_instance())
+@pytest.mark.parametrize("model_fixture", ["tiny_model_dir", "tiny_no_bos_model_dir"])
+def test_perplexity_suite(eval_home: Path, model_fixture: str, request: pytest.FixtureRequest) -> None:
+    """With and without a BOS token: every token of each text scored; word_perplexity beside the others."""
+    model_dir = request.getfixturevalue(model_fixture)
+    result = run_suite(load_suite(project(eval_home.parent / "p", model_dir, "perplexity")), local_instance())
     assert result.success, result.models[0].error
-    expected = corpus_perplexity(LocalLikelihoodScorer(tiny_model_dir).rolling_loglikelihood(TEXTS))
+    scorer = LocalLikelihoodScorer(model_dir)
+    expected = corpus_perplexity(scorer.rolling_loglikelihood(TEXTS), [count_words(t) for t in TEXTS])
+    assert set(expected) == {"token_perplexity", "bits_per_byte", "byte_perplexity", "word_perplexity",
+                             "next_token_accuracy"}
     for metric, value in expected.items():
         row = overall(result.metrics, metric)
         assert row["value"] == pytest.approx(value, rel=1e-5), metric
         assert row["ci_low"] <= row["value"] <= row["ci_high"]
     generations = pd.read_parquet(result.models[0].outputs["generations"])
     assert generations["n_bytes"].tolist() == [len(t.encode()) for t in TEXTS]
+    assert generations["n_tokens"].tolist() == [len(scorer.tokenizer(t, add_special_tokens=False)["input_ids"])
+                                                for t in TEXTS]
+    loglik = generations["logprob"].sum()
     assert overall(result.metrics, "bits_per_byte")["value"] == pytest.approx(
-        -generations["logprob"].sum() / (generations["n_bytes"].sum() * math.log(2)), rel=1e-9)
+        -loglik / (generations["n_bytes"].sum() * math.log(2)), rel=1e-9)
+    assert overall(result.metrics, "word_perplexity")["value"] == pytest.approx(
+        math.exp(-loglik / sum(len(re.split(r"\s+", t)) for t in TEXTS)), rel=1e-9)
 
 
 def test_bad_likelihood_input_names_the_row(tmp_path: Path) -> None:
@@ -103,8 +115,12 @@ def test_likelihood_tasks_need_a_likelihood_backend(tmp_path: Path) -> None:
 def test_dry_run_of_a_multiple_choice_suite_counts_one_request_per_choice(eval_home: Path, tiny_model_dir: str) -> None:
     from eval_pipeline.execution import plan_suite
 
-    [plan] = plan_suite(load_suite(project(eval_home.parent / "p", tiny_model_dir, "multiple_choice")))
+    suite = load_suite(project(eval_home.parent / "p", tiny_model_dir, "multiple_choice"))
+    [plan] = plan_suite(suite)
     assert plan.requests == sum(len(c) for _, c, _ in QUESTIONS) and plan.max_tokens_out == 0 and plan.cached == 0
+    assert run_suite(suite, local_instance()).success
+    [plan] = plan_suite(suite)  # after a run, every scoring request is in the cache
+    assert plan.cached == plan.requests and plan.to_send == 0
 
 
 def test_a_failing_scorer_gives_error_rows_for_its_items_only() -> None:

@@ -144,10 +144,10 @@ def test_plain_text_path_without_chat_template(tiny_model_no_template_dir: str) 
 
 def test_identity_is_stable_and_excludes_batch_size_and_device(tiny_model_dir: str,
                                                                tiny_eos_model_dir: str) -> None:
-    a = LocalSampler(tiny_model_dir, batch_size=1).identity()
-    b = LocalSampler(tiny_model_dir, batch_size=16, device="cpu").identity()
-    assert a == b
-    assert set(a) == {"backend", "model", "fingerprint"}
+    a = LocalSampler(tiny_model_dir, batch_size=1, device="cpu", dtype="float32").identity()
+    b = LocalSampler(tiny_model_dir, batch_size=16, device="cuda", dtype="float32").identity()
+    assert a == b  # the weights' dtype is in the identity (bfloat16 answers differently), the device is not
+    assert set(a) == {"backend", "model", "fingerprint", "dtype"}
     assert a["backend"] == "local" and a["model"] == tiny_model_dir
     # Same architecture and file sizes, different weights: a different fingerprint.
     assert LocalSampler(tiny_eos_model_dir).identity()["fingerprint"] != a["fingerprint"]

@@ -109,7 +109,9 @@ def test_cli_json_and_table(eval_home: Path, suite_file: Path, capsys: pytest.Ca
     payload = json.loads(capsys.readouterr().out)
     assert payload["suite"] == "tiny" and payload["success"] is True
     first = payload["metrics"][0]
-    assert set(first) == {"model", "metric", "value", "stderr", "ci_low", "ci_high", "n", "errors", "breakdown"}
+    assert set(first) == {"model", "metric", "value", "stderr", "ci_low", "ci_high", "ci_method", "n", "errors",
+                          "breakdown"}
+    assert first["ci_method"] == "clopper_pearson"  # exact_match is 0/1
     overall = {m["metric"]: m for m in payload["metrics"] if not m["breakdown"]}
     assert overall["exact_match"]["value"] == pytest.approx(6 / 8) and overall["exact_match"]["n"] == 8
     assert any(m["breakdown"].get("category") for m in payload["metrics"])

@@ -32,11 +32,12 @@ CHAT_TEMPLATE = (
 
 def build_tiny_model(path: str | Path, *, chat_template: bool = True, seed: int = 0,
                      vocab_size: int = 400, hidden_size: int = 32, max_positions: int = 512,
-                     eos_bias: float = 0.0) -> str:
+                     eos_bias: float = 0.0, bos: bool = True) -> str:
     """Build and save a tiny random Llama with its tokenizer under ``path``; return the folder.
 
     ``eos_bias`` > 0 makes the model end some answers with EOS (0.5: some stop early, some run to the limit);
-    at 0 it practically never stops.
+    at 0 it practically never stops. ``bos=False`` gives a Qwen-style tokenizer: no BOS token at all (none
+    declared, none added when encoding; the chat template starts without one), only EOS and padding.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -51,13 +52,14 @@ def build_tiny_model(path: str | Path, *, chat_template: bool = True, seed: int 
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(CORPUS, trainer=trainer)
-    bos_id = tok.token_to_id("<|bos|>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<|bos|> $A", pair="<|bos|> $A <|bos|> $B", special_tokens=[("<|bos|>", bos_id)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
-                                        pad_token="<|pad|>", model_max_length=max_positions)
+    bos_id = tok.token_to_id("<|bos|>") if bos else None
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<|bos|> $A", pair="<|bos|> $A <|bos|> $B", special_tokens=[("<|bos|>", bos_id)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>" if bos else None,
+                                        eos_token="<|eos|>", pad_token="<|pad|>", model_max_length=max_positions)
     if chat_template:
-        tokenizer.chat_template = CHAT_TEMPLATE
+        tokenizer.chat_template = CHAT_TEMPLATE if bos else CHAT_TEMPLATE.removeprefix("{{ bos_token }}")
     tokenizer.save_pretrained(str(out))
 
     torch.manual_seed(seed)
@@ -82,3 +84,8 @@ if __name__ == "__main__":  # pragma: no cover - manual use
     import sys
 
     print(build_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-model"))
+
+
+def prefix_token(tokenizer) -> int:  # type: ignore[no-untyped-def]
+    """lm-eval's ``prefix_token_id``, written out: BOS when the tokenizer has one, else EOS."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id

@@ -50,7 +50,7 @@ def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
         scores = pd.concat([*by_stage["scores"].values(),
                             *(judgment_scores(f) for f in by_stage.get("judgments", {}).values())], ignore_index=True)
         pairwise = _judge_pairs(context, suite, samples, generations, judge_cache) if len(outs) > 1 else None
-        table = compare_suite(suite.suite, baseline, scores, pairwise, seed=judge.seed if judge else 0)
+        table = compare_suite(suite.suite, baseline, scores, pairwise)
         run_id = mlflow.log_comparison(suite.suite, table, pairwise, experiment_name=suite.mlflow_experiment,
                                        tags={"dagster.run_id": context.run.run_id})
         yield dg.Output(table, output_name="comparison", metadata={
@@ -87,7 +87,8 @@ def _judge_pairs(context: dg.AssetExecutionContext, suite: Suite, samples: pd.Da
 
 
 def comparison_cells(table: pd.DataFrame) -> pd.DataFrame:
-    """The comparison as text cells: model, baseline, metric, values, signed difference, 95% CI, n, test, p."""
+    """The comparison as text cells: model, baseline, metric, values, signed difference, 95% CI, n, test, p and the
+    Holm-adjusted p (over each model's metrics)."""
     def fmt(spec: str) -> object:
         return lambda v: "" if pd.isna(v) else format(v, spec)
 
@@ -98,11 +99,14 @@ def comparison_cells(table: pd.DataFrame) -> pd.DataFrame:
         "95% CI": [("" if pd.isna(lo) else f"[{lo:+.3f}, {hi:+.3f}]")
                    for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
         "n": table["n"].astype(str), "test": table["test"].astype(str), "p": table["p_value"].map(fmt(".3g")),
+        "p (Holm)": (table["p_holm"] if "p_holm" in table.columns else pd.Series(float("nan"), index=table.index))
+        .map(fmt(".3g")),
     })
 
 
 def comparison_summary(table: pd.DataFrame) -> str:
-    """Markdown: each model's difference from the baseline per metric, its 95% CI, the test and its p-value."""
+    """Markdown: each model's difference from the baseline per metric, its 95% CI, the test, its p-value and the
+    Holm-adjusted p."""
     if table.empty:
         return "_(nothing to compare: evaluate a model besides the baseline)_"
     return markdown_table(comparison_cells(table))

@@ -6,6 +6,7 @@ import pandas as pd
 from eval_pipeline.assets.metadata import preview
 from eval_pipeline.inference.backends import build_sampler, generation_params
 from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
+from eval_pipeline.inference.likelihood_cache import with_cache
 from eval_pipeline.inference.likelihood_runner import run_choice_likelihoods, run_text_likelihoods
 from eval_pipeline.inference.runner import run_generations
 from eval_pipeline.progress import Progress
@@ -31,7 +32,7 @@ def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -
                     generation_cache: GenerationCacheResource) -> dg.Output[pd.DataFrame]:
         model = suite.model(context.partition_key)
         if suite.task != "generate":
-            return _likelihoods(context, suite, model, samples)
+            return _likelihoods(context, suite, model, samples, generation_cache)
         sampler = build_sampler(suite, model, samples)
         cache = generation_cache.open()
         progress = Progress(f"{suite.suite}/{model.name} generation", context.log.info)
@@ -55,17 +56,25 @@ def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -
     return generations
 
 
-def _likelihoods(context: dg.AssetExecutionContext, suite: Suite, model: ModelSpec,
-                 samples: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-    """Multiple-choice and perplexity suites: log-likelihoods instead of generated answers."""
-    scorer = build_likelihood_scorer(suite, model)
+def _likelihoods(context: dg.AssetExecutionContext, suite: Suite, model: ModelSpec, samples: pd.DataFrame,
+                 generation_cache: GenerationCacheResource) -> dg.Output[pd.DataFrame]:
+    """Multiple-choice and perplexity suites: log-likelihoods instead of generated answers (cached like them)."""
+    cache = generation_cache.open()
+    scorer = with_cache(build_likelihood_scorer(suite, model), cache, log=context.log.info)
     progress = Progress(f"{suite.suite}/{model.name} log-likelihoods", context.log.info)
     run = run_choice_likelihoods if suite.task == "multiple_choice" else run_text_likelihoods
     try:
         frame = run(samples, model.name, scorer, on_progress=progress)
     finally:
         progress.close()
+        if cache is not None:
+            cache.close()
+    stats = scorer.stats
+    context.log.info(f"log-likelihoods for {model.name}: {stats.requests} scoring requests, {stats.cached} from "
+                     f"cache, {stats.sent} scored")
     return dg.Output(frame, metadata={
-        "task": suite.task, "items": len(frame), "errors": int(frame["error"].notna().sum()), "backend": model.backend,
+        "requests": stats.requests, "cached": stats.cached, "generated": stats.sent,
+        "errors": int(frame["error"].notna().sum()),
+        "task": suite.task, "items": len(frame), "backend": model.backend,
         "preview": preview(frame, ["sample_id", "output", "error"]),
     })

@@ -6,6 +6,7 @@ import pandas as pd
 from eval_pipeline.assets.metadata import markdown_table, preview
 from eval_pipeline.inference.backends import build_sampler
 from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
+from eval_pipeline.judging.degenerate import DegenerateJudge, degenerate_judges, flags_markdown
 from eval_pipeline.judging.likelihood_verdicts import run_likelihood_judgments
 from eval_pipeline.judging.run import run_judgments
 from eval_pipeline.judging.setup import judge_label, judge_params, suite_judge_metrics
@@ -18,6 +19,13 @@ def judge_pool(suite: Suite) -> str:
     """Judge requests share a pool per judge backend (``judge-bedrock``), apart from the models' inference."""
     assert suite.judge is not None
     return f"judge-{suite.judge.model.backend}"
+
+
+def judge_flag_metadata(flags: list[DegenerateJudge]) -> dict[str, object]:
+    """Dagster metadata for degenerate-judge flags: ``judge_warnings`` (markdown, "none" when there are none) and
+    one ``judge.degenerate.<metric>`` text entry (the reason) per flagged metric."""
+    return {"judge_warnings": dg.MetadataValue.md(flags_markdown(flags)),
+            **{flag.key: dg.MetadataValue.text(flag.reason) for flag in flags}}
 
 
 def build_judgments_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -33,12 +41,13 @@ def build_judgments_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> 
                   judge_cache: GenerationCacheResource) -> dg.Output[pd.DataFrame]:
         metrics = suite_judge_metrics(suite)
         progress = Progress(f"{suite.suite}/{context.partition_key} judging", context.log.info)
-        cache = judge_cache.open() if judge.verdict == "generate" else None
+        cache = judge_cache.open()
         try:
             if judge.verdict == "likelihood":
                 frame, stats = run_likelihood_judgments(samples, generations, metrics,
                                                         build_likelihood_scorer(suite, judge.model),
-                                                        judge_model=judge_label(judge), on_progress=progress)
+                                                        judge_model=judge_label(judge), on_progress=progress,
+                                                        cache=cache)
             else:
                 frame, stats = run_judgments(samples, generations, metrics, build_sampler(suite, judge.model, samples),
                                              params, judge_model=judge_label(judge), cache=cache,
@@ -55,6 +64,7 @@ def build_judgments_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> 
             "requests": stats.requests, "cached": stats.cached, "sent": stats.sent, "errors": stats.errors,
             "cost_usd": float(frame["cost_usd"].fillna(0).sum()),
             "means": dg.MetadataValue.md(markdown_table(means.reset_index())),
+            **judge_flag_metadata(degenerate_judges(frame)),  # the same-verdict rule; the metrics add the scorers'
             "preview": preview(frame, ["sample_id", "sample_index", "metric", "score", "label", "error"]),
         })
 

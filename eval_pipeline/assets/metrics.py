@@ -3,21 +3,24 @@
 import dagster as dg
 import pandas as pd
 
+from eval_pipeline.assets.judgments import judge_flag_metadata
 from eval_pipeline.assets.metadata import metrics_summary, preview
 from eval_pipeline.assets.samples import dataset_digest
 from eval_pipeline.inference.runner import generation_usage
+from eval_pipeline.judging.degenerate import degenerate_judges
 from eval_pipeline.judging.quality import judge_agreement
 from eval_pipeline.judging.run import judgment_scores
 from eval_pipeline.judging.setup import judge_record, suite_judge_metrics
 from eval_pipeline.metrics.aggregate import aggregate_scores
 from eval_pipeline.metrics.corpus import aggregate_corpus
+from eval_pipeline.metrics.gates import ERROR_RATE_GATE, GATE_METADATA_KEY, GateResult, error_rate_gate
 from eval_pipeline.metrics.passk_table import pass_k_rows
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.scoring.items import item_table
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tracking import EvaluationRecord
 
-ERROR_RATE_CHECK = "error_rate"
+ERROR_RATE_CHECK = ERROR_RATE_GATE
 
 
 def metric_inputs(suite: Suite) -> tuple[str, ...]:
@@ -29,8 +32,10 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
 
     @dg.asset(key=key, group_name=suite.suite, partitions_def=partitions, kinds={"parquet", "mlflow"},
               ins={stage: dg.AssetIn(key=[suite.suite, stage]) for stage in metric_inputs(suite)},
-              check_specs=[dg.AssetCheckSpec(ERROR_RATE_CHECK, asset=key,
-                                             description=f"Share of failed scores ≤ {suite.max_error_rate}")],
+              check_specs=[dg.AssetCheckSpec(ERROR_RATE_CHECK, asset=key, blocking=True,
+                                             description=f"Share of errored metric inputs (score and judgment "
+                                                         f"rows) ≤ {suite.max_error_rate}, and no metric with "
+                                                         f"n = 0; a failure fails the run")],
               description="Per metric (and breakdown value): mean, stderr, 95% CI, n, errors; logged to MLflow.")
     def metrics(context: dg.AssetExecutionContext, mlflow: MlflowTrackingResource, **tables: pd.DataFrame):
         model = suite.model(context.partition_key)
@@ -52,23 +57,41 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             table = pd.concat([table, judge_agreement(suite.suite, model.name, samples, judgments, judge_metrics,
                                                       suite.judge.human_labels)], ignore_index=True)
             params["judge"] = judge_record(suite.judge, judge_metrics)
+        gate = error_rate_gate(model.name, generations, tables["scores"], judgments, table, suite.max_error_rate)
+        flags = degenerate_judges(judgments, tables["scores"])  # a warning: tagged and shown, never a failure
         run_id = mlflow.log(EvaluationRecord(
             suite=suite.suite, model=model.name, params=params,
             dataset_uri=suite.resolve_uri(suite.dataset.uri), dataset_digest=dataset_digest(samples),
             samples=samples, items=item_table(samples, generations, scores, judgments), metrics=table,
-            tags={"dagster.run_id": context.run.run_id, "dagster.partition": model.name},
-            usage=generation_usage(generations)), experiment_name=suite.mlflow_experiment)
-        error_rate = float(scores["error"].notna().mean()) if len(scores) else 0.0
+            tags={"dagster.run_id": context.run.run_id, "dagster.partition": model.name,
+                  **{flag.key: flag.reason for flag in flags}},
+            usage=generation_usage(generations), failed_gates={} if gate.passed else {gate.check: gate.reason or ""}),
+            experiment_name=suite.mlflow_experiment)
         yield dg.Output(table, metadata={
             "summary": dg.MetadataValue.md(metrics_summary(table)),
-            "error_rate": error_rate,
+            **({} if gate.observed is None else {"error_rate": gate.observed}),
             "mlflow_run_id": run_id or "",
+            **judge_flag_metadata(flags),
             "preview": preview(table),
         })
-        yield dg.AssetCheckResult(
-            check_name=ERROR_RATE_CHECK, passed=error_rate <= suite.max_error_rate,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"error_rate": error_rate, "max_error_rate": suite.max_error_rate,
-                      "errors": int(scores["error"].notna().sum()), "rows": len(scores)})
+        yield gate_check_result(gate)
 
     return metrics
+
+
+def gate_check_result(gate: GateResult) -> dg.AssetCheckResult:
+    """The asset check of a gate: ERROR severity (the check is blocking: a failure fails the run), the reason as
+    its description, and the whole result under ``gate`` for the CLI and the SDK."""
+    metadata: dict[str, object] = {} if gate.observed is None else {"error_rate": gate.observed}
+    metadata |= {"max_error_rate": gate.allowed}
+    metadata |= {key: value for key, value in gate.detail.items() if isinstance(value, int)}
+    metadata[GATE_METADATA_KEY] = dg.MetadataValue.json(gate.as_dict())
+    return dg.AssetCheckResult(check_name=gate.check, passed=gate.passed, severity=dg.AssetCheckSeverity.ERROR,
+                               description=gate.reason or gate.summary(), metadata=metadata)
+
+
+def gate_from_metadata(metadata: dict[str, object]) -> GateResult | None:
+    """The gate result stored in a check evaluation's metadata (None for checks that carry none)."""
+    value = metadata.get(GATE_METADATA_KEY)
+    data = getattr(value, "data", value)
+    return GateResult.from_dict(data) if isinstance(data, dict) else None

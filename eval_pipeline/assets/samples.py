@@ -1,12 +1,14 @@
 """The ``[suite, samples]`` asset: ingestion and format conversion."""
 
 import hashlib
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from eval_pipeline.assets.metadata import preview
 from eval_pipeline.data.formats import load_samples
+from eval_pipeline.errors import EvalInputError
 from eval_pipeline.suites.spec import Suite
 
 
@@ -21,7 +23,8 @@ def build_samples_asset(suite: Suite) -> dg.AssetsDefinition:
     @dg.asset(key=[suite.suite, "samples"], group_name=suite.suite, kinds={"parquet"},
               description=f"Items of {suite.dataset.uri} in the canonical samples table.")
     def samples(context: dg.AssetExecutionContext, config: SamplesConfig) -> dg.Output[pd.DataFrame]:
-        frame = load_samples(uri, suite.dataset.format, config.limit or suite.dataset.limit)
+        frame = require_items(load_samples(uri, suite.dataset.format, config.limit or suite.dataset.limit,
+                                                   breakdown_keys=suite.breakdown_keys), uri)
         context.log.info(f"{len(frame)} samples from {uri}")
         return dg.Output(frame, metadata={
             "num_samples": len(frame),
@@ -36,3 +39,26 @@ def build_samples_asset(suite: Suite) -> dg.AssetsDefinition:
 def dataset_digest(samples: pd.DataFrame) -> str:
     """A short digest of the dataset's content, for lineage."""
     return hashlib.sha256("".join(samples["row_hash"]).encode()).hexdigest()[:16]
+
+
+def require_items(samples: pd.DataFrame, uri: str) -> pd.DataFrame:
+    """The samples, or an input error naming the dataset when it has no item: an empty evaluation measures
+    nothing, and must not succeed."""
+    if samples.empty:
+        raise EvalInputError("the dataset has no items: nothing to evaluate", file=uri, field="dataset.uri")
+    return samples
+
+
+def refuse_empty_local_file(uri: str, chunk: int = 1 << 16) -> None:
+    """An input error when ``uri`` is one local file holding nothing but whitespace (and a byte-order mark): told
+    at load, without reading the dataset. Other URIs (globs, folders, s3://) are checked by the samples step."""
+    path = Path(uri)
+    if "://" in uri or any(c in uri for c in "*?[") or not path.is_file():
+        return
+    with path.open("rb") as handle:
+        data = handle.read(chunk).removeprefix(b"\xef\xbb\xbf")
+        while data:
+            if data.strip():
+                return
+            data = handle.read(chunk)
+    require_items(pd.DataFrame(), uri)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -12,6 +12,7 @@ import pandas as pd
 
 from eval_pipeline.data import likelihood_formats
 from eval_pipeline.data.humaneval import convert_humaneval, looks_like_humaneval
+from eval_pipeline.data.jsonl import jsonl_records
 from eval_pipeline.data.schemas import SAMPLES
 from eval_pipeline.data.sources import SourceFile, read_source
 from eval_pipeline.errors import EvalInputError
@@ -23,8 +24,10 @@ _ROLES = {"system", "user", "assistant", "tool"}
 Row = dict[str, Any]
 
 
-def load_samples(uri: str, fmt: str = "auto", limit: int | None = None) -> pd.DataFrame:
-    """Read every file of a dataset URI and convert it into the ``samples`` table."""
+def load_samples(uri: str, fmt: str = "auto", limit: int | None = None,
+                 breakdown_keys: Sequence[str] = ()) -> pd.DataFrame:
+    """Read every file of a dataset URI and convert it into the ``samples`` table; each breakdown key must be
+    present in at least one row (a column or a field of the row), else the breakdown would silently be empty."""
     if fmt not in FORMATS:
         raise EvalInputError(f"unknown dataset format {fmt!r}; known formats: {', '.join(FORMATS)}",
                              file=uri, field="format")
@@ -35,7 +38,24 @@ def load_samples(uri: str, fmt: str = "auto", limit: int | None = None) -> pd.Da
             rows = rows[:limit]
             break
     _check_unique_ids(rows)
+    check_breakdown_keys(rows, breakdown_keys, uri, limit)
     return pd.DataFrame(rows, columns=SAMPLES.names)
+
+
+def check_breakdown_keys(rows: list[Row], keys: Sequence[str], uri: str, limit: int | None = None) -> None:
+    """Refuse a breakdown key that no row has, neither as a samples column nor as a field of its metadata."""
+    for key in keys:
+        if not any(_row_has(row, key) for row in rows):
+            scope = f"the first {len(rows)} rows (limit {limit})" if limit is not None else f"all {len(rows)} rows"
+            fields = sorted({k for row in rows for k in json.loads(row["metadata"] or "{}")} | {"category"})
+            raise EvalInputError(f"breakdown key {key!r} is in none of {scope}; fields the rows have: "
+                                 f"{', '.join(fields)}", file=uri, field="breakdown_keys")
+
+
+def _row_has(row: Row, key: str) -> bool:
+    if key in SAMPLES.names:
+        return row.get(key) is not None
+    return json.loads(row["metadata"] or "{}").get(key) is not None
 
 
 def convert_file(source: SourceFile, fmt: str = "auto") -> list[Row]:
@@ -75,23 +95,7 @@ def detect_format(record: Row, file: str, line: int) -> str:
 
 
 def _parse_jsonl(source: SourceFile) -> Iterable[tuple[int, Row]]:
-    try:
-        text = source.data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EvalInputError(f"not UTF-8 text (byte {exc.start})", file=source.name,
-                             line=source.data[:exc.start].count(b"\n") + 1) from exc
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise EvalInputError(f"malformed JSON: {exc.msg} at column {exc.colno}",
-                                 file=source.name, line=number) from exc
-        if not isinstance(record, dict):
-            raise EvalInputError(f"each line must be a JSON object, got {type(record).__name__}",
-                                 file=source.name, line=number)
-        yield number, record
+    return jsonl_records(source.data, source.name)
 
 
 def _text_field(record: Row, names: tuple[str, ...], file: str, line: int, *, required: bool) -> str | None:

@@ -87,8 +87,9 @@ COMPARISON = pa.schema([
     ("diff", pa.float64()),
     ("ci_low", pa.float64()),
     ("ci_high", pa.float64()),
-    ("p_value", pa.float64()),
-    ("test", pa.string()),             # mcnemar | paired_bootstrap | pairwise
+    ("p_value", pa.float64()),         # from the same procedure as the CI: the CI excludes 0 exactly when p < 0.05
+    ("p_holm", pa.float64()),          # Holm-adjusted over the metrics of one model × baseline
+    ("test", pa.string()),             # mcnemar | paired_t | sign_test | position_consistency
     ("b", pa.int64()),
     ("c", pa.int64()),
 ])
@@ -106,6 +107,7 @@ METRICS = pa.schema([
     ("n", pa.int64()),
     ("errors", pa.int64()),
     ("k", pa.int64()),
+    ("ci_method", pa.string()),        # how ci_low/ci_high were computed: clopper_pearson | korn_graubard | t | ...
 ])
 
 BY_STAGE: dict[str, pa.Schema] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,9 @@ class Benchmark:
         if not self.scorers:
             raise EvalInputError("a benchmark needs at least one scorer", field="scorers")
         validate_scorers(self.scorers)
+        if not math.isfinite(self.success_threshold):
+            raise EvalInputError(f"success_threshold must be a finite number, got {self.success_threshold!r}",
+                                 field="success_threshold")
         names = [scorer.name for scorer in self.scorers]
         if self.reward_scorer is not None and self.reward_scorer not in names:
             raise EvalInputError(f"reward_scorer {self.reward_scorer!r} is not one of the scorers ({', '.join(names)})",

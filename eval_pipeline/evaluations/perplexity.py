@@ -19,7 +19,7 @@ from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome
 from eval_pipeline.evaluations.encoding import as_likelihood_scorer, eval_mode, text_intermediates
 from eval_pipeline.inference.likelihood import LoglikelihoodRequest
 from eval_pipeline.inference.likelihood_runner import choice_context
-from eval_pipeline.metrics.likelihood import corpus_perplexity, multiple_choice
+from eval_pipeline.metrics.likelihood import corpus_perplexity, count_words, multiple_choice
 
 
 class PerplexityEvaluation(Evaluation):
@@ -27,7 +27,9 @@ class PerplexityEvaluation(Evaluation):
 
     Each text's rolling log-likelihood; ``reduce="mean"`` gives the corpus perplexity exp(Σ NLL / Σ tokens), the
     mean NLL over all tokens, not the mean of per-text perplexities; "sum"/"none" use per-text perplexities.
-    ``metrics``: token_perplexity, bits_per_byte, byte_perplexity, next_token_accuracy (corpus-weighted).
+    Every token is scored, the first conditioned on BOS (EOS when the tokenizer has none), as lm-eval does.
+    ``metrics``: token_perplexity, bits_per_byte, byte_perplexity, word_perplexity, next_token_accuracy
+    (corpus-weighted; words counted as lm-eval counts them, ``count_words``).
     """
 
     @abstractmethod
@@ -48,10 +50,11 @@ class PerplexityEvaluation(Evaluation):
         nll = np.asarray([-s.logprob for s in scored], dtype=float)
         count = np.asarray([s.n_tokens for s in scored], dtype=float)
         scores = np.asarray(self.score(nll, count), dtype=float)
-        corpus = corpus_perplexity(scored)
+        words = [count_words(text) for text in texts]
+        corpus = corpus_perplexity(scored, words)
         rows = pd.DataFrame({"index": range(len(texts)), "nll": nll, "n_tokens": count.astype(int),
-                             "n_bytes": [s.n_bytes for s in scored], "n_correct": [s.n_correct for s in scored],
-                             "score": scores})
+                             "n_bytes": [s.n_bytes for s in scored], "n_words": words,
+                             "n_correct": [s.n_correct for s in scored], "score": scores})
         intermediates = text_intermediates(scorer, encoding, texts) if return_intermediates else None
         return EvaluationOutcome(scores=scores, rows=rows, total=corpus["token_perplexity"], metrics=corpus,
                                  intermediates=intermediates)

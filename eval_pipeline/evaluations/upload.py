@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from eval_pipeline.evaluations.metric_registry import RegisteredMetric
 from eval_pipeline.scoring.items import item_table
-from eval_pipeline.tracking.mlflow_log import EvaluationRecord, log_evaluation, sanitize_name
+from eval_pipeline.tracking.mlflow_log import EvaluationRecord, log_evaluation, sanitize_name, tracking_client
 
 if TYPE_CHECKING:
     from eval_pipeline.evaluations.benchmark import BenchmarkEvaluator, BenchmarkRun
@@ -103,15 +103,14 @@ def log_to_mlflow(tracking_uri: str, evaluator: BenchmarkEvaluator, run: Benchma
                   record: EvaluationRecord) -> str:
     """One MLflow run per eval (nested under ``run_id`` when given, in its experiment) with the metric dict
     logged at the step, which also goes to the training run ``run_id`` as ``<name>/<metric>``."""
-    from mlflow import MlflowClient
     from mlflow.entities import Metric
 
     experiment = None
     if evaluator.run_id:  # the training run exists, so its store is set up: a plain client will do
-        client = MlflowClient(tracking_uri=tracking_uri)
+        client = tracking_client(tracking_uri)
         experiment = client.get_experiment(client.get_run(evaluator.run_id).info.experiment_id).name
     eval_run = log_evaluation(record, tracking_uri=tracking_uri, experiment_name=experiment)
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = tracking_client(tracking_uri)
     step, now = run.step or 0, int(time.time() * 1000)
     finite = {k: float(v) for k, v in run.values.items() if not math.isnan(float(v))}
     client.log_batch(eval_run, metrics=[Metric(sanitize_name(k), v, now, step) for k, v in finite.items()],

@@ -104,8 +104,11 @@ class BedrockBatchSampler:
             time.sleep(self.poll_s)
 
     def _job_name(self, requests: Sequence[GenerationRequest], params: GenerationParams) -> str:
-        """A name fixed by what is asked, so a re-submitted identical job is recognised (clientRequestToken)."""
-        payload = json.dumps([self.model_id, repr(params), [r.messages for r in requests]], default=str)
+        """A name fixed by what is asked, so a re-submitted identical job is recognised (clientRequestToken):
+        each record's full request identity, sample index included (a job for sample 1 of a prompt is not the
+        job for its sample 0, whose outputs would otherwise be read back as sample 1's)."""
+        payload = json.dumps([self.identity(), repr(params),
+                              [[r.messages, r.sample_index] for r in requests]], default=str)
         return f"eval-{hashlib.sha256(payload.encode()).hexdigest()[:24]}"
 
 

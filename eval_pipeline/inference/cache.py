@@ -1,64 +1,253 @@
-"""A persistent cache of finished generations, keyed by a hash of everything that changes the output."""
+"""A persistent cache of finished requests, keyed by a hash of everything that changes the answer.
+
+One SQLite file holds three tables: ``completions`` (generations, judge replies), ``scores`` (log-likelihood
+figures) and ``claims`` (which run is sending which missing key right now, so concurrent runs send each request
+once: see ``send_once``). Only successes are stored; a corrupt file is an ``EvalInputError`` naming it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import threading
-from collections.abc import Iterable
-from dataclasses import asdict
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
 
+_T = TypeVar("_T")
+_REQUEST_FIELDS = frozenset(f.name for f in fields(GenerationRequest)) - {"messages", "sample_index"}
 
-def request_hash(identity: dict[str, Any], params: GenerationParams, request: GenerationRequest) -> str:
-    """The cache key of one request: backend identity, parameters (seed included), input and sample index."""
-    payload = {
+
+def request_hash(identity: dict[str, Any], params: GenerationParams, request: GenerationRequest,
+                 fields: Sequence[str] = ()) -> str:
+    """The cache key of one request: backend identity, parameters (seed included), input and sample index, plus
+    the request ``fields`` the sampler declares part of its identity (``request_fields``: for ``precomputed``, the
+    ``sample_id``, since its answer belongs to the item, not to the prompt)."""
+    payload: dict[str, Any] = {
         "sampler": identity,
         "params": asdict(params),
         "messages": list(request.messages),
         "sample_index": request.sample_index,
     }
+    for name in sorted(fields):
+        payload[f"request.{name}"] = getattr(request, name)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def request_fields(sampler: object) -> tuple[str, ...]:
+    """The request fields a sampler declares part of each request's identity (``request_fields``, default none)."""
+    declared = tuple(getattr(sampler, "request_fields", ()))
+    unknown = [name for name in declared if name not in _REQUEST_FIELDS]
+    if unknown:
+        raise TypeError(f"{type(sampler).__name__}.request_fields names {unknown}: not GenerationRequest fields "
+                        f"(allowed: {sorted(_REQUEST_FIELDS)})")
+    return declared
+
+
+def request_keys(sampler: Any, params: GenerationParams, requests: Sequence[GenerationRequest]) -> list[str]:
+    """Every request's cache key for ``sampler`` (its identity and its declared request fields)."""
+    identity, names = sampler.identity(), request_fields(sampler)
+    return [request_hash(identity, params, request, names) for request in requests]
+
+
+def payload_hash(payload: dict[str, Any]) -> str:
+    """A cache key for any JSON payload (log-likelihood requests use it with the scorer's identity)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def process_owner() -> str:
+    """This process as a claim owner: ``host|pid|nonce`` (the nonce tells two caches of one process apart)."""
+    return f"{socket.gethostname()}|{os.getpid()}|{os.urandom(4).hex()}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False when the owner is a process of this host that no longer exists; else True (its lease decides)."""
+    host, _, rest = owner.partition("|")
+    pid_text = rest.partition("|")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RequestCache:
     """SQLite-backed; safe for several processes (a backfill's runs) writing at once. Only successes go in."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self.clock = clock
+        """Wall-clock seconds, shared by every process using the file (claim leases); injectable for tests."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = self._guarded(lambda: sqlite3.connect(self.path, timeout=60, check_same_thread=False,
+                                                         isolation_level=None))
+        self._guarded(self._setup)
+
+    def _setup(self) -> None:
+        for attempt in range(50):  # two processes creating one fresh file: the WAL switch can report "locked"
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.1)
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process; cheap commits
-        self._db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.commit()
+        with self._transaction():
+            self._db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+                             "expires REAL NOT NULL)")
+
+    def _guarded(self, action: Callable[[], _T]) -> _T:
+        """Run ``action``; a file SQLite cannot read is an EvalInputError naming it and the remedy."""
+        try:
+            return action()
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise EvalInputError(
+                f"the request cache is corrupt or not an SQLite database ({exc}). Delete it (and any "
+                f"{self.path.name}-wal / -shm beside it): it is rebuilt on the next run, which sends the requests "
+                "it held again", file=str(self.path)) from None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE: writers queue on SQLite's lock, with the 60 s busy timeout)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _select(self, sql: str, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            rows += self._db.execute(sql.format(marks=",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
+
+    # -- finished requests -----------------------------------------------------------------------------------
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
         keys = list(dict.fromkeys(keys))
-        found: dict[str, Completion] = {}
         with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(f"SELECT key, value FROM completions WHERE key IN ({marks})", chunk)
-                found.update((key, Completion(**json.loads(value))) for key, value in rows)
-        return found
+            rows = self._guarded(lambda: self._select("SELECT key, value FROM completions WHERE key IN ({marks})",
+                                                      keys))
+        return {key: Completion(**json.loads(value)) for key, value in rows}
 
     def put_many(self, items: Iterable[tuple[str, Completion]]) -> int:
+        """Store the successes (failures are never cached) and drop their claims: they are done."""
         rows = [(key, json.dumps(asdict(c))) for key, c in items if c.error is None]
+        return self._put("completions", rows)
+
+    def get_scores(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Stored log-likelihood figures (JSON objects) by key."""
+        keys = list(dict.fromkeys(keys))
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO completions (key, value) VALUES (?, ?)", rows)
-            self._db.commit()
+            rows = self._guarded(lambda: self._select("SELECT key, value FROM scores WHERE key IN ({marks})", keys))
+        return {key: json.loads(value) for key, value in rows}
+
+    def put_scores(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        return self._put("scores", [(key, json.dumps(value)) for key, value in items])
+
+    def _put(self, table: str, rows: list[tuple[str, str]]) -> int:
+        def write() -> None:
+            with self._transaction():
+                self._db.executemany(f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)", rows)
+                self._db.executemany("DELETE FROM claims WHERE key = ?", [(key,) for key, _ in rows])
+
+        if rows:
+            with self._lock:
+                self._guarded(write)
         return len(rows)
+
+    # -- claims: who is sending a missing key now ------------------------------------------------------------
+
+    def claim(self, keys: Sequence[str], owner: str, lease_s: float) -> tuple[list[str], list[str]]:
+        """Claim the keys that are neither stored nor claimed by another live owner whose lease runs: returns
+        (claimed by ``owner`` now, claimed by others). Stored keys are in neither list. A claim of a dead owner
+        (a process of this host that is gone), an expired one or ``owner``'s own is (re)taken."""
+        keys = list(dict.fromkeys(keys))
+
+        def run() -> tuple[list[str], list[str]]:
+            now = self.clock()
+            with self._transaction():
+                stored = {row[0] for table in ("completions", "scores")
+                          for row in self._select(f"SELECT key FROM {table} WHERE key IN ({{marks}})", keys)}
+                held = {key: (holder, expires) for key, holder, expires in self._select(
+                    "SELECT key, owner, expires FROM claims WHERE key IN ({marks})", keys)}
+                alive: dict[str, bool] = {}
+                mine, theirs = [], []
+                for key in keys:
+                    if key in stored:
+                        continue
+                    holder, expires = held.get(key, (owner, 0.0))
+                    if holder != owner and expires > now and alive.setdefault(holder, owner_alive(holder)):
+                        theirs.append(key)
+                    else:
+                        mine.append(key)
+                self._db.executemany("INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)",
+                                     [(key, owner, now + lease_s) for key in mine])
+            return mine, theirs
+
+        if not keys:
+            return [], []
+        with self._lock:
+            return self._guarded(run)
+
+    def renew(self, owner: str, lease_s: float) -> None:
+        """Extend every claim of ``owner`` (its heartbeat while it sends)."""
+        def run() -> None:
+            with self._transaction():
+                self._db.execute("UPDATE claims SET expires = ? WHERE owner = ?", (self.clock() + lease_s, owner))
+
+        with self._lock:
+            self._guarded(run)
+
+    def release(self, keys: Iterable[str], owner: str) -> None:
+        """Drop ``owner``'s claims on ``keys`` (those that failed: a waiting run then sends them itself)."""
+        rows = [(key, owner) for key in dict.fromkeys(keys)]
+
+        def run() -> None:
+            with self._transaction():
+                self._db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", rows)
+
+        if rows:
+            with self._lock:
+                self._guarded(run)
+
+    def claims(self) -> dict[str, str]:
+        """Current claims, key → owner (for inspection and tests)."""
+        with self._lock:
+            rows = self._guarded(lambda: self._db.execute("SELECT key, owner FROM claims").fetchall())
+        return dict(rows)
 
     def __len__(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+            return int(self._guarded(lambda: self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]))
 
     def close(self) -> None:
         self._db.close()
+
+
+def check_cache_files(cache_paths: Iterable[str | Path]) -> None:
+    """Open each cache file once (creating it if missing): a corrupt one raises EvalInputError naming it."""
+    for path in cache_paths:
+        RequestCache(path).close()

@@ -33,9 +33,9 @@ class ContinuationScore:
 class TextScore:
     """The rolling log-likelihood of a whole text.
 
-    ``n_tokens`` counts the scored tokens: every token of the text, the first one conditioned on BOS when the
-    tokenizer has a BOS token; without one the first token has nothing to be conditioned on and is not scored
-    (remote servers: every prompt token the server gives a log-probability for).
+    ``n_tokens`` counts the scored tokens: every token of the text, the first one conditioned on the prefix token
+    (BOS, or EOS when the tokenizer has no BOS, as lm-eval does; remote servers: the BOS the server adds, or the
+    model's ``likelihood_prefix``).
     """
 
     logprob: float

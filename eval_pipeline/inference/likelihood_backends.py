@@ -20,4 +20,4 @@ def build_likelihood_scorer(suite: Suite, spec: ModelSpec) -> LikelihoodScorer:
 
     return OpenAICompletionsScorer(spec.base_url or "", spec.model or "", api_key_env=spec.api_key_env,
                                    n_concurrent=spec.n_concurrent, timeout_s=spec.timeout_s,
-                                   max_attempts=spec.max_attempts)
+                                   max_attempts=spec.max_attempts, prefix=spec.likelihood_prefix)

@@ -1,9 +1,10 @@
 """Log-likelihood scoring with a local transformers model, batched, with lm-evaluation-harness's semantics.
 
-Tokens are encoded without special tokens (lm-eval's default); an empty context is conditioned on BOS (EOS when
-the tokenizer has no BOS). Requests are sorted longest first, right-padded and run one forward pass per batch;
-the log-softmax is taken only at the scored positions. Inputs longer than ``max_length`` are cut on the left
-(the continuation is kept whole).
+Tokens are encoded without special tokens (lm-eval's default). The prefix token is BOS, or EOS when the tokenizer
+has no BOS (Qwen-style; lm-eval's ``prefix_token_id``): an empty context is that token, and a rolling text's first
+token is conditioned on it, so every token of a text is scored. Requests are sorted longest first, right-padded
+and run one forward pass per batch; the log-softmax is taken only at the scored positions. Inputs longer than
+``max_length`` are cut on the left (the continuation is kept whole).
 """
 
 from __future__ import annotations
@@ -101,11 +102,11 @@ class LocalLikelihoodScorer:
 
     def token_batches(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per text: (token ids int64, mask bool, True on real tokens and False on padding), the tokens the model
-        reads for it (BOS first when the tokenizer has one), right-padded to the longest text of its batch
+        reads for it (the prefix token first: BOS, else EOS), right-padded to the longest text of its batch
         (consecutive runs of ``batch_size`` texts in the order given)."""
-        bos = self.tokenizer.bos_token_id
+        prefix = self._prefix_token()
         ids_of = self._encode_many(texts)
-        encoded = [([bos] if bos is not None else []) + ids_of[text] for text in texts]
+        encoded = [[prefix, *ids_of[text]] for text in texts]
         pad = _pad_token_id(self.tokenizer, self.model)
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for start in range(0, len(encoded), self.batch_size):
@@ -115,12 +116,13 @@ class LocalLikelihoodScorer:
     # -- internals ---------------------------------------------------------------------------------------------
 
     def _prefix_token(self) -> int:
-        """What an empty context is: BOS, else EOS (lm-eval's ``prefix_token_id``)."""
+        """What an empty context is and what a text's first token is conditioned on: BOS, else EOS (lm-eval's
+        ``prefix_token_id``)."""
         for token in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id):
             if token is not None:
                 return int(token)
         raise EvalInputError(f"model {self.sampler.model_name}: the tokenizer has neither a BOS nor an EOS token, "
-                             "so a continuation with an empty context cannot be scored")
+                             "so a text's first token (or a continuation with an empty context) cannot be scored")
 
     def _encode_many(self, texts: Sequence[str]) -> dict[str, list[int]]:
         """Each distinct text's tokens, encoded in one batched tokenizer call."""
@@ -144,12 +146,13 @@ class LocalLikelihoodScorer:
         return pairs
 
     def _rolling(self, texts: Sequence[str], on_progress: Callable[[int], None] | None) -> list[_Scored]:
-        bos = self.tokenizer.bos_token_id
         owners: list[int] = []
         pairs: list[TokenPair] = []
         encoded = self._encode_many(texts)
+        # only a text with tokens needs the prefix token (empty texts score nothing, whatever the tokenizer)
+        prefix = self._prefix_token() if any(encoded[text] for text in texts) else -1
         for index, text in enumerate(texts):
-            for window in rolling_windows(encoded[text], None if bos is None else int(bos), self.max_length):
+            for window in rolling_windows(encoded[text], prefix, self.max_length):
                 owners.append(index)
                 pairs.append(window)
         left = Counter(owners)
@@ -245,16 +248,16 @@ class LocalLikelihoodScorer:
         return np.concatenate(values), predictions
 
 
-def rolling_windows(tokens: Sequence[int], prefix: int | None, max_length: int) -> list[TokenPair]:
+def rolling_windows(tokens: Sequence[int], prefix: int, max_length: int) -> list[TokenPair]:
     """(context, targets) windows scoring every token once, as lm-eval's disjoint rolling windows
     (``get_rolling_token_windows`` with ``context_len=1``): windows of up to ``max_length`` targets, the first
-    conditioned on ``prefix``, each later one on the tokens before it, as many as fit in ``max_length``.
-
-    Without a prefix the first token is only context (nothing to condition it on).
+    conditioned on ``prefix`` (the prefix token: BOS, else EOS), each later one on the tokens before it, as many
+    as fit in ``max_length``. There is no prefix-less form: it would leave the first token unscored while every
+    byte of the text still counts.
     """
     if max_length < 1:
         raise ValueError(f"max_length must be at least 1, got {max_length}")
-    sequence = list(tokens) if prefix is None else [prefix, *tokens]
+    sequence = [prefix, *tokens]
     windows: list[TokenPair] = []
     start = 1
     while start < len(sequence):

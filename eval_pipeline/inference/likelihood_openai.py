@@ -7,6 +7,12 @@ lm-eval does). Requests go through ``RemoteSampler``'s concurrency, retries and 
 prompt log-probabilities is a ``LikelihoodError`` naming the server, never made-up numbers.
 
 Rolling scores are one request per text: a text longer than the server's context is refused by the server.
+
+Every token of a text is scored, as lm-eval does: the server scores nothing for the first prompt token, so a
+text's first token is scored only after a token the server puts first itself (a zero-width BOS) or after
+``prefix``, the text of the model's prefix token (EOS where the tokenizer has no BOS, e.g. Qwen's
+``<|endoftext|>``) sent before the text. Without either, rolling scores (and an empty context) are an error
+saying so: leaving the first token out while counting every byte would make bits per byte look better.
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ def parse_prompt_logprobs(payload: Any, prompt: str) -> list[PromptToken]:
     if not str(choice.get("text", "")).startswith(prompt) or not offsets or offsets[0] != 0:
         raise PermanentError("the server did not echo the prompt with its logprobs (echo=true is not supported); "
                              "only prompt log-probabilities can score a continuation")
+    offsets = _prompt_offsets([str(text) for text in texts], values, offsets, prompt)
     usage = payload.get("usage") or {}
     n_prompt = usage.get("prompt_tokens")
     if not isinstance(n_prompt, int) or not 0 < n_prompt <= len(texts):
@@ -101,6 +108,19 @@ def parse_prompt_logprobs(payload: Any, prompt: str) -> list[PromptToken]:
         tokens.append(PromptToken(str(text), int(offset), None if value is None else float(value),
                                   dict(top) if isinstance(top, dict) else None))
     return tokens
+
+
+def _prompt_offsets(texts: list[str], values: list[Any], offsets: list[Any], prompt: str) -> list[Any]:
+    """Offsets into ``prompt``. vLLM advances its offsets by the text of every token it shows, an added BOS too
+    (``"<s>"``, not part of the prompt): then the BOS is made zero-width and the others are moved back by its
+    length, so a continuation's tokens are found at their place in the prompt. A null first token counts as an
+    added BOS only when the prompt begins with the second token, not the first (a first token that is part of the
+    text stays, and is then an unscored token, never silently dropped)."""
+    if (len(texts) > 1 and values[0] is None and texts[0] and texts[1] and not prompt.startswith(texts[0])
+            and prompt.startswith(texts[1])
+            and all(isinstance(offset, int) for offset in offsets[:2]) and offsets[1] == len(texts[0])):
+        return [0, *(offset - len(texts[0]) if isinstance(offset, int) else offset for offset in offsets[1:])]
+    return offsets
 
 
 def continuation_tokens(tokens: list[PromptToken], start: int) -> list[PromptToken]:
@@ -116,11 +136,31 @@ def continuation_tokens(tokens: list[PromptToken], start: int) -> list[PromptTok
 
 
 def text_tokens(tokens: list[PromptToken]) -> list[PromptToken]:
-    """Every scored token of a whole text: all but a null first one (no BOS: nothing to condition it on)."""
-    scored = tokens[1:] if tokens and tokens[0].logprob is None else tokens
-    if any(token.logprob is None for token in scored):
+    """Every token of a whole text, each scored: all after a zero-width BOS. A null first token that is part of
+    the text (no BOS) is an error: lm-eval scores it too (conditioned on EOS), so leaving it out is a wrong number."""
+    if tokens and _is_bos(tokens):
+        tokens = tokens[1:]
+    if tokens and tokens[0].logprob is None:
+        raise PermanentError("the server gives no logprob for the text's first token (its tokenizer puts no BOS "
+                             "first), so not every token can be scored: set the model's likelihood_prefix to its "
+                             "EOS token text (lm-eval conditions the first token on EOS), e.g. '<|endoftext|>'")
+    if any(token.logprob is None for token in tokens):
         raise PermanentError("the server gives no logprob for a prompt token after the first")
-    return scored
+    return tokens
+
+
+def prefixed_tokens(tokens: list[PromptToken], prefix: str) -> list[PromptToken]:
+    """The tokens after ``prefix`` (the prompt was ``prefix + text``), each scored. The prefix must be read as one
+    token, the first (after a BOS the server adds): its text is the prefix and the text's tokens start after it."""
+    if len(tokens) > 1 and _is_bos(tokens):
+        tokens = tokens[1:]
+    if not tokens or tokens[0].text != prefix or (len(tokens) > 1 and tokens[1].offset != len(prefix)):
+        first = tokens[0].text if tokens else None
+        raise PermanentError(f"the server did not read the prefix {prefix!r} as one token (first token {first!r}): "
+                             "it must be the text of the model's BOS or EOS token")
+    if any(token.logprob is None for token in tokens[1:]):
+        raise PermanentError("the server gives no logprob for a prompt token after the prefix")
+    return tokens[1:]
 
 
 def _is_bos(tokens: list[PromptToken]) -> bool:
@@ -133,13 +173,17 @@ class OpenAICompletionsScorer:
     backend = "openai"
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, n_concurrent: int = 8,
-                 timeout_s: float = 60.0, max_attempts: int = 8, retry: RetryPolicy | None = None) -> None:
+                 timeout_s: float = 60.0, max_attempts: int = 8, retry: RetryPolicy | None = None,
+                 prefix: str | None = None) -> None:
+        """``prefix``: the text of the model's prefix token (BOS, else EOS), sent before each rolling text and each
+        empty context, for servers whose tokenizer puts no BOS first (see the module docstring)."""
         self.client = _EchoClient(base_url, model, api_key_env=api_key_env, n_concurrent=n_concurrent,
                                   timeout_s=timeout_s, retry=retry or RetryPolicy(max_attempts=max_attempts))
-        self.base_url, self.model = self.client.base_url, model
+        self.base_url, self.model, self.prefix = self.client.base_url, model, prefix or None
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
+        prefix = {"prefix": self.prefix} if self.prefix else {}
+        return {"backend": self.backend, "model": self.model, "base_url": self.base_url, **prefix}
 
     def preflight(self) -> None:
         """Raises EvalInputError when the API key variable is named but not set."""
@@ -147,13 +191,15 @@ class OpenAICompletionsScorer:
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest],
                       on_progress: Callable[[int], None] | None = None) -> list[ContinuationScore]:
-        """One echo request per (context + continuation)."""
+        """One echo request per (context + continuation); an empty context is ``prefix`` when one is set."""
         splits = [split_boundary(request.context, request.continuation) for request in requests]
+        splits = [(context or self.prefix or "", continuation) for context, continuation in splits]
         scores = []
         fetched = self._fetch([context + continuation for context, continuation in splits], on_progress)
         for (context, _), prompt_tokens in zip(splits, fetched, strict=True):
             try:
-                tokens = continuation_tokens(prompt_tokens, len(context))
+                tokens = (prefixed_tokens(prompt_tokens, context) if self.prefix and context == self.prefix
+                          else continuation_tokens(prompt_tokens, len(context)))
                 greedy = all(token.is_argmax for token in tokens)
             except PermanentError as exc:
                 raise LikelihoodError(f"{self.base_url} model {self.model}: {exc}") from exc
@@ -163,11 +209,13 @@ class OpenAICompletionsScorer:
 
     def rolling_loglikelihood(self, texts: Sequence[str],
                               on_progress: Callable[[int], None] | None = None) -> list[TextScore]:
-        """One echo request per text; every token the server scores counts (all but the first, without BOS)."""
+        """One echo request per text (after ``prefix`` when one is set); every token of the text is scored."""
         scores = []
-        for text, prompt_tokens in zip(texts, self._fetch(texts, on_progress), strict=True):
+        prompts = [self.prefix + text if self.prefix and text else text for text in texts]
+        for text, prompt_tokens in zip(texts, self._fetch(prompts, on_progress), strict=True):
             try:
-                tokens = text_tokens(prompt_tokens)
+                tokens = prefixed_tokens(prompt_tokens, self.prefix) if self.prefix and text else text_tokens(
+                    prompt_tokens)
                 correct = sum(token.is_argmax for token in tokens)
             except PermanentError as exc:
                 raise LikelihoodError(f"{self.base_url} model {self.model}: {exc}") from exc
@@ -193,4 +241,5 @@ class OpenAICompletionsScorer:
         return results
 
 
-__all__ = ["OpenAICompletionsScorer", "PromptToken", "continuation_tokens", "parse_prompt_logprobs", "text_tokens"]
+__all__ = ["OpenAICompletionsScorer", "PromptToken", "continuation_tokens", "parse_prompt_logprobs", "prefixed_tokens",
+           "text_tokens"]

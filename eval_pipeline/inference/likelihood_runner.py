@@ -35,10 +35,12 @@ def run_choice_likelihoods(samples: pd.DataFrame, model: str, scorer: Likelihood
                     for question, choices in zip(chunk["input"], chunk["choices"], strict=True)
                     for choice in choice_list(choices)]
         scores = iter(scorer.loglikelihood(requests))
+        hits = iter(_hits(scorer, len(requests)))
         values = []
         for choices in map(choice_list, chunk["choices"]):
             scored = [next(scores) for _ in choices]
             values.append({"output": choices[choice_picks(scored, choices)["acc"]],
+                           "cached": all([next(hits) for _ in choices]),
                            "choice_logprobs": json.dumps([s.logprob for s in scored]),
                            "choice_greedy": json.dumps([s.is_greedy for s in scored]),
                            "choice_tokens": json.dumps([s.n_tokens for s in scored])})
@@ -51,11 +53,18 @@ def run_text_likelihoods(samples: pd.DataFrame, model: str, scorer: LikelihoodSc
                          on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """One row per text with its summed log-likelihood, tokens scored, UTF-8 bytes and argmax hits."""
     def score(chunk: pd.DataFrame) -> list[dict[str, Any]]:
+        scores = scorer.rolling_loglikelihood(list(chunk["input"]))
         return [{"output": "", "tokens_in": s.n_tokens, "logprob": s.logprob, "n_tokens": s.n_tokens,
-                 "n_bytes": s.n_bytes, "n_correct": s.n_correct}
-                for s in scorer.rolling_loglikelihood(list(chunk["input"]))]
+                 "n_bytes": s.n_bytes, "n_correct": s.n_correct, "cached": hit}
+                for s, hit in zip(scores, _hits(scorer, len(scores)), strict=True)]
 
     return _in_chunks(samples, model, scorer, score, [*GENERATIONS.names, *TEXT_COLUMNS], on_progress)
+
+
+def _hits(scorer: LikelihoodScorer, count: int) -> list[bool]:
+    """Per request of the scorer's last call, whether it came from the cache (a ``CachedLikelihoodScorer``)."""
+    hits = list(getattr(scorer, "last_hits", None) or [])
+    return hits if len(hits) == count else [False] * count
 
 
 def _in_chunks(samples: pd.DataFrame, model: str, scorer: LikelihoodScorer,

@@ -134,13 +134,15 @@ class LocalSampler:
     # -- Sampler protocol ------------------------------------------------------------------------------------
 
     def identity(self) -> dict[str, Any]:
-        """Backend, model as given and a fingerprint of the model's files (not batch size or device); a live
-        model's revision in place of the fingerprint."""
+        """Backend, model as given, a fingerprint of the model's files and the weights' dtype (bfloat16 and
+        float32 answer differently; batch size and device do not enter); a live model's revision in place of the
+        fingerprint and dtype."""
         if self._live is not None:
             return {"backend": self.backend, "model": self.model_name, "revision": self.revision}
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.model_path)
-        return {"backend": self.backend, "model": self.model_name, "fingerprint": self._fingerprint}
+        return {"backend": self.backend, "model": self.model_name, "fingerprint": self._fingerprint,
+                "dtype": self.dtype}
 
     def generate(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                  on_progress: ProgressCallback | None = None) -> list[Completion]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pandas as pd
 
+from eval_pipeline.data.likelihood_formats import choice_list
 from eval_pipeline.inference.base import GenerationParams, Sampler
-from eval_pipeline.inference.cache import RequestCache, request_hash
+from eval_pipeline.inference.cache import RequestCache, request_keys
+from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest
+from eval_pipeline.inference.likelihood_cache import CachedLikelihoodScorer
+from eval_pipeline.inference.likelihood_runner import choice_context
 from eval_pipeline.inference.remote import Price
 from eval_pipeline.inference.runner import build_requests
 
@@ -33,8 +36,7 @@ def plan_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params
                      num_samples: int = 1, system_prompt: str | None = None, cache: RequestCache | None = None,
                      price: Price | None = None) -> GenerationPlan:
     requests = build_requests(samples, num_samples, system_prompt)
-    identity = sampler.identity()
-    keys = [request_hash(identity, params, r) for r in requests]
+    keys = request_keys(sampler, params, requests)
     use_cache = cache is not None and getattr(sampler, "cacheable", True)
     found = cache.get_many(keys) if use_cache and cache is not None else {}
     pending = {k: r for k, r in zip(keys, requests, strict=True) if k not in found}
@@ -46,14 +48,25 @@ def plan_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params
                           est_cost_usd=price.cost(tokens_in, tokens_out) if price else None)
 
 
-def plan_likelihoods(samples: pd.DataFrame, model: str, backend: str, task: str) -> GenerationPlan:
-    """A multiple-choice or perplexity suite: one scoring request per choice (or per text), nothing generated
-    (log-likelihoods are not cached: every run scores them all)."""
+def plan_likelihoods(samples: pd.DataFrame, model: str, backend: str, task: str, *,
+                     scorer: LikelihoodScorer | None = None, cache: RequestCache | None = None) -> GenerationPlan:
+    """A multiple-choice or perplexity suite: one scoring request per choice (or per text), nothing generated.
+    With the ``scorer`` and the generation ``cache``, requests already scored count as cached (as a run would)."""
     if task == "multiple_choice":
-        texts = [f"{question} {choice}" for question, choices in zip(samples["input"], samples["choices"], strict=True)
-                 for choice in json.loads(choices or "[]")]
+        requests = [LoglikelihoodRequest(choice_context(question), choice)
+                    for question, choices in zip(samples["input"], samples["choices"], strict=True)
+                    for choice in choice_list(choices)]
+        texts = [r.context + r.continuation for r in requests]
     else:
         texts = list(samples["input"])
-    tokens_in = sum(round(len(text) / CHARS_PER_TOKEN) for text in texts)
-    return GenerationPlan(model=model, backend=backend, requests=len(texts), cached=0, to_send=len(texts),
-                          est_tokens_in=tokens_in, max_tokens_out=0, est_cost_usd=None)
+    cached: set[int] = set()
+    if scorer is not None and cache is not None:
+        probe = CachedLikelihoodScorer(scorer, None)
+        keys = ([probe.loglikelihood_key(r) for r in requests] if task == "multiple_choice"
+                else [probe.rolling_key(text) for text in texts])
+        stored = cache.get_scores(keys)
+        cached = {i for i, key in enumerate(keys) if key in stored}
+    pending = [text for i, text in enumerate(texts) if i not in cached]
+    tokens_in = sum(round(len(text) / CHARS_PER_TOKEN) for text in pending)
+    return GenerationPlan(model=model, backend=backend, requests=len(texts), cached=len(cached),
+                          to_send=len(pending), est_tokens_in=tokens_in, max_tokens_out=0, est_cost_usd=None)

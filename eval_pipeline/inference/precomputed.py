@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from eval_pipeline.data.jsonl import jsonl_records
 from eval_pipeline.data.sources import read_source
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest, ProgressCallback
@@ -24,6 +25,10 @@ class PrecomputedSampler:
 
     backend = "precomputed"
     cacheable = False
+    request_fields = ("sample_id",)
+    """A response belongs to its item: two items with the same prompt are two requests (never one shared answer)."""
+    chunk_requests = 1 << 62
+    """All requests in one call, so a prompt shared by several items is seen as ambiguous."""
 
     def __init__(self, by_id: dict[tuple[str, int], str], by_prompt: dict[tuple[str, int], str],
                  origin: str) -> None:
@@ -55,13 +60,7 @@ class PrecomputedSampler:
         by_prompt: dict[tuple[str, int], str] = {}
         seen: Counter[str] = Counter()
         for source in read_source(uri):
-            for number, raw in enumerate(source.data.decode("utf-8").splitlines(), start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise EvalInputError(f"malformed JSON: {exc.msg}", file=source.name, line=number) from exc
+            for number, record in jsonl_records(source.data, source.name):
                 response = next((record[f] for f in _RESPONSE_FIELDS if isinstance(record.get(f), str)), None)
                 if response is None:
                     raise EvalInputError(f"needs one of {', '.join(_RESPONSE_FIELDS)} as a string",
@@ -71,8 +70,11 @@ class PrecomputedSampler:
                 if not isinstance(name, str):
                     raise EvalInputError("needs a sample_id/task_id/id or the prompt", file=source.name,
                                          line=number, field="sample_id")
-                index = int(record.get("sample_index", seen[name]))
+                index = sample_index(record, seen[name], source.name, number)
                 seen[name] += 1
+                if (name, index) in table:
+                    raise EvalInputError(f"a second response for {name!r} sample_index {index}", file=source.name,
+                                         line=number, field="sample_index")
                 table[(name, index)] = response
         return cls(by_id, by_prompt, uri)
 
@@ -81,16 +83,44 @@ class PrecomputedSampler:
 
     def generate(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                  on_progress: ProgressCallback | None = None) -> list[Completion]:
-        results = [self._lookup(request) for request in requests]
+        items_by_prompt: dict[tuple[str, int], set[str]] = {}
+        for request in requests:
+            items_by_prompt.setdefault((_prompt(request), request.sample_index), set()).add(request.sample_id)
+        results = [self._lookup(request, items_by_prompt) for request in requests]
         if on_progress:
             on_progress(len(requests))
         return results
 
-    def _lookup(self, request: GenerationRequest) -> Completion:
-        prompt = request.messages[-1]["content"]
+    def _lookup(self, request: GenerationRequest, items_by_prompt: dict[tuple[str, int], set[str]]) -> Completion:
+        """The item's response by (sample id, index); else by prompt, unless other items share the prompt."""
         key = (request.sample_id, request.sample_index)
-        response = self._by_id.get(key, self._by_prompt.get((prompt, request.sample_index)))
+        response = self._by_id.get(key)
+        by_prompt = (_prompt(request), request.sample_index)
+        if response is None and by_prompt in self._by_prompt:
+            sharing = items_by_prompt.get(by_prompt, {request.sample_id})
+            if len(sharing) > 1:
+                return Completion.failed(
+                    f"ambiguous precomputed response for sample {request.sample_id!r}: {self.origin} keys it by "
+                    f"prompt, and {len(sharing)} items ({', '.join(sorted(map(repr, sharing))[:5])}) have that "
+                    "prompt; give each response its sample_id (or id/task_id)")
+            response = self._by_prompt[by_prompt]
         if response is None:
             return Completion.failed(f"no precomputed response for sample {request.sample_id!r} "
                                      f"(sample_index {request.sample_index}) in {self.origin}")
         return Completion(output=response, finish_reason="precomputed", tokens_out=None)
+
+
+def _prompt(request: GenerationRequest) -> str:
+    """The text a prompt-keyed response is matched on: the last message's content."""
+    return request.messages[-1]["content"]
+
+
+def sample_index(record: dict[str, Any], default: int, file: str, line: int) -> int:
+    """A responses row's ``sample_index`` (default: how many responses its key had before): an integer ≥ 0."""
+    value = record.get("sample_index", default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EvalInputError(f"must be a whole number of at least 0, got {value!r}", file=file, line=line,
+                             field="sample_index")
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,7 +16,8 @@ from eval_pipeline.inference.base import (
     Sampler,
     request_messages,
 )
-from eval_pipeline.inference.cache import RequestCache, request_hash
+from eval_pipeline.inference.cache import RequestCache, request_keys
+from eval_pipeline.inference.send_once import SendOnce, send_once
 
 CHUNK_REQUESTS = 64
 """Requests a batch-generating sampler runs between two cache writes: what a killed run can lose at most."""
@@ -62,16 +64,22 @@ class Completed:
 
 def complete_requests(requests: list[GenerationRequest], sampler: Sampler, params: GenerationParams, *,
                       cache: RequestCache | None = None,
-                      on_progress: Callable[[int, int], None] | None = None) -> Completed:
+                      on_progress: Callable[[int, int], None] | None = None,
+                      coordination: SendOnce | None = None,
+                      log: Callable[[str], None] | None = None) -> Completed:
     """A completion for every request: from the cache when there, else from the sampler (each saved as it comes,
-    so a killed run loses at most one chunk). Identical requests are sent once. Failures are never cached."""
-    identity = sampler.identity()
-    keys = [request_hash(identity, params, r) for r in requests]
+    so a killed run loses at most one chunk). Identical requests (same key: sampler identity, parameters, messages,
+    sample index and the request fields the sampler declares) are sent once, also across concurrent runs sharing
+    the cache (``send_once``: another run's requests are waited for, and count as cached). Failures are never
+    cached."""
+    keys = request_keys(sampler, params, requests)
     use_cache = cache is not None and getattr(sampler, "cacheable", True)
     found = cache.get_many(keys) if use_cache and cache is not None else {}
     results: dict[str, Completion] = dict(found)
-    missing = list({k: r for k, r in zip(keys, requests, strict=True) if k not in found}.items())
+    cached = set(found)
+    by_key = {k: r for k, r in zip(keys, requests, strict=True) if k not in found}
     total, done = len(requests), len([k for k in keys if k in found])
+    counts = collections.Counter(keys)
     if on_progress:
         on_progress(done, total)
 
@@ -82,18 +90,38 @@ def complete_requests(requests: list[GenerationRequest], sampler: Sampler, param
             on_progress(min(done, total), total)
 
     store_to = cache if use_cache else None
-    stream = getattr(sampler, "stream", None)
-    if missing and stream is not None:  # remote completions arrive one by one: each is saved the moment it arrives
-        for index, completion in stream([r for _, r in missing], params):
-            _store([(missing[index][0], completion)], results, store_to)
-            advance(1)
-    elif missing:
-        size = getattr(sampler, "chunk_requests", CHUNK_REQUESTS)
-        for start in range(0, len(missing), size):
-            chunk = missing[start:start + size]
-            completions = sampler.generate([r for _, r in chunk], params, advance)
-            _store(list(zip([k for k, _ in chunk], completions, strict=True)), results, store_to)
-    return Completed(keys=keys, results=results, cached=set(found), sent=len(missing))
+    sent = 0
+
+    def send(chosen: list[str]) -> None:
+        nonlocal sent
+        missing = [(key, by_key[key]) for key in chosen]
+        sent += len(missing)
+        stream = getattr(sampler, "stream", None)
+        if missing and stream is not None:  # remote completions arrive one by one: each saved the moment it arrives
+            for index, completion in stream([r for _, r in missing], params):
+                _store([(missing[index][0], completion)], results, store_to)
+                advance(counts[missing[index][0]])
+        elif missing:
+            size = getattr(sampler, "chunk_requests", CHUNK_REQUESTS)
+            for start in range(0, len(missing), size):
+                chunk = missing[start:start + size]
+                completions = sampler.generate([r for _, r in chunk], params, advance)
+                _store(list(zip([k for k, _ in chunk], completions, strict=True)), results, store_to)
+                advance(sum(counts[k] - 1 for k, _ in chunk))  # duplicates of what was just sent
+
+    def arrived(stored: set[str]) -> None:
+        assert cache is not None
+        got = cache.get_many(stored)
+        results.update(got)
+        cached.update(got)
+        advance(sum(counts[k] for k in got))
+
+    if store_to is not None and by_key:
+        send_once(store_to, list(by_key), send, on_arrived=arrived, coordination=coordination,
+                  log=log or getattr(on_progress, "log", None))
+    else:
+        send(list(by_key))
+    return Completed(keys=keys, results=results, cached=cached, sent=sent)
 
 
 def run_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params: GenerationParams, *,

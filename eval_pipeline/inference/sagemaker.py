@@ -24,8 +24,19 @@ class SageMakerSampler(AwsSampler):
         self.inference_component, self.model = inference_component, model
 
     def identity(self) -> dict[str, Any]:
+        """Everything that picks the answer: the endpoint (names are per region), its component, how the request
+        is written (format, template, model) and where the answer is read from (``response_path``)."""
         return {"backend": self.backend, "endpoint": self.endpoint, "component": self.inference_component,
-                "format": self.request_format, "template": self.request_template, "model": self.model}
+                "format": self.request_format, "template": self.request_template, "model": self.model,
+                "response_path": self.response_path, "region": self.resolved_region()}
+
+    def resolved_region(self) -> str | None:
+        """The configured region, else the one the AWS credential chain would use (``AWS_DEFAULT_REGION``, …)."""
+        if self.region:
+            return self.region
+        import boto3
+
+        return boto3.session.Session().region_name
 
     def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
         arguments: dict[str, Any] = {"EndpointName": self.endpoint, "ContentType": "application/json",

@@ -35,7 +35,12 @@ class VllmSampler(OpenAISampler):
         self._server: ManagedServer | None = None
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model, "server_args": list(self.server_args)}
+        """Model as given, a fingerprint of its files when it is a local folder (retrained weights at the same
+        path are another model), and the server's flags."""
+        from eval_pipeline.inference.local import model_fingerprint
+
+        return {"backend": self.backend, "model": self.model, "fingerprint": model_fingerprint(self.model),
+                "server_args": list(self.server_args)}
 
     def preflight(self) -> None:
         if importlib.util.find_spec("vllm") is None:

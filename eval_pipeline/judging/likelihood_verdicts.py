@@ -12,7 +12,9 @@ from typing import Any
 import pandas as pd
 
 from eval_pipeline.data.schemas import JUDGMENTS
+from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest
+from eval_pipeline.inference.likelihood_cache import with_cache
 from eval_pipeline.judging.metric import JudgeMetric
 from eval_pipeline.judging.run import JudgeStats, judge_jobs
 from eval_pipeline.metrics.likelihood import choice_picks
@@ -33,32 +35,42 @@ def judge_context(scorer: LikelihoodScorer, messages: Sequence[dict[str, str]]) 
 
 def run_likelihood_judgments(samples: pd.DataFrame, generations: pd.DataFrame, metrics: Sequence[JudgeMetric],
                              scorer: LikelihoodScorer, *, judge_model: str,
-                             on_progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, JudgeStats]:
-    """One row per generation × metric, like ``run_judgments``; a failed scoring call makes its jobs error rows."""
+                             on_progress: Callable[[int, int], None] | None = None,
+                             cache: RequestCache | None = None) -> tuple[pd.DataFrame, JudgeStats]:
+    """One row per generation × metric, like ``run_judgments``; a failed scoring call makes its jobs error rows.
+
+    Each rating level's score is cached in ``cache`` (the judge cache) under the judge's identity and the exact
+    context and continuation: a re-run scores nothing, and a judgment counts as cached when all its levels were."""
     jobs = judge_jobs(samples, generations, metrics, judge_model)
     pending = [job for job in jobs if job[2] is not None]
     verdicts: dict[int, dict[str, Any]] = {}
+    cached_scorer = with_cache(scorer, cache)
+    cached_jobs = 0
     for start in range(0, len(pending), CHUNK_JOBS):
         chunk = pending[start:start + CHUNK_JOBS]
-        requests = [LoglikelihoodRequest(judge_context(scorer, request.messages), f" {definition}")
+        requests = [LoglikelihoodRequest(judge_context(cached_scorer.inner, request.messages), f" {definition}")
                     for _, metric, request in chunk if request is not None for definition in metric.definitions]
         try:
-            scores = iter(scorer.loglikelihood(requests))
+            scores = iter(cached_scorer.loglikelihood(requests))
+            hits = iter(cached_scorer.last_hits)
             failure = None
         except Exception as exc:  # the chunk's judgments become error rows; the others go on
-            scores, failure = iter(()), f"judge scoring failed: {type(exc).__name__}: {exc}"
+            scores, hits, failure = iter(()), iter(()), f"judge scoring failed: {type(exc).__name__}: {exc}"
         for job in chunk:
             metric = job[1]
             if failure is not None:
                 verdicts[id(job)] = {"error": failure}
                 continue
             scored = [next(scores) for _ in metric.definitions]
+            cached = all([next(hits) for _ in metric.definitions])
+            cached_jobs += cached
             level = metric.rating_scale[choice_picks(scored, list(metric.definitions))["acc_norm"]]
             logprobs = {d: round(s.logprob, 4) for d, s in zip(metric.definitions, scored, strict=True)}
-            verdicts[id(job)] = {"score": metric.score(level), "label": level.definition, "cached": False,
+            verdicts[id(job)] = {"score": metric.score(level), "label": level.definition, "cached": cached,
                                  "explanation": f"verdict by likelihood; log-probabilities: {json.dumps(logprobs)}"}
         if on_progress:
             on_progress(min(start + CHUNK_JOBS, len(pending)), len(pending))
     frame = pd.DataFrame([{**job[0], **verdicts.get(id(job), {})} for job in jobs], columns=JUDGMENTS.names)
-    stats = JudgeStats(requests=len(pending), cached=0, sent=len(pending), errors=int(frame["error"].notna().sum()))
+    stats = JudgeStats(requests=len(pending), cached=cached_jobs, sent=len(pending) - cached_jobs,
+                       errors=int(frame["error"].notna().sum()))
     return frame, stats

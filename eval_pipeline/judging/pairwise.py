@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from eval_pipeline.judging.metric import normalize_label
 from eval_pipeline.judging.prompt import answer_format, data_rules, delimited_block, has_reference, make_nonce
-from eval_pipeline.judging.verdict import VerdictParseError, clean_value, verdict_lines
+from eval_pipeline.judging.verdict import NEGATION_RE, VerdictParseError, clean_value, decisive_line
 
 Preference = Literal["A", "B", "tie"]
 Winner = Literal["model", "baseline", "tie"]
 _TIE_WORDS = frozenset({"tie", "tied", "draw", "equal", "equally"})
 _LABEL_WORDS = frozenset({"answer", "response", "assistant", "output", "option"})
+_AGAINST_WORDS = frozenset({"worse", "less", "inferior", "weaker", "lower", "loses", "lost", "fails", "wrong"})
+"""Words after an option that may turn it around ("A is worse", "A loses"): such a value is no verdict for it."""
+_NEITHER_NOR_RE = re.compile(r"(?<![^\W_])(?:neither|nor)(?![^\W_])", re.IGNORECASE)
+""""Neither is better" states a tie, so these two do not count as negations here."""
 
 
 @dataclass(frozen=True)
@@ -64,28 +69,38 @@ def pairwise_messages(*, prompt: str, answer_a: str, answer_b: str,
 
 
 def _preference(raw: str) -> Preference | None:
-    words = normalize_label(clean_value(raw)).split()
-    if not words:
+    """The option a verdict value names: ``A``, ``Answer B``, ``A (clearer)``, ``tie``, ``It's a tie``, ``both are
+    equally good``; None for anything negated (``not A``), hedged (``A or B``, ``A, equally clear``) or unknown."""
+    text = clean_value(raw)
+    words = normalize_label(text).split()
+    if not words or NEGATION_RE.search(_NEITHER_NOR_RE.sub(" ", text)):
         return None
-    if _TIE_WORDS & set(words[:4]) or words[0] in ("both", "neither"):
-        return "tie"
-    if words[0] in _LABEL_WORDS and len(words) > 1:
+    if len(words) > 1 and words[0] in ("a", "the") and words[1] in ("tie", "draw"):
+        words = words[1:]  # "a tie"
+    if words[0] in _LABEL_WORDS and len(words) > 1 and words[1] in ("a", "b"):
         words = words[1:]
-    if words[0] == "a":
-        return "A"
-    if words[0] == "b":
-        return "B"
+    if words[0] in ("a", "b"):
+        rest = set(words[1:])
+        if rest & (_TIE_WORDS | _AGAINST_WORDS | {"a", "b", "both", "neither"}):
+            return None
+        return "A" if words[0] == "a" else "B"
+    if _TIE_WORDS & set(words) or words[0] in ("both", "neither"):
+        return "tie"
     return None
 
 
 def parse_preference(reply: str) -> Preference:
-    """The last ``Verdict: A|B|tie`` line (also Rating/Score/Answer, markdown allowed); VerdictParseError if none."""
-    for line in verdict_lines(reply or ""):
-        preference = _preference(line.group("value"))
-        if preference is not None:
-            return preference
-    start = " ".join((reply or "").split())[:120]
-    raise VerdictParseError(f"no 'Verdict: A', 'Verdict: B' or 'Verdict: tie' line in the judge's reply: {start!r}")
+    """The option named by the reply's decisive verdict line (its last ``Verdict:`` line, else its last
+    Rating/Score/Answer line; markdown allowed); VerdictParseError when there is none or it names no single option.
+    An earlier verdict line is never used instead."""
+    text = reply or ""
+    line = decisive_line(text)
+    preference = None if line is None else _preference(line.value)
+    if preference is None:
+        found = "no verdict line" if line is None else f"the last {line.label!r} line ({clean_value(line.value)!r})"
+        raise VerdictParseError(f"{found} does not say 'Verdict: A', 'Verdict: B' or 'Verdict: tie'; reply: "
+                                f"{' '.join(text.split())[:120]!r}")
+    return preference
 
 
 def combine_orders(model_first: Preference, baseline_first: Preference) -> PairwiseOutcome:

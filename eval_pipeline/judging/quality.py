@@ -12,6 +12,7 @@ from eval_pipeline.data.schemas import METRICS
 from eval_pipeline.judging.metric import JudgeMetric, normalize_label
 from eval_pipeline.metrics.aggregate import breakdown_column
 from eval_pipeline.metrics.agreement import agreement, comparable_label
+from eval_pipeline.metrics.ranges import UNIT
 from eval_pipeline.metrics.summary import mean_estimate
 
 
@@ -45,12 +46,12 @@ def judge_agreement(suite: str, model: str, samples: pd.DataFrame, judgments: pd
         unmatched = sum(1 for _, h in pairs if h is None)
         pairs = [(j, h) for j, h in pairs if h is not None]
         result = agreement([j for j, _ in pairs], [h for _, h in pairs])
-        accuracy = mean_estimate(np.array([float(j == h) for j, h in pairs]))
+        accuracy = mean_estimate(np.array([float(j == h) for j, h in pairs]), value_range=UNIT)
         base = {"suite": suite, "model": model, "breakdown_key": None, "breakdown_value": None,
                 "errors": unmatched, "k": None}
         rows.append({**base, "metric": f"judge.{name}.accuracy", "value": result.accuracy,
                      "stderr": accuracy.stderr, "ci_low": accuracy.ci_low, "ci_high": accuracy.ci_high,
-                     "n": result.n})
+                     "n": result.n, "ci_method": accuracy.method})
         rows.append({**base, "metric": f"judge.{name}.kappa", "value": result.kappa, "stderr": math.nan,
-                     "ci_low": math.nan, "ci_high": math.nan, "n": result.n})
+                     "ci_low": math.nan, "ci_high": math.nan, "n": result.n, "ci_method": None})
     return pd.DataFrame(rows, columns=METRICS.names)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from eval_pipeline.inference.base import GenerationParams
 from eval_pipeline.judging.custom import resolve_metrics
 from eval_pipeline.judging.metric import JudgeMetric
-from eval_pipeline.suites.spec import JudgeSpec, Suite
+
+if TYPE_CHECKING:  # the suite loader validates judge metrics through this module: no import of suites at run time
+    from eval_pipeline.suites.spec import JudgeSpec, Suite
 
 
 def suite_judge_metrics(suite: Suite) -> list[JudgeMetric]:

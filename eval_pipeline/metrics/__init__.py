@@ -1,4 +1,5 @@
-"""Aggregation: means with standard errors and CIs, pass@k and pass^k, breakdowns."""
+"""Aggregation: means with standard errors and range-respecting CIs, pass@k and pass^k, breakdowns, paired
+comparisons (one procedure gives both interval and p-value) and Holm's multiple-comparison adjustment."""
 
 from eval_pipeline.metrics.aggregate import aggregate_scores, breakdown_column
 from eval_pipeline.metrics.passk import pass_at_k, pass_hat_k
@@ -8,21 +9,32 @@ __all__ = ["MeanEstimate", "aggregate_scores", "breakdown_column", "mean_estimat
 
 from eval_pipeline.metrics.agreement import Agreement, agreement, comparable_label
 from eval_pipeline.metrics.comparison import COMPARISON_COLUMNS, compare_models
+from eval_pipeline.metrics.multiplicity import holm, with_holm
 from eval_pipeline.metrics.paired import (
     BootstrapResult,
     McNemarResult,
     mcnemar_test,
     paired_bootstrap,
 )
+from eval_pipeline.metrics.paired_difference import PairedDifference, paired_difference
+from eval_pipeline.metrics.ranges import SCORE_RANGE, UNBOUNDED, UNIT, ValueRange
 
 __all__ += [
     "COMPARISON_COLUMNS",
+    "SCORE_RANGE",
+    "UNBOUNDED",
+    "UNIT",
     "Agreement",
     "BootstrapResult",
     "McNemarResult",
+    "PairedDifference",
+    "ValueRange",
     "agreement",
     "comparable_label",
     "compare_models",
+    "holm",
     "mcnemar_test",
     "paired_bootstrap",
+    "paired_difference",
+    "with_holm",
 ]

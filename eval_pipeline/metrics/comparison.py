@@ -7,22 +7,26 @@ import math
 import numpy as np
 import pandas as pd
 
-from eval_pipeline.metrics.paired import mcnemar_test, paired_bootstrap
+from eval_pipeline.data.schemas import COMPARISON
+from eval_pipeline.metrics.multiplicity import with_holm
+from eval_pipeline.metrics.paired_difference import paired_difference
+from eval_pipeline.metrics.ranges import SCORE_RANGE, ValueRange
 
-COMPARISON_COLUMNS = ["suite", "metric", "model", "baseline", "n", "model_value", "baseline_value", "diff",
-                      "ci_low", "ci_high", "p_value", "test", "b", "c"]
+COMPARISON_COLUMNS = COMPARISON.names
 
 _PER_ITEM_COLUMNS = ("model", "metric", "sample_id", "score")
 
 
-def compare_models(per_item: pd.DataFrame, baseline: str, *, suite: str = "", n_resamples: int = 10_000,
-                   seed: int = 0) -> pd.DataFrame:
+def compare_models(per_item: pd.DataFrame, baseline: str, *, suite: str = "", confidence: float = 0.95,
+                   value_range: ValueRange = SCORE_RANGE) -> pd.DataFrame:
     """One row per metric × model ≠ baseline, paired on the items where both have a non-NaN score.
 
-    ``diff`` is model − baseline over the paired items, its CI from ``paired_bootstrap``. When every paired
-    score of both models is 0 or 1 the p-value is McNemar's exact test (``b``, ``c`` its discordant counts),
-    else the bootstrap's (``b``, ``c`` None). A model with no paired items gets n = 0, NaN values and
-    test "paired_bootstrap". Duplicate (model, metric, sample_id) rows are averaged. Sorted by metric, model.
+    ``diff`` is model − baseline over the paired items; its CI and ``p_value`` come from one procedure
+    (``paired_difference``: exact McNemar with its inverted Clopper–Pearson interval when every paired score of
+    both models is 0 or 1, ``b`` and ``c`` its discordant counts; else the paired t-test with its interval), so the
+    CI excludes 0 exactly when p < 1 − confidence. ``p_holm`` is p Holm-adjusted over each model's metrics. A model
+    with no paired items gets n = 0 and NaN values. Duplicate (model, metric, sample_id) rows are averaged.
+    Sorted by metric, model.
     """
     missing = [column for column in _PER_ITEM_COLUMNS if column not in per_item.columns]
     if missing:
@@ -41,20 +45,13 @@ def compare_models(per_item: pd.DataFrame, baseline: str, *, suite: str = "", n_
                 x, y = pairs[model].to_numpy(dtype=float), pairs[baseline].to_numpy(dtype=float)
             else:
                 x = y = np.empty(0)
+            try:
+                result = paired_difference(x, y, value_range, confidence)
+            except ValueError as exc:
+                raise ValueError(f"metric {metric!r}, {model!r} vs {baseline!r}: {exc}") from exc
             rows.append({"suite": suite, "metric": metric, "model": model, "baseline": baseline,
-                         **_compare(x, y, n_resamples, seed)})
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-
-
-def _compare(x: np.ndarray, y: np.ndarray, n_resamples: int, seed: int) -> dict[str, object]:
-    n = int(x.size)
-    boot = paired_bootstrap(x, y, n_resamples=n_resamples, seed=seed)
-    row: dict[str, object] = {
-        "n": n, "model_value": float(x.mean()) if n else math.nan, "baseline_value": float(y.mean()) if n else math.nan,
-        "diff": boot.mean_diff, "ci_low": boot.ci_low, "ci_high": boot.ci_high,
-        "p_value": boot.p_value, "test": "paired_bootstrap", "b": None, "c": None,
-    }
-    if n and np.isin(x, (0.0, 1.0)).all() and np.isin(y, (0.0, 1.0)).all():
-        result = mcnemar_test(x, y)
-        row.update(p_value=result.p_value, test="mcnemar", b=result.b, c=result.c)
-    return row
+                         "n": result.n, "model_value": float(x.mean()) if x.size else math.nan,
+                         "baseline_value": float(y.mean()) if y.size else math.nan, "diff": result.diff,
+                         "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value,
+                         "test": result.test, "b": result.b, "c": result.c})
+    return with_holm(pd.DataFrame(rows, columns=COMPARISON_COLUMNS))

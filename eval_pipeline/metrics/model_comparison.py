@@ -9,7 +9,8 @@ import pandas as pd
 from eval_pipeline.data.schemas import COMPARISON
 from eval_pipeline.judging.pairwise import PairwiseOutcome, summarize_pairwise
 from eval_pipeline.metrics.comparison import compare_models
-from eval_pipeline.metrics.paired import mcnemar_test, paired_bootstrap
+from eval_pipeline.metrics.multiplicity import with_holm
+from eval_pipeline.metrics.paired_difference import mcnemar_difference
 
 PREFERENCE = "pairwise_preference"
 POSITION_CONSISTENCY = "pairwise_position_consistency"
@@ -22,21 +23,21 @@ def item_scores(scores: pd.DataFrame) -> pd.DataFrame:
     return per_item.rename(columns={"scorer": "metric"})
 
 
-def pairwise_rows(suite: str, pairwise: pd.DataFrame, *, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Per model: the preference (win rate − loss rate, with a paired-bootstrap CI and the exact sign test over
-    decisive items, McNemar's b = wins and c = losses) and the judge's position-consistency rate."""
+def pairwise_rows(suite: str, pairwise: pd.DataFrame) -> pd.DataFrame:
+    """Per model: the preference (win rate − loss rate, with the exact sign test over decisive items, McNemar's
+    b = wins and c = losses, and its inverted Clopper–Pearson interval, so the two agree) and the judge's
+    position-consistency rate."""
     rows = []
     for (model, baseline), frame in pairwise[pairwise["error"].isna()].groupby(["model", "baseline"], sort=True):
         wins = (frame["winner"] == "model").to_numpy(dtype=float)
         losses = (frame["winner"] == "baseline").to_numpy(dtype=float)
-        boot = paired_bootstrap(wins, losses, n_resamples=n_resamples, seed=seed)
-        sign = mcnemar_test(wins, losses)
+        sign = mcnemar_difference(wins, losses)
         summary = summarize_pairwise([PairwiseOutcome(winner, bool(consistent)) for winner, consistent
                                       in zip(frame["winner"], frame["consistent"], strict=True)])
         base = {"suite": suite, "model": model, "baseline": baseline, "n": summary.n}
         rows.append({**base, "metric": PREFERENCE, "model_value": summary.win_rate,
-                     "baseline_value": summary.loss_rate, "diff": boot.mean_diff, "ci_low": boot.ci_low,
-                     "ci_high": boot.ci_high, "p_value": sign.p_value, "test": "sign_test", "b": sign.b,
+                     "baseline_value": summary.loss_rate, "diff": sign.diff, "ci_low": sign.ci_low,
+                     "ci_high": sign.ci_high, "p_value": sign.p_value, "test": "sign_test", "b": sign.b,
                      "c": sign.c})
         rows.append({**base, "metric": POSITION_CONSISTENCY, "model_value": summary.consistency_rate,
                      "baseline_value": math.nan, "diff": math.nan, "ci_low": math.nan, "ci_high": math.nan,
@@ -44,11 +45,14 @@ def pairwise_rows(suite: str, pairwise: pd.DataFrame, *, n_resamples: int = 10_0
     return pd.DataFrame(rows, columns=COMPARISON.names)
 
 
-def compare_suite(suite: str, baseline: str, scores: pd.DataFrame, pairwise: pd.DataFrame | None = None, *,
-                  n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """The COMPARISON table: every scorer and judge metric of every model against ``baseline``."""
-    frames = [compare_models(item_scores(scores), baseline, suite=suite, n_resamples=n_resamples, seed=seed)]
+def compare_suite(suite: str, baseline: str, scores: pd.DataFrame,
+                  pairwise: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The COMPARISON table: every scorer and judge metric of every model against ``baseline``, with ``p_holm``
+    adjusted over all of one model's rows (the pairwise preference included)."""
+    frames = [compare_models(item_scores(scores), baseline, suite=suite)]
     if pairwise is not None and not pairwise.empty:
-        frames.append(pairwise_rows(suite, pairwise, n_resamples=n_resamples, seed=seed))
+        frames.append(pairwise_rows(suite, pairwise))
     frames = [f for f in frames if not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COMPARISON.names)
+    if not frames:
+        return pd.DataFrame(columns=COMPARISON.names)
+    return with_holm(pd.concat(frames, ignore_index=True))

@@ -1,4 +1,8 @@
-"""Paired tests of one model against a baseline on the same items: exact McNemar and a paired bootstrap."""
+"""Paired tests of one model against a baseline on the same items: exact McNemar and a paired bootstrap.
+
+The comparison table does not use these directly: its interval and p-value come from one procedure
+(``paired_difference``), which these building blocks cannot promise when mixed.
+"""
 
 from __future__ import annotations
 

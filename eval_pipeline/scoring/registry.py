@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from eval_pipeline.data.schemas import SCORES
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.scoring import code_exec, text
-from eval_pipeline.suites.spec import ScorerSpec
+
+if TYPE_CHECKING:  # the suite loader checks scorers through this module: no import of suites at run time
+    from eval_pipeline.suites.spec import ScorerSpec
 
 TextScorer = Callable[[str, str], float]
 
@@ -32,21 +36,31 @@ class Score:
     error: str | None = None
 
 
+def scorer_problem(spec: ScorerSpec) -> tuple[str, str] | None:
+    """What is wrong with a scorer spec, as (its key, the reason), or None when it can run."""
+    if spec.kind not in SCORER_TYPES:
+        close = difflib.get_close_matches(spec.kind, SCORER_TYPES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return ("type" if spec.type else "name",
+                f"unknown scorer {spec.kind!r}{hint}; known scorers: {', '.join(SCORER_TYPES)}")
+    if spec.kind == "regex_match":
+        if not spec.pattern:
+            return "pattern", "regex_match needs a 'pattern'"
+        try:
+            re.compile(spec.pattern)
+        except re.error as exc:
+            return "pattern", f"bad regular expression: {exc}"
+    return None
+
+
 def validate_scorers(specs: list[ScorerSpec], file: str | None = None) -> None:
     """Fail before any work when a scorer is unknown or its pattern does not compile."""
     for index, spec in enumerate(specs):
-        where = f"scorers[{index}]"
-        if spec.kind not in SCORER_TYPES:
-            raise EvalInputError(f"unknown scorer {spec.kind!r}; known scorers: {', '.join(SCORER_TYPES)}",
-                                 file=file, field=where)
-        if spec.kind == "regex_match":
-            if not spec.pattern:
-                raise EvalInputError("regex_match needs a 'pattern'", file=file, field=f"{where}.pattern")
-            try:
-                re.compile(spec.pattern)
-            except re.error as exc:
-                raise EvalInputError(f"bad regular expression: {exc}", file=file,
-                                     field=f"{where}.pattern") from exc
+        problem = scorer_problem(spec)
+        if problem is not None:
+            key, reason = problem
+            suffix = ".pattern" if key == "pattern" else ""
+            raise EvalInputError(reason, file=file, field=f"scorers[{index}]{suffix}")
 
 
 def score_one(spec: ScorerSpec, prediction: str, reference: str | None) -> Score:

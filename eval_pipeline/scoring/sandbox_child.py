@@ -3,6 +3,14 @@
 Started by ``sandbox.run_python`` as ``python -I -S -c 'import sandbox_child ...' ARGS``. It imports only the
 standard library, and as little of it as it can, because every run pays for its start-up. It writes two lines to
 its report file: ``isolation <names>`` before the program starts and ``exit <wait status> <cpu seconds>`` after.
+The report is closed in the program's process before its code runs, and only ever says how the program ended,
+never whether it passed.
+
+Whether it passed travels on its own channel (see ``sandbox``'s docstring for the threat model): the run's token
+arrives on stdin, is read before anything else and stdin becomes /dev/null; the program's process writes
+``passed <token>`` to the verdict pipe from ``_run_program``, only after the program and its test have run to their
+end, with functions it captured before the program's first line, and holds the line only on that frame's value
+stack meanwhile.
 """
 
 from __future__ import annotations
@@ -20,16 +28,20 @@ BOOT_ERROR = 125  # the exit code when the bootstrap fails before running the pr
 
 _CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 32, 4096, 1 << 14, 1 << 18
-_PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _CAPABILITY_VERSION_3 = 24, 38, 0x20080522
+_PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _CAPABILITY_VERSION_3 = 4, 24, 38, 0x20080522
 _MOUNT_FLAGS = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21}
 
 
 def main(argv: list[str]) -> NoReturn:
-    """Isolate, then fork the program under its limits, wait for it and report how it ended."""
-    program, work, report_path, memory_bytes, cpu_s, max_processes, max_file_bytes, cgroup = argv
+    """Read the token, isolate, then fork the program under its limits, wait for it and report how it ended."""
+    (program, test_path, verdict_fd, work, report_path, memory_bytes, cpu_s, max_processes, max_file_bytes,
+     cgroup) = argv
     try:
-        with open(program, encoding="utf-8") as handle:
-            source = handle.read()
+        box = [b"passed " + _read_token() + b"\n"]  # no local of this frame holds it once popped
+        source, test = _read(program), None
+        if test_path:  # marshal data of (the test's text, its compiled code), loaded in the program's process
+            with open(test_path, "rb") as handle:
+                test = handle.read()
         report = open(report_path, "w", encoding="utf-8")  # noqa: SIM115 — before the filesystem turns read-only
         isolation = ["rlimits"]
         if cgroup and _try_write(f"{cgroup}/cgroup.procs", str(os.getpid())):
@@ -44,9 +56,12 @@ def main(argv: list[str]) -> NoReturn:
         os.write(2, f"sandbox bootstrap failed: {exc!r}\n".encode())
         os._exit(BOOT_ERROR)
     if pid == 0:
+        report.close()  # the program gets no handle on the report
         _set_limits({"RLIMIT_AS": int(memory_bytes), "RLIMIT_CPU": int(cpu_s), "RLIMIT_FSIZE": int(max_file_bytes),
                      "RLIMIT_NPROC": int(max_processes), "RLIMIT_CORE": 0})
-        _run_program(source, work)
+        _run_program(source, test, work, int(verdict_fd), box)
+    del box
+    os.close(int(verdict_fd))
     _, wait_status, usage = os.wait4(pid, 0)
     report.write(f"exit {wait_status} {usage.ru_utime + usage.ru_stime}\n")
     report.close()
@@ -56,6 +71,22 @@ def main(argv: list[str]) -> NoReturn:
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)
     os._exit(os.waitstatus_to_exitcode(wait_status))
+
+
+def _read_token() -> bytes:
+    """The run's token from stdin (a pipe the parent filled and closed); stdin is /dev/null afterwards."""
+    token = os.read(0, 256).strip()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    if len(token) < 32:
+        raise RuntimeError("no verdict token on stdin")
+    return token
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
 
 def _isolate(work: str) -> list[str]:
@@ -83,7 +114,8 @@ def _isolate(work: str) -> list[str]:
 
 def _drop_capabilities() -> bool:
     """Give up every capability for good (effective, permitted, inheritable and the bounding set) and set
-    no_new_privs: root then can no longer raise its limits, remount, leave its cgroup or regain them by exec."""
+    no_new_privs: root then can no longer raise its limits, remount, leave its cgroup or regain them by exec.
+    Also not dumpable: without CAP_SYS_PTRACE the program cannot read this process's memory (/proc/<pid>/mem)."""
     if not sys.platform.startswith("linux"):
         return False
     import ctypes
@@ -92,6 +124,7 @@ def _drop_capabilities() -> bool:
         libc = ctypes.CDLL(None, use_errno=True)
         ulong = ctypes.c_ulong
         libc.prctl(ctypes.c_int(_PR_SET_NO_NEW_PRIVS), ulong(1), ulong(0), ulong(0), ulong(0))
+        libc.prctl(ctypes.c_int(_PR_SET_DUMPABLE), ulong(0), ulong(0), ulong(0), ulong(0))
         for capability in range(64):  # EINVAL past the kernel's last capability
             libc.prctl(ctypes.c_int(_PR_CAPBSET_DROP), ulong(capability), ulong(0), ulong(0), ulong(0))
         header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
@@ -170,37 +203,88 @@ def _set_limits(limits: dict[str, int]) -> None:
             pass
 
 
-def _run_program(source: str, work: str) -> NoReturn:
-    """In the program's process: the prelude, then the code as ``__main__``; exits as ``python program.py`` would."""
+def _run_program(source: str, test: bytes | None, work: str, verdict_fd: int, box: list[bytes]) -> NoReturn:
+    """In the program's process: run it (``_execute``), write the verdict only if it ran to its end, exit.
+
+    The verdict line is popped from ``box`` onto this frame's value stack before the program's first line and sliced
+    to nothing unless ``_execute`` returned 1, so no frame's locals, no object that ``gc`` lists and no descriptor
+    holds it while the program (or anything it left behind: threads, signal handlers, finalizers) can run. Every
+    name this frame uses after the program started was bound before it (``_execute`` is looked up, and its frame
+    created, before the program's first line; rebinding ``os.write`` or ``_execute.__code__`` later changes nothing).
+    """
     import builtins
+    import marshal
     import site
 
+    write, exit_now, caught = os.write, os._exit, BaseException
+    tools = (exec, marshal.loads, builtins)
     sys.path.extend(path for path in site.getsitepackages() if path not in sys.path)  # -S skipped them
-    filename = "<program>"
-    code = 1
+    status = [1]
+    try:
+        try:  # noqa: SIM105 — contextlib would cost every run its import
+            write(verdict_fd, box.pop()[:_execute(source, test, work, tools, status) * 4096])
+        except caught:  # raised by what the program left behind: not a pass, and nothing more to do
+            pass
+        _flush()
+    finally:
+        exit_now(status[0])
+
+
+def _execute(source: str, test: bytes | None, work: str, tools: tuple[Any, Any, Any], status: list[int]) -> int:
+    """The prelude, the code as ``__main__``, then the test: 1 when all of it ran to its end, else 0 with the exit
+    code in ``status[0]``. Any exception, ``SystemExit`` included (as in HumanEval's harness), is a failure.
+
+    ``test`` is the parent's compiled test with ``check``'s body inline (``check_program``). What decides the
+    outcome after the program started is on this frame's value stack, pushed before: ``exec`` and the test's code
+    object (on Python 3.13 a program can rewrite a frame's locals, not its stack). What the test sees comes from
+    ``_scope``: the program's names, less any that shadow a builtin, and the builtins as they were before; a
+    program that tampers with that can deceive the test (like an object whose ``==`` is always true) but cannot
+    make it skip a statement.
+    """
+    run, loads, builtins = tools
+    test_text, tests = loads(test) if test is not None else ("", None)
     try:
         os.chdir(work)
+        program = compile(source, "<program>", "exec")
         _install_guards(work)
-        exec(compile(source, filename, "exec"), {"__name__": "__main__", "__builtins__": builtins})
-        code = 0
+        pristine = dict(builtins.__dict__)
+        namespace = {"__name__": "__main__", "__builtins__": builtins}
+        if tests is None:
+            run(program, namespace)
+        else:
+            run(tests, _scope(run(program, namespace), namespace, pristine))
+        status[0] = 0
+        return 1
     except SystemExit as exc:
-        code = _exit_code(exc.code)
-    except BaseException as exc:  # reported as the interpreter would, without this frame
-        _print_exception(exc, source, filename)
+        status[0] = _exit_code(exc.code)
+    except BaseException as exc:  # reported as the interpreter would, without the harness's frames
+        _print_exception(exc, {"<program>": source, "<test>": test_text})
+    return 0
+
+
+def _scope(_: None, namespace: dict[Any, Any], pristine: dict[str, Any]) -> dict[str, Any]:
+    """The test's globals: the program's names (plain ``str`` keys) that do not shadow a builtin, and ``pristine``
+    as the builtins."""
+    scope = {name: value for name, value in namespace.items() if type(name) is str and name not in pristine}
+    scope["__name__"], scope["__builtins__"] = "__main__", pristine
+    return scope
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:  # noqa: SIM105 — contextlib would cost every run its import
             stream.flush()
         except BaseException:  # a full disk or a closed stream: nothing more to say
             pass
-    os._exit(code)
 
 
-def _print_exception(exc: BaseException, source: str, filename: str) -> None:
+def _print_exception(exc: BaseException, sources: dict[str, str]) -> None:
     try:
         import linecache
         import traceback
 
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        for filename, source in sources.items():
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
     except BaseException:  # e.g. no memory left to format it
         os.write(2, f"{type(exc).__name__}\n".encode())
@@ -216,7 +300,8 @@ def _exit_code(value: object) -> int:
 
 
 def _install_guards(work: str) -> None:
-    """The prelude: no sockets, no writes outside ``work``, no programs run, no signals sent, no new sessions.
+    """The prelude: no sockets, no writes outside ``work``, no programs run, no signals sent, no new sessions,
+    no trace or profile functions.
 
     Defence in depth only: code in the same interpreter can get around all of it (ctypes, ``posix``, the MRO).
     """
@@ -275,7 +360,23 @@ def _install_guards(work: str) -> None:
         def __init__(self, *_: Any, **__: Any) -> None:
             deny("opening a network socket")
 
+    def untraced(name: str) -> Any:
+        def refuse(function: Any) -> None:  # None is allowed: tracing is off, so that changes nothing
+            if function is not None:
+                deny(f"sys.{name}")
+        return refuse
+
     builtins.open = io.open = guarded_open  # type: ignore[assignment]
+    # a trace function (or, from 3.12, a sys.monitoring callback) could jump over the test's statements; the
+    # originals are dropped, not kept: nothing refers to them any more, so gc cannot hand them back either
+    for name in ("settrace", "setprofile", "_settraceallthreads", "_setprofileallthreads"):
+        if hasattr(sys, name):
+            setattr(sys, name, untraced(name))
+    if hasattr(sys, "monitoring"):
+        import gc
+
+        del sys.monitoring
+        gc.collect()  # sys.monitoring and its functions refer to each other: collect the cycle now
     os.open = guarded_os_open  # type: ignore[assignment]
     for name in ("remove", "unlink", "rmdir", "mkdir", "rename", "replace", "chmod", "chown", "lchown", "truncate",
                  "symlink", "link", "utime", "mkfifo", "mknod", "chroot"):

@@ -7,6 +7,7 @@ what it loads on reload, and the tables its runs write are what ``show_results``
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from eval_pipeline.metrics.gates import GATE_METADATA_KEY, GateResult
 from eval_pipeline.sdk.outputs import snapshot_tables, write_bedrock_outputs
 from eval_pipeline.sdk.records import TERMINAL_STATES, locked, read_record, snapshot_dir, update_record
 from eval_pipeline.sdk.status import RunInfo
@@ -61,6 +63,27 @@ query SdkRun($runId: ID!) {
     __typename
     ... on Run { runId jobName status startTime endTime tags { key value } }
     ... on RunNotFoundError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+RUN_OUTCOME_QUERY = """
+query SdkRunOutcome($runId: ID!, $cursor: String) {
+  logsForRun(runId: $runId, afterCursor: $cursor, limit: 1000) {
+    __typename
+    ... on EventConnection {
+      cursor
+      hasMore
+      events {
+        __typename
+        ... on AssetCheckEvaluationEvent {
+          evaluation { checkName success description metadataEntries { label ... on JsonMetadataEntry { jsonString } } }
+        }
+        ... on ExecutionStepFailureEvent { stepKey error { message cause { message cause { message } } } }
+      }
+    }
     ... on PythonError { message }
   }
 }
@@ -142,6 +165,28 @@ class DagsterRemote:
     def status(self, run_id: str) -> str:
         return self.client.get_run_status(run_id).value
 
+    def run_outcome(self, run_id: str) -> tuple[list[GateResult], str | None]:
+        """The gate results of a run's asset checks, and its first step failure (``step: message``)."""
+        gates: list[GateResult] = []
+        failure, cursor = None, None
+        while True:
+            logs = self._execute(RUN_OUTCOME_QUERY, {"runId": run_id, "cursor": cursor})["logsForRun"]
+            if logs["__typename"] != "EventConnection":
+                raise DagsterRemoteError(f"{self.url}: events of run {run_id}: {logs.get('message')}")
+            for event in logs["events"]:
+                if event["__typename"] == "AssetCheckEvaluationEvent":
+                    entries = {e["label"]: e.get("jsonString") for e in event["evaluation"]["metadataEntries"]}
+                    if entries.get(GATE_METADATA_KEY):
+                        gates.append(GateResult.from_dict(json.loads(entries[GATE_METADATA_KEY])))
+                elif event["__typename"] == "ExecutionStepFailureEvent" and failure is None:
+                    error = event["error"] or {}
+                    while error.get("cause"):
+                        error = error["cause"]
+                    failure = f"{event['stepKey']}: {(error.get('message') or '').strip()}"
+            if not logs["hasMore"]:
+                return gates, failure
+            cursor = logs["cursor"]
+
     def terminate(self, run_id: str) -> None:
         try:
             self.client.terminate_run(run_id)
@@ -192,6 +237,8 @@ def advance(record_path: Path) -> str:
             return record["state"]
         failed = {step: f"run {record['runs'][step]} ended {status}" for step, status in statuses.items()
                   if status != "SUCCESS"}
+        if any(s["kind"] == "eval" for s in record["steps"]) and "step_gates" not in record:
+            _record_outcomes(remote, record, failed)
         compare = next((s for s in record["steps"] if s["kind"] == "compare"), None)
         if compare is not None and not failed and not record.get("stop_requested") and compare["name"] not in \
                 record["runs"]:
@@ -208,6 +255,22 @@ def advance(record_path: Path) -> str:
             record["state"] == "Failed" else None
         record["finished_at"] = time.time()
         return record["state"]
+
+
+def _record_outcomes(remote: DagsterRemote, record: dict[str, Any], failed: dict[str, str]) -> None:
+    """Each eval run's gate results into the record, and why each failed run failed (a failed gate, else its first
+    step failure) into ``failed``; best effort: without the run's events the bare status stays."""
+    record["step_gates"] = {}
+    for step in (s["name"] for s in record["steps"] if s["kind"] == "eval" and s["name"] in record["runs"]):
+        try:
+            gates, failure = remote.run_outcome(record["runs"][step])
+        except Exception as exc:  # the reason is a courtesy; the status is what counts
+            log.warning("reading the events of run %s: %s", record["runs"][step], exc)
+            continue
+        record["step_gates"][step] = [gate.as_dict() for gate in gates]
+        reasons = [f"gate {gate.summary()}" for gate in gates if not gate.passed] or ([failure] if failure else [])
+        if step in failed and reasons:
+            failed[step] = f"{failed[step]}: {'; '.join(reasons)}"
 
 
 def request_stop(record_path: Path) -> None:

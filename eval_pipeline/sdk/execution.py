@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from eval_pipeline.process_identity import process_alive
 from eval_pipeline.sdk import dagster_remote, in_process
 from eval_pipeline.sdk.records import (
     TERMINAL_STATES,
@@ -145,8 +145,8 @@ class EvaluationExecution:
     def show_results(self, limit: int = 10, offset: int = 0, show_explanations: bool = False, *,
                      use_rich: bool | None = None) -> pd.DataFrame:
         """Print the items (prompt, responses, scores), the per-metric summary and the comparison; returns the items
-        (``.attrs["summary"]`` and ``.attrs["comparison"]`` hold the other two tables). ``use_rich``: None = rich
-        when it is installed, else plain text."""
+        (``.attrs["summary"]`` and ``.attrs["comparison"]`` hold the other two tables, ``.attrs["judge_warnings"]``
+        the degenerate-judge flags). ``use_rich``: None = rich when it is installed, else plain text."""
         results = self.results(limit=limit, offset=offset, show_explanations=show_explanations)
         state = self._record["state"]
         title = f"{self.id} ({state})" if state in TERMINAL_STATES else f"{self.id} (still {state}: partial)"
@@ -154,6 +154,7 @@ class EvaluationExecution:
         items = results.items
         items.attrs["summary"] = results.summary
         items.attrs["comparison"] = results.comparison
+        items.attrs["judge_warnings"] = results.judge_warnings
         return items
 
     # -- display
@@ -177,12 +178,4 @@ class EvaluationExecution:
 
 def _owner_alive(record: dict[str, Any]) -> bool:
     """Whether the process running an in-process execution still exists (unknown for another host: assume so)."""
-    if record.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(record["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return record.get("host") != socket.gethostname() or process_alive(int(record["pid"]))

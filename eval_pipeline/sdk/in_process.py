@@ -78,7 +78,7 @@ def _run_steps(record_path: Path, suite: Suite, instance: dg.DagsterInstance, re
             if not result.comparison.success:
                 failures.append("comparison")
         (succeeded if run.success else failures).append(model)
-        _merge(record_path, errors, run, result.comparison)
+        _merge(record_path, errors, run, result.comparison, step["name"])
     record = read_record(record_path)
     written = write_bedrock_outputs(record, succeeded)
     snapshot = snapshot_tables(record, snapshot_dir(record_path))
@@ -93,13 +93,16 @@ def _errors(step: str, run: ModelRun) -> dict[str, str]:
     return {} if run.success else {step: run.error or "the run failed"}
 
 
-def _merge(record_path: Path, errors: dict[str, str], run: ModelRun, comparison: ModelRun | None) -> None:
+def _merge(record_path: Path, errors: dict[str, str], run: ModelRun, comparison: ModelRun | None,
+           step: str) -> None:
     record = read_record(record_path)
     mlflow_runs = dict(record.get("mlflow_runs") or {})
     for done in (run, comparison):
         if done is not None and done.mlflow_run_id:
             mlflow_runs[done.model] = done.mlflow_run_id
-    update_record(record_path, step_errors={**record.get("step_errors", {}), **errors}, mlflow_runs=mlflow_runs)
+    gates = {**record.get("step_gates", {}), step: [gate.as_dict() for gate in run.gates]}
+    update_record(record_path, step_errors={**record.get("step_errors", {}), **errors}, mlflow_runs=mlflow_runs,
+                  step_gates=gates)
 
 
 def _stop_requested(record_path: Path, stop: threading.Event) -> bool:

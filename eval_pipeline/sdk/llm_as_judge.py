@@ -44,6 +44,9 @@ class LLMAsJudgeEvaluator:
     ``output_path`` (alias ``s3_output_path``): a folder or ``s3://`` prefix for the Parquet tables and the
     Bedrock-shaped JSONL (in webserver mode the tables stay where the deployment writes them).
     ``dagster_url`` (or ``$EVAL_PIPELINE_DAGSTER_URL``): run on that webserver instead of in this process.
+    ``max_error_rate``: the share of judgments (and generations) that may fail before the execution fails.
+    ``judge_verdict``: "generate" (the judge writes a verdict line) or "likelihood" (the likeliest rating level);
+    by default "likelihood" for a local judge, which is too small to write a verdict line reliably.
     """
 
     def __init__(self, model: ModelArg, *, dataset: str | os.PathLike, evaluator_model: ModelArg = EMBEDDED_MODEL,
@@ -52,7 +55,8 @@ class LLMAsJudgeEvaluator:
                  mlflow_experiment_name: str | None = None, output_path: str | None = None,
                  s3_output_path: str | None = None, name: str | None = None, max_tokens: int = 256,
                  judge_max_tokens: int = 256, limit: int | None = None, pairwise: bool = False,
-                 human_labels: dict[str, str] | None = None, dagster_url: str | None = None) -> None:
+                 human_labels: dict[str, str] | None = None, dagster_url: str | None = None,
+                 max_error_rate: float = 0.0, judge_verdict: str | None = None) -> None:
         self.name = name or DEFAULT_SUITE_NAME
         if self.name in project_suite_names():
             raise ValueError(f"name {self.name!r} is already a suite in {paths.suites_dir()}; pass another name=")
@@ -76,11 +80,13 @@ class LLMAsJudgeEvaluator:
             "models": [m for m in (self.base_model if evaluate_base_model else None, self.model) if m is not None],
             "generation": {"max_tokens": max_tokens},
             "scorers": [],
-            "judge": {"model": self.evaluator_model, "builtin_metrics": list(builtin_metrics or []),
+            "judge": {"model": self.evaluator_model, "verdict": judge_verdict or _default_verdict(self.evaluator_model),
+                      "builtin_metrics": list(builtin_metrics or []),
                       "custom_metrics": _custom_metrics(custom_metrics), "max_tokens": judge_max_tokens,
                       "pairwise": pairwise, "human_labels": dict(human_labels or {})},
             "baseline": self.base_model.name if evaluate_base_model and self.base_model else None,
             "mlflow_experiment": self.mlflow_experiment,
+            "max_error_rate": max_error_rate,
             "schedule": None,
         })
         self.metrics = [m.name for m in suite_judge_metrics(self.suite)]  # JudgeMetricError before any inference
@@ -151,9 +157,10 @@ class LLMAsJudgeEvaluator:
             "evaluate_base_model": self.evaluate_base_model, "evaluator_model": describe(self.evaluator_model),
             "dataset": self.dataset, "limit": self.suite.dataset.limit, "metrics": self.metrics,
             "builtin_metrics": list(judge.builtin_metrics), "max_tokens": self.suite.generation.max_tokens,
-            "judge_max_tokens": judge.max_tokens, "pairwise": judge.pairwise, "human_labels": dict(judge.human_labels),
+            "judge_max_tokens": judge.max_tokens, "judge_verdict": judge.verdict, "pairwise": judge.pairwise,
+            "human_labels": dict(judge.human_labels),
             "mlflow_experiment": self.mlflow_experiment, "output_path": self.output_path,
-            "dagster_url": self.dagster_url,
+            "dagster_url": self.dagster_url, "max_error_rate": self.suite.max_error_rate,
         }
 
     def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
@@ -209,3 +216,9 @@ def _custom_metrics(value: Any) -> Any:
                                           and value.strip()[0] not in "[{" and Path(value.strip()).is_file()):
         return str(Path(os.fspath(value).strip()).expanduser().absolute())
     return value
+
+
+def _default_verdict(evaluator_model: Any) -> str:
+    """Likelihood verdicts for a local judge (the embedded 135M model rarely writes a verdict line), else the
+    judge's own written verdict."""
+    return "likelihood" if getattr(evaluator_model, "backend", None) == "local" else "generate"

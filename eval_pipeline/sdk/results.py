@@ -4,15 +4,17 @@ n, errors) and, with a base model, the comparison (difference, CI, p-value); pri
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from eval_pipeline.judging.degenerate import degenerate_judges
 from eval_pipeline.sdk.outputs import read_table
 
 CELL_CHARS = 160
 PIPE_WIDTH = 160
+WARNING_COLUMNS = ["model", "metric", "reason"]
 
 
 @dataclass
@@ -21,10 +23,13 @@ class EvaluationResults:
     """One row per item × model: sample_id, model, prompt, response, one score column per metric (NaN when the
     judgment failed; ``errors`` says why), and ``<metric> explanation`` columns when explanations are asked for."""
     summary: pd.DataFrame
-    """Per model × metric: mean, ci_low, ci_high, n, errors."""
+    """Per model × metric: mean, ci_low, ci_high, ci_method (how the interval was computed), n, errors."""
     comparison: pd.DataFrame | None
-    """Per model × metric against the baseline: diff, ci_low, ci_high, p_value, test, n (None without one)."""
+    """Per model × metric against the baseline: diff, ci_low, ci_high, p_value, p_holm (Holm-adjusted over the
+    model's metrics), test, n (None without one)."""
     total_items: int
+    judge_warnings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=WARNING_COLUMNS))
+    """Per flagged model × judge metric: why the judge looks degenerate (a warning, not a failure)."""
 
 
 def collect(record: dict[str, Any], *, limit: int = 10, offset: int = 0,
@@ -34,7 +39,7 @@ def collect(record: dict[str, Any], *, limit: int = 10, offset: int = 0,
     record = {**record, **(record.get("snapshot") or {})}
     models = [m["name"] for m in record["models"]]
     samples = None
-    items, summaries = [], []
+    items, summaries, flags = [], [], []
     for model in models:
         outputs = record["outputs"].get(model, {})
         if samples is None and "samples" in outputs:
@@ -44,6 +49,7 @@ def collect(record: dict[str, Any], *, limit: int = 10, offset: int = 0,
         if samples is None or generations is None:
             continue
         items.append(_items(samples, generations, judgments, show_explanations))
+        flags += degenerate_judges(judgments, read_table(outputs["scores"]) if "scores" in outputs else None)
         metrics = read_table(outputs["metrics"]) if "metrics" in outputs else None
         if metrics is not None:
             summaries.append(_summary(metrics))
@@ -56,7 +62,9 @@ def collect(record: dict[str, Any], *, limit: int = 10, offset: int = 0,
     frame["_model"] = frame["model"].map({m: i for i, m in enumerate(models)})
     frame = frame.sort_values(["_order", "_model"]).drop(columns=["_order", "_model"]).reset_index(drop=True)
     summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
-    return EvaluationResults(items=frame, summary=summary, comparison=_comparison(record), total_items=len(ids))
+    warnings = pd.DataFrame([(f.model, f.metric, f.reason) for f in flags], columns=WARNING_COLUMNS)
+    return EvaluationResults(items=frame, summary=summary, comparison=_comparison(record), total_items=len(ids),
+                             judge_warnings=warnings)
 
 
 def _prompt(text: str, kind: str) -> str:
@@ -94,7 +102,8 @@ def _items(samples: pd.DataFrame, generations: pd.DataFrame, judgments: pd.DataF
 def _summary(metrics: pd.DataFrame) -> pd.DataFrame:
     overall = metrics[metrics["breakdown_key"].isna()]
     return pd.DataFrame({"model": overall["model"], "metric": overall["metric"], "mean": overall["value"],
-                         "ci_low": overall["ci_low"], "ci_high": overall["ci_high"], "n": overall["n"],
+                         "ci_low": overall["ci_low"], "ci_high": overall["ci_high"],
+                         "ci_method": overall.get("ci_method"), "n": overall["n"],
                          "errors": overall["errors"]}).reset_index(drop=True)
 
 
@@ -105,8 +114,8 @@ def _comparison(record: dict[str, Any]) -> pd.DataFrame | None:
         return None
     models = [m["name"] for m in record["models"]]
     mine = table[table["model"].isin(models) & (table["baseline"] == record.get("baseline"))]
-    columns = ["model", "baseline", "metric", "diff", "ci_low", "ci_high", "p_value", "test", "n"]
-    return mine[columns].reset_index(drop=True)
+    columns = ["model", "baseline", "metric", "diff", "ci_low", "ci_high", "p_value", "p_holm", "test", "n"]
+    return mine.reindex(columns=columns).reset_index(drop=True)
 
 
 def render(results: EvaluationResults, title: str, offset: int, *, use_rich: bool | None = None) -> None:
@@ -162,7 +171,8 @@ def _summary_rows(results: EvaluationResults) -> pd.DataFrame:
     if frame.empty:
         return frame
     return pd.DataFrame({"model": frame["model"], "metric": frame["metric"], "mean": frame["mean"].map(_cell),
-                         "95% CI": frame.apply(_ci, axis=1), "n": frame["n"], "errors": frame["errors"]})
+                         "95% CI": frame.apply(_ci, axis=1), "CI method": frame["ci_method"].map(_cell),
+                         "n": frame["n"], "errors": frame["errors"]})
 
 
 def _comparison_rows(results: EvaluationResults) -> pd.DataFrame | None:
@@ -173,7 +183,14 @@ def _comparison_rows(results: EvaluationResults) -> pd.DataFrame | None:
                          "diff": frame["diff"].map(lambda v: "-" if pd.isna(v) else f"{v:+.3f}"),
                          "95% CI": frame.apply(_ci, axis=1),
                          "p-value": frame["p_value"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+                         "Holm p": frame["p_holm"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
                          "test": frame["test"], "n": frame["n"]})
+
+
+def _warning_lines(results: EvaluationResults) -> list[str]:
+    """One line per degenerate-judge flag, under the metrics."""
+    return [f"judge warning: {row.model} / {row.metric}: {row.reason}"
+            for row in results.judge_warnings.itertuples(index=False)]
 
 
 def _render_rich(results: EvaluationResults, title: str, offset: int) -> None:
@@ -200,6 +217,8 @@ def _render_rich(results: EvaluationResults, title: str, offset: int) -> None:
         for row in frame.itertuples(index=False):
             summary.add_row(*(str(v) for v in row))
         console.print(summary)
+    for line in _warning_lines(results):
+        console.print(line, style="bold yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 def _render_plain(results: EvaluationResults, title: str, offset: int) -> None:
@@ -213,3 +232,5 @@ def _render_plain(results: EvaluationResults, title: str, offset: int) -> None:
         if frame is not None and not frame.empty:
             print(f"\n{name}")
             print(frame.to_string(index=False))
+    for line in _warning_lines(results):
+        print(line)

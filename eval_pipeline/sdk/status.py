@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from eval_pipeline.metrics.gates import GateResult
+
 EXECUTION_TAG = "eval_pipeline/execution"
 EVALUATOR_TAG = "eval_pipeline/evaluator"
 TERMINAL = ("Succeeded", "Failed", "Stopped")
@@ -32,6 +34,8 @@ class StepDetail:
     start_time: float | None = None
     end_time: float | None = None
     failure_reason: str | None = None
+    gates: list[GateResult] = field(default_factory=list)
+    """The release gates evaluated in this step's run; a failed one failed the step."""
 
     @property
     def done(self) -> bool:
@@ -81,6 +85,7 @@ def derive_status(record: dict[str, Any], runs: list[RunInfo]) -> EvaluationStat
     """Steps from the runs carrying the execution's tag (newest run per step), overall state from the record."""
     details = []
     errors: dict[str, str] = record.get("step_errors") or {}
+    gates: dict[str, list[dict[str, Any]]] = record.get("step_gates") or {}
     for step in record["steps"]:
         matching = [r for r in runs if r.job_name == step["job"]
                     and (step["kind"] != "eval" or r.partition == step["model"])]
@@ -88,7 +93,8 @@ def derive_status(record: dict[str, Any], runs: list[RunInfo]) -> EvaluationStat
         details.append(StepDetail(
             name=step["name"], kind=step["kind"], model=step["model"], status=step_status(run and run.status),
             dagster_run_id=run and run.run_id, start_time=run and run.start_time, end_time=run and run.end_time,
-            failure_reason=errors.get(step["name"])))
+            failure_reason=errors.get(step["name"]),
+            gates=[GateResult.from_dict(gate) for gate in gates.get(step["name"], [])]))
     state = record.get("state", "Executing")
     if state not in TERMINAL and record.get("stop_requested"):
         state = "Stopping"

@@ -1,5 +1,6 @@
 """Suites: evaluations described as YAML files."""
 
+from eval_pipeline.suites.checks import SuiteProblem, check_suite
 from eval_pipeline.suites.loading import find_suite, load_suite, load_suites
 from eval_pipeline.suites.spec import (
     DatasetSpec,
@@ -16,7 +17,9 @@ __all__ = [
     "ModelSpec",
     "ScorerSpec",
     "Suite",
+    "SuiteProblem",
     "WatchSpec",
+    "check_suite",
     "find_suite",
     "load_suite",
     "load_suites",

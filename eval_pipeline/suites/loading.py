@@ -8,36 +8,40 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from eval_pipeline import paths
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.suites.checks import SuiteProblem, suite_problems
 from eval_pipeline.suites.spec import Suite
+from eval_pipeline.suites.yaml_source import YamlDocument, read_yaml
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def load_suite(path: str | Path) -> Suite:
-    """Load and validate one suite file."""
+    """Load and validate one suite file, whole: its keys and types, then the names it uses (scorers, judge
+    metrics), its numbers against each other and its backends (temperature, pass@k), and its schedule."""
     path = Path(path)
     if not path.is_file():
         raise EvalInputError("suite file not found", file=str(path))
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise EvalInputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
-                             line=mark.line + 1 if mark else None) from exc
-    if not isinstance(raw, dict):
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EvalInputError(f"not UTF-8 text (byte {exc.start})", file=str(path)) from exc
+    document = read_yaml(text, str(path))
+    if not isinstance(document.data, dict):
         raise EvalInputError("a suite file must be a mapping of keys", file=str(path))
-    raw = _expand_env(raw)
+    raw = _expand_env(document.data)
     folder = path.resolve().parent
     base_dir = folder.parent if folder.name == "evals" else folder
     try:
-        return Suite.model_validate({**raw, "source_path": str(path.resolve()), "base_dir": str(base_dir)})
+        suite = Suite.model_validate({**raw, "source_path": str(path.resolve()), "base_dir": str(base_dir)})
     except ValidationError as exc:
-        raise _located(exc, path, raw) from None
+        raise _located(exc, path, document) from None
+    for problem in suite_problems(suite):
+        raise _problem_at(problem, path, document)
+    return suite
 
 
 def load_suites(folder: str | Path | None = None) -> list[Suite]:
@@ -82,7 +86,11 @@ def _expand_env(value: Any) -> Any:
     return value
 
 
-def _located(exc: ValidationError, path: Path, raw: dict[str, Any]) -> EvalInputError:
+def _problem_at(problem: SuiteProblem, path: Path, document: YamlDocument) -> EvalInputError:
+    return EvalInputError(problem.reason, file=str(path), line=document.line_of(problem.path), field=problem.field)
+
+
+def _located(exc: ValidationError, path: Path, document: YamlDocument) -> EvalInputError:
     first = exc.errors()[0]
     location = [str(part) for part in first["loc"]]
     key = ".".join(location) or "(top level)"
@@ -100,7 +108,7 @@ def _located(exc: ValidationError, path: Path, raw: dict[str, Any]) -> EvalInput
     more = len(exc.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return EvalInputError(message, file=str(path), line=_line_of(path, location), field=key)
+    return EvalInputError(message, file=str(path), line=document.line_of(location), field=key)
 
 
 def _allowed_keys(location: list[str]) -> list[str]:
@@ -115,15 +123,3 @@ def _allowed_keys(location: list[str]) -> list[str]:
             return []
         model = nested
     return [name for name in model.model_fields if name not in ("source_path", "base_dir")]
-
-
-def _line_of(path: Path, location: list[str]) -> int | None:
-    """The line of the deepest named key of the location in the file (best effort)."""
-    names = [part for part in location if not part.isdigit()]
-    if not names:
-        return None
-    pattern = re.compile(rf"^\s*-?\s*{re.escape(names[-1])}\s*:|[{{,]\s*{re.escape(names[-1])}\s*:")
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if pattern.search(text):
-            return number
-    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,8 +17,23 @@ TASKS = ("generate", "multiple_choice", "perplexity")
 LIKELIHOOD_BACKENDS = ("local", "openai")
 
 
+MAX_NUM_SAMPLES = 1000
+"""The most samples per item a suite may ask for (HumanEval's pass@k convention is 200); more is a typo, and would
+plan items × num_samples requests in memory before sending one."""
+
+TEMPERATURE_RANGES: dict[str, tuple[float, float | None]] = {
+    "local": (0.0, None),        # transformers: 0 is greedy, any positive value samples
+    "precomputed": (0.0, None),  # nothing is sampled
+    "bedrock": (0.0, 1.0),       # the Converse API's inferenceConfig.temperature
+    "sagemaker": (0.0, None),    # the container decides
+    "openai": (0.0, 2.0),        # the chat-completions API
+    "vllm": (0.0, None),         # vLLM's sampling parameters: any temperature >= 0
+}
+"""Each backend's accepted sampling temperature (low, high; None: unbounded), checked when a suite loads."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetSpec(_Strict):
@@ -62,6 +77,9 @@ class ModelSpec(_Strict):
     response_path: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
+    likelihood_prefix: str | None = None
+    """openai log-likelihoods: text sent before each scored text (e.g. "<|endoftext|>") so that its first token is
+    scored too, for tokenizers without a BOS token that the server would add."""
     region: str | None = None
     n_concurrent: int = Field(default=8, ge=1, le=1024)
     timeout_s: float = Field(default=60.0, gt=0.0)
@@ -108,7 +126,7 @@ class GenerationSpec(_Strict):
     temperature: float = Field(default=0.0, ge=0.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list, max_length=4)
-    num_samples: int = Field(default=1, ge=1)
+    num_samples: int = Field(default=1, ge=1, le=MAX_NUM_SAMPLES)
     seed: int = 0
     system_prompt: str | None = None
 
@@ -186,10 +204,11 @@ class Suite(_Strict):
     mlflow_experiment: str | None = None
     """Default ``eval/<suite>``; every model's run (and the comparison's) lands in it."""
     breakdown_keys: list[str] = Field(default_factory=list)
-    pass_k: list[int] = Field(default_factory=list)
+    pass_k: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
     """For each scorer, ``<scorer>.pass@k`` and ``<scorer>.pass^k`` over ``generation.num_samples`` samples."""
     success_threshold: float = 1.0
-    """A sample succeeds (for pass@k and pass^k) when its score is at least this."""
+    """A sample succeeds (for pass@k and pass^k) when its score is at least this (a finite number: NaN would make
+    every comparison false and every pass@k 0)."""
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     watch: WatchSpec | None = None
     schedule: str | None = "0 2 * * *"

@@ -1,5 +1,6 @@
 """MLflow tracking: one run per suite × model with params, metrics, the dataset input, tables and plots, and one
-comparison run per suite (model vs baseline differences, a forest plot).
+comparison run per suite (model vs baseline differences, a forest plot). Every run carries the host and pid of the
+process that opened it, so a later process ends those a dead process left RUNNING (``end_orphaned_runs``).
 
 The plots (``eval_pipeline.tracking.plots``) are imported only when drawn: matplotlib is slow to import.
 """
@@ -14,16 +15,22 @@ from eval_pipeline.tracking.mlflow_log import (
     metric_values,
     open_experiment,
     sanitize_name,
+    start_run,
+    tracking_client,
 )
+from eval_pipeline.tracking.stale_runs import end_orphaned_runs
 
 __all__ = [
     "DAGSTER_RUN_ID_TAG",
     "EvaluationRecord",
     "default_tracking_uri",
+    "end_orphaned_runs",
     "flatten_params",
     "log_comparison",
     "log_evaluation",
     "metric_values",
     "open_experiment",
     "sanitize_name",
+    "start_run",
+    "tracking_client",
 ]

@@ -27,6 +27,7 @@ from eval_pipeline.tracking.mlflow_log import (
     log_metric_values,
     open_experiment,
     sanitize_name,
+    start_run,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ COMPARISON_TABLE_ARTIFACT = "comparison.json"
 COMPARISON_CSV_ARTIFACT = "comparison.csv"
 PAIRWISE_TABLE_ARTIFACT = "pairwise.json"
 COMPARISON_PLOT_ARTIFACT = "comparison.png"
-COMPARISON_STATS = ("diff", "ci_low", "ci_high", "p_value", "n")
+COMPARISON_STATS = ("diff", "ci_low", "ci_high", "p_value", "p_holm", "n")
 
 
 def log_comparison(suite: str, comparison: pd.DataFrame, pairwise: pd.DataFrame | None = None, *,
@@ -47,7 +48,7 @@ def log_comparison(suite: str, comparison: pd.DataFrame, pairwise: pd.DataFrame 
                    tags: Mapping[str, str] | None = None) -> str:
     """Log ``comparison`` (and ``pairwise``) as one MLflow run named ``<suite>/comparison``; return its run id.
 
-    Metrics are ``compare.<model>.<metric>.{diff,ci_low,ci_high,p_value,n}`` (NaN values skipped); artifacts
+    Metrics are ``compare.<model>.<metric>.{diff,ci_low,ci_high,p_value,p_holm,n}`` (NaN values skipped); artifacts
     are the tables (``comparison.json``, ``comparison.csv``, ``pairwise.json``) and a forest plot
     (``comparison.png``). The run ends FINISHED, or FAILED when logging raises.
     """
@@ -57,9 +58,7 @@ def log_comparison(suite: str, comparison: pd.DataFrame, pairwise: pd.DataFrame 
     comparison = _own_rows(suite, comparison if comparison is not None else pd.DataFrame())
     name = experiment_name or default_experiment_name(suite)
     client, experiment_id = open_experiment(tracking_uri, name, artifact_location)
-    run = client.create_run(experiment_id, run_name=f"{suite}/{COMPARISON_KIND}",
-                            tags=comparison_tags(suite, comparison, tags))
-    run_id = run.info.run_id
+    run_id = start_run(client, experiment_id, f"{suite}/{COMPARISON_KIND}", comparison_tags(suite, comparison, tags))
     try:
         _log_metrics(client, run_id, comparison)
         _log_tables(client, run_id, comparison, pairwise)

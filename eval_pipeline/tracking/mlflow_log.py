@@ -7,7 +7,6 @@ state (tracking URI, active run, experiment) is read or left behind. ``mlflow`` 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import math
@@ -28,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from eval_pipeline import paths
+from eval_pipeline.file_lock import exclusive_lock
+from eval_pipeline.process_identity import process_tags
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DAGSTER_RUN_ID_TAG = "dagster.run_id"
+GATE_FAILED_TAG = "gate.failed"
 DATASET_CONTEXT = "evaluation"
 ITEMS_ARTIFACT = "items.json"
 METRICS_TABLE_ARTIFACT = "metrics.json"
@@ -78,6 +80,8 @@ class EvaluationRecord:
     extra_artifacts: dict[str, Path] = field(default_factory=dict)
     usage: dict[str, float] = field(default_factory=dict)
     """Run-level figures logged as ``usage.<name>`` metrics: tokens, cost, latency."""
+    failed_gates: dict[str, str] = field(default_factory=dict)
+    """Gate (check) name -> why it failed: the run ends FAILED, tagged ``gate.failed`` and ``gate.<name>``."""
 
 
 def default_tracking_uri() -> str:
@@ -98,9 +102,7 @@ def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_na
 
     name = experiment_name or default_experiment_name(record.suite)
     client, experiment_id = open_experiment(tracking_uri, name, artifact_location)
-    run = client.create_run(experiment_id, run_name=f"{record.suite}/{record.model}",
-                            tags=_run_tags(record))
-    run_id = run.info.run_id
+    run_id = start_run(client, experiment_id, f"{record.suite}/{record.model}", _run_tags(record))
     try:
         metrics = _own_rows(record.metrics, record)
         _log_params(client, run_id, record.params)
@@ -110,10 +112,12 @@ def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_na
         _log_tables(client, run_id, record)
         _log_plot(client, run_id, metrics)
         _log_extra_artifacts(client, run_id, record.extra_artifacts)
+        _log_failed_gates(client, run_id, record.failed_gates)
     except BaseException:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
         raise
-    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    status = RunStatus.FAILED if record.failed_gates else RunStatus.FINISHED
+    client.set_terminated(run_id, RunStatus.to_string(status))
     logger.info("logged %s/%s to MLflow run %s (experiment %r at %s)", record.suite, record.model, run_id,
                 name, tracking_uri)
     return run_id
@@ -133,6 +137,23 @@ def open_experiment(tracking_uri: str, name: str, artifact_location: str | None 
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         experiment_id = _ensure_experiment(client, name, location)
     return client, experiment_id
+
+
+def tracking_client(tracking_uri: str) -> MlflowClient:
+    """A client bound to ``tracking_uri`` whose store exists: a fresh SQLite store is created and migrated
+    under the store lock, one process at a time."""
+    mlflow = _mlflow()
+    with _sqlite_store_lock(tracking_uri):
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        client.search_experiments(max_results=1)
+    return client
+
+
+def start_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+    """Create a RUNNING run tagged with this host and process (``process_tags``), so that a later process can
+    end it as KILLED if this one dies before ending it; returns its id."""
+    run = client.create_run(experiment_id, run_name=run_name, tags={**process_tags(), **tags})
+    return run.info.run_id
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -184,6 +205,15 @@ def metric_values(metrics: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
     return values, skipped
 
 
+def ci_method_tags(metrics: pd.DataFrame) -> dict[str, str]:
+    """``<metric>.ci_method`` tags naming how each overall row's interval was computed (METRICS ``ci_method``)."""
+    if metrics is None or metrics.empty or "ci_method" not in metrics.columns:
+        return {}
+    overall = [row for row in metrics.to_dict("records") if _is_null(row.get("breakdown_key"))]
+    return {sanitize_name(f"{row['metric']}.ci_method"): str(row["ci_method"])
+            for row in overall if not _is_null(row.get("ci_method"))}
+
+
 # --- pieces of log_evaluation -------------------------------------------------------------------------------
 
 
@@ -209,13 +239,8 @@ def _sqlite_store_lock(tracking_uri: str) -> Iterator[None]:
     if database is None:
         yield
         return
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with (database.parent / f"{database.name}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(database.parent / f"{database.name}.lock"):
+        yield
 
 
 def _sqlite_database(tracking_uri: str) -> Path | None:
@@ -275,6 +300,11 @@ def _log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) ->
 
 def _log_metrics(client: MlflowClient, run_id: str, metrics: pd.DataFrame) -> None:
     log_metric_values(client, run_id, *metric_values(metrics), level=logging.WARNING)
+    from mlflow.entities import RunTag
+
+    tags = [RunTag(key, value) for key, value in ci_method_tags(metrics).items()]
+    for chunk in _chunks(tags, MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, tags=chunk, synchronous=True)
 
 
 def log_metric_values(client: MlflowClient, run_id: str, values: Mapping[str, float], skipped: list[str], *,
@@ -391,6 +421,15 @@ def _log_plot(client: MlflowClient, run_id: str, metrics: pd.DataFrame) -> None:
         logger.warning("could not draw the metrics plot for MLflow run %s", run_id, exc_info=True)
         return
     client.log_figure(run_id, figure, PLOT_ARTIFACT, save_kwargs={"dpi": 100})
+
+
+def _log_failed_gates(client: MlflowClient, run_id: str, failed: Mapping[str, str]) -> None:
+    """Tags ``gate.failed`` (the failed gates' names) and ``gate.<name>`` (why each failed)."""
+    if not failed:
+        return
+    client.set_tag(run_id, GATE_FAILED_TAG, ",".join(failed))
+    for gate, reason in failed.items():
+        client.set_tag(run_id, f"gate.{sanitize_name(gate)}"[:MAX_KEY_LENGTH], _truncate(reason, MAX_TAG_VAL_LENGTH))
 
 
 def _log_extra_artifacts(client: MlflowClient, run_id: str, extra: Mapping[str, Path]) -> None:

@@ -113,8 +113,9 @@ _UNCLEAR_COLOR = "#555555"
 
 def comparison_figure(comparison: pd.DataFrame) -> Figure:
     """A forest plot of a COMPARISON table: one panel per model, one row per metric (and baseline) with the
-    difference as a point, its CI as a horizontal line, a vertical line at 0, and p-value, n and test annotated
-    at the right. Points whose CI excludes 0 are green (better) or red (worse). An empty table gives a note."""
+    difference as a point, its CI as a horizontal line, a vertical line at 0, and p-value (Holm-adjusted beside
+    it), n and test annotated at the right. A row is green (better) or red (worse) when its procedure finds a
+    difference (``comparison_direction``), else grey. An empty table gives a note."""
     if comparison is None or comparison.empty or "metric" not in comparison.columns:
         return _note_figure("no comparisons to plot")
     frame = comparison.reset_index(drop=True)
@@ -131,6 +132,15 @@ def comparison_figure(comparison: pd.DataFrame) -> Figure:
     return fig
 
 
+def comparison_direction(ci_low: float, ci_high: float, p_value: float, alpha: float = 0.05) -> int:
+    """+1 (better) or −1 (worse) when the comparison's procedure finds a difference, else 0. The interval and p
+    come from one procedure and agree (the CI excludes 0 exactly when p < alpha); a row where they do not (a table
+    from an older release) is shown as no difference rather than as one."""
+    if math.isnan(ci_low) or math.isnan(ci_high) or not (math.isnan(p_value) or p_value < alpha):
+        return 0
+    return 1 if ci_low > 0 else -1 if ci_high < 0 else 0
+
+
 def _draw_forest_panel(ax, model: str, rows: pd.DataFrame, total: int) -> None:
     """Points, CI lines and annotations of one model's comparisons on ``ax``."""
     baselines = list(dict.fromkeys(str(b) for b in _column(rows, "baseline") if not pd.isna(b)))
@@ -143,8 +153,9 @@ def _draw_forest_panel(ax, model: str, rows: pd.DataFrame, total: int) -> None:
     positions = np.arange(len(rows))
     labels = [str(metric) if len(baselines) <= 1 else f"{metric} vs {baseline}"
               for metric, baseline in zip(_column(rows, "metric"), _column(rows, "baseline"), strict=True)]
-    colors = [_BETTER_COLOR if lo > 0 else _WORSE_COLOR if hi < 0 else _UNCLEAR_COLOR
-              for lo, hi in zip(low, high, strict=True)]
+    p_values, counts = _floats(_column(rows, "p_value")), _floats(_column(rows, "n"))
+    colors = [{1: _BETTER_COLOR, -1: _WORSE_COLOR}.get(comparison_direction(lo, hi, p), _UNCLEAR_COLOR)
+              for lo, hi, p in zip(low, high, p_values, strict=True)]
     has_ci = ~np.isnan(low) & ~np.isnan(high)
     ax.hlines(positions[has_ci], low[has_ci], high[has_ci], colors=np.array(colors, dtype=object)[has_ci],
               linewidth=1.6)
@@ -163,11 +174,13 @@ def _draw_forest_panel(ax, model: str, rows: pd.DataFrame, total: int) -> None:
     span = (right - left) or 1.0
     ax.set_xlim(left - 0.05 * span, right + 0.05 * span)
     annotate = ax.get_yaxis_transform()  # x in axes fraction, y in data
-    p_values, counts = _floats(_column(rows, "p_value")), _floats(_column(rows, "n"))
-    for position, value, p_value, n, test in zip(positions, diff, p_values, counts, _column(rows, "test"),
-                                                 strict=True):
+    p_holm = _floats(_column(rows, "p_holm"))
+    for position, value, p_value, adjusted, n, test in zip(positions, diff, p_values, p_holm, counts,
+                                                           _column(rows, "test"), strict=True):
         parts = ["diff n/a" if math.isnan(value) else f"{value:+.3g}"]
         parts.append("p n/a" if math.isnan(p_value) else f"p={p_value:.2g}")
+        if not math.isnan(adjusted):
+            parts.append(f"Holm p={adjusted:.2g}")
         if not math.isnan(n):
             parts.append(f"n={int(n)}")
         if not pd.isna(test):

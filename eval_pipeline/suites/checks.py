@@ -1,0 +1,103 @@
+"""Whole-suite checks run when a suite loads: the names it uses exist and its numbers fit together, so a launch
+from the CLI, the UI, a sensor or a schedule fails before anything runs, not after inference is paid for.
+
+The scorer and judge-metric registries are consulted here; neither imports ``suites`` at run time, so this module
+may import them without an import cycle.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from eval_pipeline.errors import EvalInputError
+from eval_pipeline.judging.builtin import builtin_metric
+from eval_pipeline.judging.metric import JudgeMetricError
+from eval_pipeline.judging.setup import suite_judge_metrics
+from eval_pipeline.scoring.registry import scorer_problem
+from eval_pipeline.suites.cron import cron_problem
+from eval_pipeline.suites.spec import TEMPERATURE_RANGES, Suite
+from eval_pipeline.suites.yaml_source import KeyPath
+
+
+class SuiteProblem(EvalInputError):
+    """A problem with a loaded suite, located by its key path (the loader turns the path into a line)."""
+
+    def __init__(self, message: str, path: KeyPath, *, file: str | None = None) -> None:
+        self.path = path
+        super().__init__(message, file=file, field=".".join(str(p) for p in path))
+
+
+def suite_problems(suite: Suite) -> Iterator[SuiteProblem]:
+    """Every problem found, in file order of the keys concerned (the caller usually reports the first)."""
+    for check in (_scorers, _generation, _pass_k, _schedule, _judge):
+        yield from check(suite)
+
+
+def check_suite(suite: Suite) -> None:
+    """Raise the first problem of a suite (without line numbers: ``load_suite`` adds them for suite files)."""
+    for problem in suite_problems(suite):
+        raise problem
+
+
+def _scorers(suite: Suite) -> Iterator[SuiteProblem]:
+    for index, spec in enumerate(suite.scorers):
+        problem = scorer_problem(spec)
+        if problem is not None:
+            key, reason = problem
+            yield SuiteProblem(reason, ("scorers", index, key), file=suite.source_path)
+
+
+def _generation(suite: Suite) -> Iterator[SuiteProblem]:
+    temperature = suite.generation.temperature
+    backends = [(m.name, m.backend) for m in suite.models]
+    if suite.watch is not None:
+        backends.append((f"watched checkpoints in {suite.watch.dir}", suite.watch.backend))
+    for name, backend in backends:
+        low, high = TEMPERATURE_RANGES[backend]
+        if temperature < low or (high is not None and temperature > high):
+            allowed = f"{low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            yield SuiteProblem(f"temperature {temperature:g} is outside the {backend} backend's range ({allowed}), "
+                               f"used by model {name!r}", ("generation", "temperature"), file=suite.source_path)
+            return
+
+
+def _pass_k(suite: Suite) -> Iterator[SuiteProblem]:
+    n = suite.generation.num_samples
+    for index, k in enumerate(suite.pass_k):
+        if k > n:
+            yield SuiteProblem(f"pass@{k} needs at least {k} samples per item, but generation.num_samples is {n}: "
+                               f"raise num_samples to {k} or more, or drop k={k}", ("pass_k", index),
+                               file=suite.source_path)
+
+
+def _schedule(suite: Suite) -> Iterator[SuiteProblem]:
+    if suite.schedule is not None:
+        problem = cron_problem(suite.schedule)
+        if problem is not None:
+            yield SuiteProblem(f"not a valid cron schedule: {problem}", ("schedule",), file=suite.source_path)
+
+
+def _judge(suite: Suite) -> Iterator[SuiteProblem]:
+    if suite.judge is None:
+        return
+    for index, name in enumerate(suite.judge.builtin_metrics):
+        try:
+            builtin_metric(name)
+        except JudgeMetricError as exc:
+            yield SuiteProblem(exc.reason, ("judge", "builtin_metrics", index), file=suite.source_path)
+            return
+    try:
+        suite_judge_metrics(suite)
+    except JudgeMetricError as exc:
+        if exc.file != suite.source_path or exc.line is not None:
+            raise  # located in a custom-metrics JSON file: that file and line are the place to look
+        yield SuiteProblem(exc.reason, ("judge", *_field_path(exc.field or "")), file=suite.source_path)
+
+
+def _field_path(field: str) -> KeyPath:
+    """``custom_metrics[0].customMetricDefinition.name`` as a key path."""
+    parts: list[str | int] = []
+    for token in re.findall(r"[^.\[\]]+", field):
+        parts.append(int(token) if token.isdigit() else token)
+    return tuple(parts)
