@@ -17,7 +17,7 @@ class Progress:
         self._logged_step = -1
 
     def __call__(self, done: int, total: int) -> None:
-        if self.show_bar and self._bar is None and total:
+        if self.show_bar and self._bar is None and done < total:  # nothing left to do (all cached): no bar
             self._bar = tqdm(total=total, desc=self.description, unit="req", file=sys.stderr, leave=False,
                              dynamic_ncols=True, mininterval=0.5)
         if self._bar is not None:

@@ -34,7 +34,6 @@ class SendOnce:
     """How often a sending run renews its claims (real time); default a quarter of the lease."""
 
 
-
 def send_once(cache: RequestCache, keys: Sequence[str], send: Callable[[list[str]], None], *,
               on_arrived: Callable[[set[str]], None], coordination: SendOnce | None = None,
               log: Callable[[str], None] | None = None) -> None:
