@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     except EvalInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`eval-pipeline list | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a state file that cannot be written: say which, and the remedy, not a traceback
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not exc.filename:
             raise
