@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
+from eval_pipeline.process_identity import process_alive
 
 _T = TypeVar("_T")
 _REQUEST_FIELDS = frozenset(f.name for f in fields(GenerationRequest)) - {"messages", "sample_index"}
@@ -73,15 +74,7 @@ def owner_alive(owner: str) -> bool:
     """False when the owner is a process of this host that no longer exists; else True (its lease decides)."""
     host, _, rest = owner.partition("|")
     pid_text = rest.partition("|")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return host != socket.gethostname() or not pid_text.isdigit() or process_alive(int(pid_text))
 
 
 class RequestCache:
