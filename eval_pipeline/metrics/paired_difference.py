@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import bdtr, stdtr, stdtrit
+from scipy.special import stdtr, stdtrit
 
 from eval_pipeline.metrics.intervals import clopper_pearson
+from eval_pipeline.metrics.paired import mcnemar_test
 from eval_pipeline.metrics.ranges import SCORE_RANGE, ValueRange
 
 
@@ -47,18 +48,16 @@ def mcnemar_difference(x: np.ndarray, y: np.ndarray, value_range: ValueRange = S
                        confidence: float = 0.95) -> PairedDifference:
     """The exact McNemar test and its inverted Clopper–Pearson interval on the difference scale (module doc)."""
     n = int(x.size)
-    top = value_range.high
-    b = int(np.count_nonzero((x == top) & (y != top)))
-    c = int(np.count_nonzero((x != top) & (y == top)))
     if n == 0:
         return PairedDifference(0, math.nan, math.nan, math.nan, math.nan, "mcnemar")
+    test = mcnemar_test((x == value_range.high).astype(float), (y == value_range.high).astype(float))
+    b, c, p_value = test.b, test.c, test.p_value
     width = value_range.width
     diff = width * (b - c) / n
     discordant = b + c
     if discordant == 0:
         bound = width * (1.0 - ((1.0 - confidence) / 2) ** (1.0 / n))
         return PairedDifference(n, diff, -bound, bound, 1.0, "mcnemar", b, c)
-    p_value = min(1.0, 2.0 * float(bdtr(min(b, c), discordant, 0.5)))
     low, high = clopper_pearson(b, discordant, confidence)
     scale = width * discordant / n
     return PairedDifference(n, diff, scale * (2 * float(low) - 1), scale * (2 * float(high) - 1), p_value,
