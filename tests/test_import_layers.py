@@ -148,3 +148,26 @@ def test_suites_can_be_imported_first_by_the_library() -> None:
         done = subprocess.run([sys.executable, "-c", f"import {first}; import eval_pipeline.suites.loading"],
                               capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
+
+
+def package_edges() -> dict[str, set[str]]:
+    """Top-level package (or module) of eval_pipeline → those it imports anywhere in its files, deferred and
+    ``TYPE_CHECKING`` imports included: a dependency on paper is a dependency."""
+    edges: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        source = path.relative_to(PACKAGE).with_suffix("").parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "eval_pipeline" and len(parts) > 1 and parts[1] != source:
+                    edges.setdefault(source, set()).add(parts[1])
+    return edges
+
+
+def test_no_library_package_imports_one_that_imports_it_back() -> None:
+    edges = package_edges()
+    pairs = sorted({tuple(sorted((a, b))) for a, targets in edges.items() for b in targets
+                    if a in edges.get(b, ()) and a in LIBRARY and b in LIBRARY})
+    assert pairs == [], f"library packages importing each other: {pairs}"

@@ -75,5 +75,22 @@ def split_boundary(context: str, continuation: str) -> tuple[str, str]:
     return stripped, context[len(stripped):] + continuation
 
 
+def choice_picks(scores: Sequence[ContinuationScore], choices: Sequence[str]) -> dict[str, int]:
+    """The index each rule picks: ``acc`` the most likely choice, ``acc_norm`` the most likely per character of the
+    choice string (lm-eval divides by ``len(choice)``, the choice without the target delimiter). Ties go first."""
+    if not scores or len(scores) != len(choices):
+        raise ValueError(f"multiple_choice needs one score per choice, got {len(scores)} scores for "
+                         f"{len(choices)} choices")
+    if any(not choice for choice in choices):
+        raise ValueError("acc_norm divides by the choice's length: a choice is the empty string")
+    plain = [score.logprob for score in scores]
+    normalized = [score.logprob / len(choice) for score, choice in zip(scores, choices, strict=True)]
+    return {"acc": _first_argmax(plain), "acc_norm": _first_argmax(normalized)}
+
+
+def _first_argmax(values: Sequence[float]) -> int:
+    return max(range(len(values)), key=lambda index: values[index])
+
+
 __all__ = ["ContinuationScore", "LikelihoodError", "LikelihoodScorer", "LoglikelihoodRequest", "TextScore",
-           "split_boundary"]
+           "choice_picks", "split_boundary"]

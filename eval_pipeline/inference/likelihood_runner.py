@@ -12,8 +12,7 @@ import pandas as pd
 
 from eval_pipeline.data.likelihood_formats import choice_list
 from eval_pipeline.data.schemas import GENERATIONS
-from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest
-from eval_pipeline.metrics.likelihood import choice_picks
+from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest, choice_picks
 
 CHUNK_ITEMS = 32
 """Items scored per call: the unit of progress and of failure."""

@@ -3,17 +3,10 @@
 from eval_pipeline.judging.builtin import BUILTIN_METRIC_NAMES, builtin_metric
 from eval_pipeline.judging.custom import MAX_CUSTOM_METRICS, parse_custom_metrics, resolve_metrics
 from eval_pipeline.judging.metric import PLACEHOLDERS, JudgeMetric, JudgeMetricError, RatingLevel
-from eval_pipeline.judging.pairwise import (
-    PairwiseOutcome,
-    PairwiseSummary,
-    Preference,
-    combine_orders,
-    pairwise_messages,
-    parse_preference,
-    summarize_pairwise,
-)
+from eval_pipeline.judging.pairwise import Preference, combine_orders, pairwise_messages, parse_preference
 from eval_pipeline.judging.prompt import judge_messages
 from eval_pipeline.judging.verdict import Verdict, VerdictParseError, parse_verdict
+from eval_pipeline.metrics.pairwise_summary import PairwiseOutcome, PairwiseSummary, summarize_pairwise
 
 __all__ = [
     "BUILTIN_METRIC_NAMES",

@@ -13,11 +13,10 @@ import pandas as pd
 
 from eval_pipeline.data.schemas import JUDGMENTS
 from eval_pipeline.inference.cache import RequestCache
-from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest
+from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest, choice_picks
 from eval_pipeline.inference.likelihood_cache import with_cache
 from eval_pipeline.judging.metric import JudgeMetric
 from eval_pipeline.judging.run import JudgeStats, judge_jobs
-from eval_pipeline.metrics.likelihood import choice_picks
 
 VERDICT_PREFIX = "Verdict:"
 CHUNK_JOBS = 16

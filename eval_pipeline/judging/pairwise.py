@@ -2,46 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from eval_pipeline.judging.metric import normalize_label
 from eval_pipeline.judging.prompt import answer_format, data_rules, delimited_block, has_reference, make_nonce
 from eval_pipeline.judging.verdict import NEGATION_RE, VerdictParseError, clean_value, decisive_line
+from eval_pipeline.metrics.pairwise_summary import PairwiseOutcome
 
 Preference = Literal["A", "B", "tie"]
-Winner = Literal["model", "baseline", "tie"]
 _TIE_WORDS = frozenset({"tie", "tied", "draw", "equal", "equally"})
 _LABEL_WORDS = frozenset({"answer", "response", "assistant", "output", "option"})
 _AGAINST_WORDS = frozenset({"worse", "less", "inferior", "weaker", "lower", "loses", "lost", "fails", "wrong"})
 """Words after an option that may turn it around ("A is worse", "A loses"): such a value is no verdict for it."""
 _NEITHER_NOR_RE = re.compile(r"(?<![^\W_])(?:neither|nor)(?![^\W_])", re.IGNORECASE)
 """"Neither is better" states a tie, so these two do not count as negations here."""
-
-
-@dataclass(frozen=True)
-class PairwiseOutcome:
-    """One item's result from both orders; ``consistent`` when both orders gave the same underlying verdict."""
-
-    winner: Winner
-    consistent: bool
-
-
-@dataclass(frozen=True)
-class PairwiseSummary:
-    """Counts and rates (over ``n``) of the model's wins, losses and ties against the baseline."""
-
-    n: int
-    wins: int
-    losses: int
-    ties: int
-    win_rate: float
-    loss_rate: float
-    tie_rate: float
-    consistency_rate: float
 
 
 def pairwise_messages(*, prompt: str, answer_a: str, answer_b: str,
@@ -116,15 +91,3 @@ def combine_orders(model_first: Preference, baseline_first: Preference) -> Pairw
     return PairwiseOutcome("tie", False)
 
 
-def summarize_pairwise(outcomes: Sequence[PairwiseOutcome]) -> PairwiseSummary:
-    """Win/loss/tie counts and rates of the model against the baseline; NaN rates when there are no outcomes."""
-    n = len(outcomes)
-    wins = sum(outcome.winner == "model" for outcome in outcomes)
-    losses = sum(outcome.winner == "baseline" for outcome in outcomes)
-    ties = n - wins - losses
-    consistent = sum(outcome.consistent for outcome in outcomes)
-
-    def rate(count: int) -> float:
-        return count / n if n else math.nan
-
-    return PairwiseSummary(n, wins, losses, ties, rate(wins), rate(losses), rate(ties), rate(consistent))

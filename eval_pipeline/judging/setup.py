@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 from eval_pipeline.inference.base import GenerationParams
 from eval_pipeline.judging.custom import resolve_metrics
 from eval_pipeline.judging.metric import JudgeMetric
 
-if TYPE_CHECKING:  # the suite loader validates judge metrics through this module: no import of suites at run time
-    from eval_pipeline.suites.spec import JudgeSpec, Suite
+
+class JudgeModel(Protocol):
+    backend: str
+    name: str
+    model: str | None
+    endpoint: str | None
+
+
+class JudgeSpec(Protocol):
+    """What judging reads of a suite's ``judge`` block (``suites.spec.JudgeSpec`` is one): judging depends on this
+    shape, not on the suites package, which validates judge metrics through this module."""
+
+    model: JudgeModel
+    builtin_metrics: Any
+    custom_metrics: Any
+    verdict: str
+    max_tokens: int
+    seed: int
+
+
+class Suite(Protocol):
+    judge: JudgeSpec | None
+    source_path: str | None
+
+    def resolve_path(self, value: str) -> Path: ...
 
 
 def suite_judge_metrics(suite: Suite) -> list[JudgeMetric]:

@@ -11,20 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from eval_pipeline.inference.likelihood import ContinuationScore, TextScore
-
-
-def choice_picks(scores: Sequence[ContinuationScore], choices: Sequence[str]) -> dict[str, int]:
-    """The index each rule picks: ``acc`` the most likely choice, ``acc_norm`` the most likely per character of the
-    choice string (lm-eval divides by ``len(choice)``, the choice without the target delimiter). Ties go first."""
-    if not scores or len(scores) != len(choices):
-        raise ValueError(f"multiple_choice needs one score per choice, got {len(scores)} scores for "
-                         f"{len(choices)} choices")
-    if any(not choice for choice in choices):
-        raise ValueError("acc_norm divides by the choice's length: a choice is the empty string")
-    plain = [score.logprob for score in scores]
-    normalized = [score.logprob / len(choice) for score, choice in zip(scores, choices, strict=True)]
-    return {"acc": _first_argmax(plain), "acc_norm": _first_argmax(normalized)}
+from eval_pipeline.inference.likelihood import ContinuationScore, TextScore, choice_picks
 
 
 def multiple_choice(scores: Sequence[ContinuationScore], choices: Sequence[str], answer: int) -> dict[str, float]:
@@ -82,10 +69,6 @@ def corpus_perplexity(scores: Sequence[TextScore], words: Sequence[int] | None =
             raise ValueError(f"{len(words)} word counts for {len(scores)} texts")
         corpus["word_perplexity"] = word_perplexity(logprob, sum(words))
     return corpus
-
-
-def _first_argmax(values: Sequence[float]) -> int:
-    return max(range(len(values)), key=lambda index: values[index])
 
 
 def _exp(value: float) -> float:

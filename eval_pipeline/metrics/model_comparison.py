@@ -7,10 +7,10 @@ import math
 import pandas as pd
 
 from eval_pipeline.data.schemas import COMPARISON
-from eval_pipeline.judging.pairwise import PairwiseOutcome, summarize_pairwise
 from eval_pipeline.metrics.comparison import compare_models
 from eval_pipeline.metrics.multiplicity import with_holm
 from eval_pipeline.metrics.paired_difference import mcnemar_difference
+from eval_pipeline.metrics.pairwise_summary import PairwiseOutcome, summarize_pairwise
 
 PREFERENCE = "pairwise_preference"
 POSITION_CONSISTENCY = "pairwise_position_consistency"

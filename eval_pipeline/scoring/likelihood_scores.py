@@ -10,9 +10,9 @@ import pandas as pd
 
 from eval_pipeline.data.likelihood_formats import choice_list
 from eval_pipeline.data.schemas import SCORES
-from eval_pipeline.inference.likelihood import ContinuationScore
+from eval_pipeline.inference.likelihood import ContinuationScore, choice_picks
 from eval_pipeline.inference.likelihood_runner import TEXT_COLUMNS
-from eval_pipeline.metrics.likelihood import choice_picks, token_perplexity
+from eval_pipeline.metrics.likelihood import token_perplexity
 
 CHOICE_METRICS = ("acc", "acc_norm")
 TEXT_SCORER = "token_perplexity"

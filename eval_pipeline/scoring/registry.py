@@ -6,16 +6,13 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from eval_pipeline.data.schemas import SCORES
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.scoring import code_exec, text
-
-if TYPE_CHECKING:  # the suite loader checks scorers through this module: no import of suites at run time
-    from eval_pipeline.suites.spec import ScorerSpec
+from eval_pipeline.scoring.spec import ScorerSpec
 
 TextScorer = Callable[[str, str], float]
 

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+from eval_pipeline.scoring.spec import SCORER_NAME_PATTERN as NAME_PATTERN
+from eval_pipeline.scoring.spec import ScorerSpec
+
 SUITE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 BACKENDS = ("local", "precomputed", "bedrock", "sagemaker", "openai", "vllm")
 REMOTE_BACKENDS = ("bedrock", "sagemaker", "openai", "vllm")
@@ -129,19 +131,6 @@ class GenerationSpec(_Strict):
     num_samples: int = Field(default=1, ge=1, le=MAX_NUM_SAMPLES)
     seed: int = 0
     system_prompt: str | None = None
-
-
-class ScorerSpec(_Strict):
-    """A deterministic scorer; ``name`` is the metric name, ``type`` the scorer (defaults to the name)."""
-
-    name: str = Field(pattern=NAME_PATTERN)
-    type: str | None = None
-    pattern: str | None = None
-    ignore_case: bool = True
-
-    @property
-    def kind(self) -> str:
-        return self.type or self.name
 
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
