@@ -15,10 +15,8 @@ from eval_pipeline.metrics import (
     compare_models,
     holm,
     mcnemar_test,
-    paired_bootstrap,
     paired_difference,
 )
-from eval_pipeline.metrics import paired as paired_module
 from eval_pipeline.metrics.model_comparison import PREFERENCE, compare_suite, pairwise_rows
 
 
@@ -86,113 +84,6 @@ def test_mcnemar_no_discordant_pairs_and_input_types() -> None:
 def test_mcnemar_rejects_bad_input(model: list[float], baseline: list[float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         mcnemar_test(model, baseline)
-
-
-# --- paired bootstrap --------------------------------------------------------------------------------------------
-
-def correlated_pair(n: int, effect: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    baseline = rng.normal(size=n)
-    return baseline + effect + rng.normal(scale=0.8, size=n), baseline
-
-
-def bootstrap_se(x: np.ndarray, y: np.ndarray) -> float:
-    """The bootstrap distribution's SD of a mean, sd(ddof=0)/√n, by formula."""
-    d = x - y
-    return float(d.std() / math.sqrt(d.size))
-
-
-def test_bootstrap_mean_diff_exact_and_ci_covers_truth_for_large_sample() -> None:
-    model, baseline = correlated_pair(3000, 0.3, seed=1)
-    result = paired_bootstrap(model, baseline, n_resamples=4000)
-    assert result.n == 3000
-    assert result.mean_diff == pytest.approx(model.mean() - baseline.mean(), abs=1e-12)
-    assert result.ci_low < 0.3 < result.ci_high
-    assert result.ci_low < result.mean_diff < result.ci_high
-    # n = 3000 normal data: the percentile interval is ≈ mean ± 1.96 SE; 4000 resamples put ~3% noise on its width.
-    se = bootstrap_se(model, baseline)
-    assert result.ci_high - result.ci_low == pytest.approx(2 * 1.959964 * se, rel=0.06)
-
-
-def test_bootstrap_ci_agrees_with_scipy_bootstrap() -> None:
-    model, baseline = correlated_pair(200, 0.15, seed=2)
-    resamples = 20_000
-    ours = paired_bootstrap(model, baseline, n_resamples=resamples, seed=5)
-    reference = stats.bootstrap(
-        (model, baseline), lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
-        vectorized=True, method="percentile", n_resamples=resamples, confidence_level=0.95, random_state=11,
-    ).confidence_interval
-    # Same estimator, different random streams: each 2.5% / 97.5% quantile of B = 20,000 resampled means has
-    # Monte Carlo SD ≈ √(0.025·0.975/B) / φ(1.96) · SE ≈ 0.019·SE (60 reruns of each measured 0.019–0.020·SE),
-    # so two independent runs differ by ≈ 0.027·SE (SD). 0.12·SE is ≈ 4.4 of those SDs, and an interval off
-    # by a wrong scale or centre (e.g. resampling the two arrays unpaired) misses by far more.
-    tolerance = 0.12 * bootstrap_se(model, baseline)
-    assert ours.ci_low == pytest.approx(reference.low, abs=tolerance)
-    assert ours.ci_high == pytest.approx(reference.high, abs=tolerance)
-
-
-def test_bootstrap_p_value() -> None:
-    clear = paired_bootstrap(*correlated_pair(500, 0.4, seed=3), n_resamples=5000)
-    assert clear.p_value < 0.001 and clear.ci_low > 0
-
-    base = np.random.default_rng(4).normal(size=400)
-    noise = np.random.default_rng(5).normal(size=400)
-    noise -= noise.mean()  # a mean diff of exactly 0 (up to rounding)
-    null = paired_bootstrap(base + noise, base, n_resamples=5000)
-    assert null.p_value > 0.2 and null.ci_low < 0 < null.ci_high
-    assert paired_bootstrap([1.0, 0.0, 2.0], [0.0, 1.0, 2.0]).p_value == 1.0  # observed diff exactly 0
-
-    # Against the normal approximation 2·Φ(−|z|) at z ≈ 2.2: n = 1000 normal diffs make the bootstrap
-    # distribution very nearly normal; the Monte Carlo SD of p at 20,000 resamples is ≈ 0.002.
-    model, baseline = correlated_pair(1000, 0.0, seed=6)
-    se = bootstrap_se(model, baseline)
-    model = model - (model - baseline).mean() + 2.2 * se
-    result = paired_bootstrap(model, baseline, n_resamples=20_000)
-    assert result.p_value == pytest.approx(2 * stats.norm.sf(2.2), abs=0.008)
-    negative = paired_bootstrap(baseline, model, n_resamples=20_000)  # same indices: exactly mirrored
-    assert (negative.mean_diff, negative.p_value) == (pytest.approx(-result.mean_diff), result.p_value)
-
-
-def test_bootstrap_deterministic_per_seed() -> None:
-    model, baseline = correlated_pair(100, 0.1, seed=7)
-    first = paired_bootstrap(model, baseline, n_resamples=2000, seed=42)
-    assert paired_bootstrap(model, baseline, n_resamples=2000, seed=42) == first
-    other = paired_bootstrap(model, baseline, n_resamples=2000, seed=43)
-    assert other.mean_diff == first.mean_diff and (other.ci_low, other.ci_high) != (first.ci_low, first.ci_high)
-
-
-def test_bootstrap_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    model, baseline = correlated_pair(300, 0.2, seed=8)
-    whole = paired_bootstrap(model, baseline, n_resamples=10_001)
-    monkeypatch.setattr(paired_module, "_BLOCK_ELEMENTS", 3000)  # blocks of 10 resamples, the last one short
-    blocked = paired_bootstrap(model, baseline, n_resamples=10_001)
-    assert paired_bootstrap(model, baseline, n_resamples=10_001) == blocked
-    # As in the scipy comparison above; at B = 10,001 two independent runs differ by ≈ 0.038·SE (SD).
-    tolerance = 0.17 * bootstrap_se(model, baseline)
-    assert blocked.ci_low == pytest.approx(whole.ci_low, abs=tolerance)
-    assert blocked.ci_high == pytest.approx(whole.ci_high, abs=tolerance)
-
-
-def test_bootstrap_small_n() -> None:
-    empty = paired_bootstrap([], [])
-    assert empty.n == 0
-    assert all(math.isnan(v) for v in (empty.mean_diff, empty.ci_low, empty.ci_high, empty.p_value))
-    single = paired_bootstrap([0.75], [0.25])
-    assert (single.n, single.mean_diff) == (1, 0.5)
-    assert all(math.isnan(v) for v in (single.ci_low, single.ci_high, single.p_value))
-    constant = paired_bootstrap([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], n_resamples=100)
-    assert (constant.mean_diff, constant.ci_low, constant.ci_high, constant.p_value) == (1.0, 1.0, 1.0, 0.0)
-
-
-def test_bootstrap_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="length"):
-        paired_bootstrap([1.0, 2.0], [1.0])
-    with pytest.raises(ValueError, match="NaN"):
-        paired_bootstrap([1.0, math.nan], [1.0, 2.0])
-    with pytest.raises(ValueError, match="confidence"):
-        paired_bootstrap([1.0, 2.0], [1.0, 2.0], confidence=1.0)
-    with pytest.raises(ValueError, match="n_resamples"):
-        paired_bootstrap([1.0, 2.0], [1.0, 2.0], n_resamples=0)
 
 
 # --- compare_models ----------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,15 @@ def two_runs(tmp_path: Path) -> Iterator[tuple[RequestCache, RequestCache, Clock
     yield first, second, clock
     first.close()
     second.close()
+
+
+def run_twice_at_once(run: Callable[[], None]) -> None:
+    """Two runs in threads of this process, started together (each opens its own cache connection)."""
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def test_a_run_waits_for_requests_another_live_run_is_sending(two_runs: Any) -> None:
@@ -180,11 +189,7 @@ def test_two_threads_with_their_own_connections_send_each_request_once(tmp_path:
         frames.append(frame)
         cache.close()
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_twice_at_once(run)
     assert sorted(sampler.sent) == sorted(f"q{i}" for i in range(40))  # each once in total
     for frame in frames:
         assert frame["output"].tolist() == [f"Q{i}" for i in range(40)]
@@ -214,11 +219,7 @@ def test_judge_requests_are_sent_once_across_runs(tmp_path: Path) -> None:
         results.append(run_judgments(samples, generations, [metric], judge, PARAMS, judge_model="j", cache=cache))
         cache.close()
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_twice_at_once(run)
     assert len(judge.sent) == 20
     assert sum(stats.sent for _, stats in results) == 20
     assert all((frame["label"] == "Good").all() for frame, _ in results)

@@ -11,10 +11,8 @@ from eval_pipeline.metrics.agreement import Agreement, agreement, comparable_lab
 from eval_pipeline.metrics.comparison import COMPARISON_COLUMNS, compare_models
 from eval_pipeline.metrics.multiplicity import holm, with_holm
 from eval_pipeline.metrics.paired import (
-    BootstrapResult,
     McNemarResult,
     mcnemar_test,
-    paired_bootstrap,
 )
 from eval_pipeline.metrics.paired_difference import PairedDifference, paired_difference
 from eval_pipeline.metrics.ranges import SCORE_RANGE, UNBOUNDED, UNIT, ValueRange
@@ -25,7 +23,6 @@ __all__ += [
     "UNBOUNDED",
     "UNIT",
     "Agreement",
-    "BootstrapResult",
     "McNemarResult",
     "PairedDifference",
     "ValueRange",
@@ -34,7 +31,6 @@ __all__ += [
     "compare_models",
     "holm",
     "mcnemar_test",
-    "paired_bootstrap",
     "paired_difference",
     "with_holm",
 ]
