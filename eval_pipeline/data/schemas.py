@@ -94,6 +94,28 @@ COMPARISON = pa.schema([
     ("c", pa.int64()),
 ])
 
+ROLLOUTS = pa.schema([
+    ("sample_id", pa.string()),        # the task's id (a row of the samples table)
+    ("model", pa.string()),
+    ("sample_index", pa.int64()),      # the group member: 0 .. eval_group_size - 1
+    ("rollout_id", pa.string()),       # hash of task, model identity, environment, parameters and group member
+    ("environment", pa.string()),      # the environment's kind and name, e.g. "python:examples.calculator"
+    ("turns", pa.string()),            # JSON list, one object per turn: messages, tool calls/results, timings, tokens
+    ("messages", pa.string()),         # the whole conversation as JSON chat messages (data.messages shape)
+    ("num_turns", pa.int64()),         # the agent's turns
+    ("reward", pa.float64()),          # null when the rollout errored
+    ("success", pa.bool_()),           # reward >= success_threshold; null when the rollout errored
+    ("termination", pa.string()),      # done | max_turns | timeout | budget | error
+    ("tokens_in", pa.int64()),
+    ("tokens_out", pa.int64()),
+    ("latency_s", pa.float64()),       # wall time of the rollout
+    ("cached", pa.bool_()),            # every model call of the rollout came from the cache
+    ("request_hashes", pa.string()),   # JSON list of the model calls' cache keys, in order
+    ("row_hash", pa.string()),
+    ("error", pa.string()),
+    ("error_source", pa.string()),     # agent | environment | user | budget: only agent errors count against the model
+])
+
 METRICS = pa.schema([
     ("suite", pa.string()),
     ("model", pa.string()),
@@ -113,6 +135,7 @@ METRICS = pa.schema([
 BY_STAGE: dict[str, pa.Schema] = {
     "samples": SAMPLES,
     "generations": GENERATIONS,
+    "rollouts": ROLLOUTS,
     "scores": SCORES,
     "judgments": JUDGMENTS,
     "metrics": METRICS,

@@ -6,12 +6,12 @@ import pandas as pd
 
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import GenerationParams, Sampler
+from eval_pipeline.inference.model_spec import BACKENDS, REMOTE_BACKENDS, ModelSpec, SuitePaths
 from eval_pipeline.inference.prices import load_price_table
 from eval_pipeline.inference.remote import Price, RetryPolicy
-from eval_pipeline.suites.spec import BACKENDS, REMOTE_BACKENDS, ModelSpec, Suite
 
 
-def build_sampler(suite: Suite, spec: ModelSpec, samples: pd.DataFrame) -> Sampler:
+def build_sampler(suite: SuitePaths, spec: ModelSpec, samples: pd.DataFrame) -> Sampler:
     """The sampler for one model of a suite; ``samples`` feeds the precomputed backend."""
     if spec.backend == "local":
         from eval_pipeline.inference.local import LocalSampler
@@ -32,7 +32,7 @@ def build_sampler(suite: Suite, spec: ModelSpec, samples: pd.DataFrame) -> Sampl
                          file=suite.source_path, field=f"models.{spec.name}.backend")
 
 
-def build_remote_sampler(spec: ModelSpec, suite: Suite | None = None) -> Sampler:
+def build_remote_sampler(spec: ModelSpec, suite: SuitePaths | None = None) -> Sampler:
     """A bedrock, sagemaker, openai or vllm sampler with the model's concurrency, timeout, retries and price."""
     options = {
         "n_concurrent": spec.n_concurrent, "timeout_s": spec.timeout_s,
@@ -68,7 +68,7 @@ def build_remote_sampler(spec: ModelSpec, suite: Suite | None = None) -> Sampler
     return OpenAISampler(spec.base_url or "", spec.model or "", api_key_env=spec.api_key_env, **options)
 
 
-def model_location(spec: ModelSpec, suite: Suite | None) -> str:
+def model_location(spec: ModelSpec, suite: SuitePaths | None) -> str:
     """A local model directory (relative to the project root) if there is one, else the name as given."""
     model = spec.model or ""
     local_path = suite.resolve_path(model) if suite is not None else None
@@ -83,7 +83,7 @@ def model_price(spec: ModelSpec) -> Price | None:
     return table.get(spec.model or "") or table.get(spec.endpoint or "")
 
 
-def generation_params(suite: Suite) -> GenerationParams:
+def generation_params(suite: SuitePaths) -> GenerationParams:
     gen = suite.generation
     return GenerationParams(max_tokens=gen.max_tokens, temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed,
                             stop=tuple(gen.stop))

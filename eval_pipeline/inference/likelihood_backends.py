@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from eval_pipeline.inference.backends import model_location
 from eval_pipeline.inference.likelihood import LikelihoodScorer
-from eval_pipeline.suites.spec import ModelSpec, Suite
+from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
 
 
-def build_likelihood_scorer(suite: Suite, spec: ModelSpec) -> LikelihoodScorer:
+def build_likelihood_scorer(suite: SuitePaths, spec: ModelSpec) -> LikelihoodScorer:
     if spec.backend == "local":
         from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer
         from eval_pipeline.inference.local import LocalSampler

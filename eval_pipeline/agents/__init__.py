@@ -1,0 +1,1 @@
+"""Agents: environments (local Python, AgentCore runtime, Lambda), the simulated user and the rollout loop."""

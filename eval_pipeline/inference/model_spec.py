@@ -1,0 +1,115 @@
+"""A model under evaluation as a suite declares it: which backend serves it, and that backend's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""A model's name is its Dagster partition key and its MLflow run name."""
+BACKENDS = ("local", "precomputed", "bedrock", "sagemaker", "openai", "vllm")
+REMOTE_BACKENDS = ("bedrock", "sagemaker", "openai", "vllm")
+LIKELIHOOD_BACKENDS = ("local", "openai")
+
+TEMPERATURE_RANGES: dict[str, tuple[float, float | None]] = {
+    "local": (0.0, None),        # transformers: 0 is greedy, any positive value samples
+    "precomputed": (0.0, None),  # nothing is sampled
+    "bedrock": (0.0, 1.0),       # the Converse API's inferenceConfig.temperature
+    "sagemaker": (0.0, None),    # the container decides
+    "openai": (0.0, 2.0),        # the chat-completions API
+    "vllm": (0.0, None),         # vLLM's sampling parameters: any temperature >= 0
+}
+"""Each backend's accepted sampling temperature (low, high; None: unbounded), checked when a suite loads."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class PriceSpec(_Strict):
+    """US dollars per million tokens, for cost accounting."""
+
+    input_per_1m: float = Field(ge=0.0)
+    output_per_1m: float = Field(ge=0.0)
+
+
+class ModelSpec(_Strict):
+    """One model under evaluation; its ``name`` is its Dagster partition key."""
+
+    name: str = Field(pattern=MODEL_NAME_PATTERN, max_length=63)
+    backend: str = "local"
+    model: str | None = None
+    """local: the embedded name, a folder or a Hugging Face id; bedrock: a model or inference-profile id;
+    openai: the served model's name; vllm: a local directory or Hugging Face id; sagemaker: optional, recorded."""
+    # precomputed
+    responses: str | None = None
+    model_identifier: str | None = None
+    # local
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int = Field(default=8, ge=1)
+    # vllm: extra flags for its server, e.g. ["--tensor-parallel-size", "2"]
+    server_args: list[str] = Field(default_factory=list)
+    server_startup_timeout_s: float = Field(default=900.0, gt=0.0)
+    # remote
+    endpoint: str | None = None
+    inference_component: str | None = None
+    request_format: Literal["tgi", "messages", "custom"] = "tgi"
+    request_template: str | None = None
+    response_path: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    likelihood_prefix: str | None = None
+    """openai log-likelihoods: text sent before each scored text (e.g. "<|endoftext|>") so that its first token is
+    scored too, for tokenizers without a BOS token that the server would add."""
+    region: str | None = None
+    n_concurrent: int = Field(default=8, ge=1, le=1024)
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    max_attempts: int = Field(default=8, ge=1)
+    price: PriceSpec | None = None
+    # bedrock batch inference
+    mode: Literal["online", "batch"] = "online"
+    batch_s3_uri: str | None = None
+    batch_role_arn: str | None = None
+    batch_poll_s: float = Field(default=30.0, gt=0.0)
+    batch_min_records: int = Field(default=100, ge=1)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown backend {value!r}; known backends: {', '.join(BACKENDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_what_its_backend_needs(self) -> ModelSpec:
+        needs = {
+            "local": ("model", "a directory, a Hugging Face id, or 'smollm2-135m-instruct' for the embedded model"),
+            "bedrock": ("model", "a Bedrock model id or inference-profile id"),
+            "openai": ("base_url", "the server's base URL, e.g. http://127.0.0.1:8000/v1"),
+            "vllm": ("model", "a local model directory or a Hugging Face id for vLLM to serve"),
+            "sagemaker": ("endpoint", "the SageMaker endpoint name"),
+        }
+        if self.backend in needs:
+            key, what = needs[self.backend]
+            if not getattr(self, key):
+                raise ValueError(f"a {self.backend} model needs '{key}': {what}")
+        if self.backend == "openai" and not self.model:
+            raise ValueError("an openai model needs 'model': the name the server serves it under")
+        if self.mode == "batch" and (self.backend != "bedrock" or not (self.batch_s3_uri and self.batch_role_arn)):
+            raise ValueError("mode 'batch' is for bedrock models and needs 'batch_s3_uri' and 'batch_role_arn'")
+        if self.request_format == "custom" and not (self.request_template and self.response_path):
+            raise ValueError("request_format 'custom' needs 'request_template' and 'response_path'")
+        return self
+
+
+class SuitePaths(Protocol):
+    """What a backend needs of the suite it serves: its file (for errors) and how its relative paths resolve."""
+
+    source_path: str | None
+
+    def resolve_path(self, value: str) -> Path: ...
+
+    def resolve_uri(self, uri: str) -> str: ...
