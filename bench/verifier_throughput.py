@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from eval_pipeline.scoring.code_exec import Program, humaneval_program, run_programs  # noqa: E402
+from eval_pipeline.sandbox import Program, run_programs  # noqa: E402
+from eval_pipeline.scoring.code_exec import humaneval_program  # noqa: E402
 
 DATA = REPO / "examples" / "data"
 

@@ -16,15 +16,14 @@ from eval_pipeline.assets.suite_assets import model_stages, suite_comparison_sta
 from eval_pipeline.automation.jobs import compare_job_name, eval_job_name
 from eval_pipeline.data.formats import load_samples
 from eval_pipeline.errors import EvalInputError, input_error_in
-from eval_pipeline.inference.backends import build_sampler, generation_params, model_price
 from eval_pipeline.inference.cache import RequestCache
-from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
-from eval_pipeline.inference.planning import GenerationPlan, plan_generations, plan_likelihoods
+from eval_pipeline.inference.planning import GenerationPlan
 from eval_pipeline.metrics.gates import GateResult
 from eval_pipeline.resources.parquet_io import ParquetIOManager
 from eval_pipeline.stale_runs import end_orphaned_mlflow_runs, fail_orphaned_runs, process_tags
 from eval_pipeline.suite_definitions import build_definitions, default_resources
 from eval_pipeline.suites.spec import Suite
+from eval_pipeline.tasks import task_kind
 
 
 @dataclass
@@ -112,20 +111,12 @@ def plan_suite(suite: Suite, *, models: list[str] | None = None, limit: int | No
     uri = suite.resolve_uri(suite.dataset.uri)
     samples = require_items(load_samples(uri, suite.dataset.format, limit or suite.dataset.limit,
                                          breakdown_keys=suite.breakdown_keys), uri)
-    gen, params = suite.generation, generation_params(suite)
+    kind = task_kind(suite)
     cache = RequestCache(paths.generation_cache_path())
-    plans = []
-    for name in _model_names(suite, models):
-        spec = suite.model(name)
-        if suite.task != "generate":
-            plans.append(plan_likelihoods(samples, name, spec.backend, suite.task,
-                                          scorer=build_likelihood_scorer(suite, spec), cache=cache))
-            continue
-        plans.append(plan_generations(samples, name, build_sampler(suite, spec, samples), params,
-                                      num_samples=gen.num_samples, system_prompt=gen.system_prompt, cache=cache,
-                                      price=model_price(spec)))
-    cache.close()
-    return plans
+    try:
+        return [kind.plan(suite, suite.model(name), samples, cache) for name in _model_names(suite, models)]
+    finally:
+        cache.close()
 
 
 def _model_names(suite: Suite, models: list[str] | None) -> list[str]:
@@ -157,7 +148,7 @@ def _collect(suite: Suite, model: str, result: dg.ExecuteInProcessResult, io_man
         return run
     if not result.asset_materializations_for_node(_node(suite, "metrics")):
         return run
-    run.generation = _metadata(result, _node(suite, "generations"))
+    run.generation = _metadata(result, _node(suite, task_kind(suite).production_stage))
     run.judging = {key: value for key, value in _metadata(result, _node(suite, "judgments")).items()
                    if key in ("requests", "cached", "sent", "errors")}
     run.mlflow_run_id = _metadata(result, _node(suite, "metrics")).get("mlflow_run_id") or None

@@ -53,7 +53,7 @@ class Scripted:
     def generate(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                  on_progress: Any = None) -> list[Completion]:
         self.requests += requests
-        prompt = lambda r: r.messages[-1]["content"]  # noqa: E731
+        prompt = lambda r: r.messages[-1].content  # noqa: E731
         return [Completion(output="yes" if r.sample_index < self.correct.get(prompt(r), 0) else "no", tokens_in=3,
                            tokens_out=1) for r in requests]
 

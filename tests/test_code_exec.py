@@ -22,14 +22,10 @@ from eval_pipeline.inference.base import GenerationParams
 from eval_pipeline.inference.precomputed import PrecomputedSampler
 from eval_pipeline.inference.runner import run_generations
 from eval_pipeline.metrics.passk_table import pass_k_rows, task_counts
-from eval_pipeline.scoring import code_exec
-from eval_pipeline.scoring.code_exec import (
-    check_humaneval,
-    completion_code,
-    run_programs,
-)
+from eval_pipeline.sandbox import CheckResult, fork_limit_enforced, run_checked, run_programs
+from eval_pipeline.sandbox import batch as sandbox_batch
+from eval_pipeline.scoring.code_exec import check_humaneval, completion_code
 from eval_pipeline.scoring.registry import score_generations, validate_scorers
-from eval_pipeline.scoring.sandbox import SandboxResult, fork_limit_enforced, run_python
 from eval_pipeline.suites.spec import ScorerSpec
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox's limits are tested on Linux")
@@ -100,13 +96,13 @@ class GroupWatcher(threading.Thread):
         return self.groups
 
 
-def run_watched(code: str, tmp_path: Path, **kwargs: float) -> tuple[SandboxResult, set[int], float]:
+def run_watched(code: str, tmp_path: Path, **kwargs: float) -> tuple[CheckResult, set[int], float]:
     base = tmp_path / "sandboxes"
     base.mkdir(exist_ok=True)
     watcher = GroupWatcher(str(base))
     watcher.start()
     started = time.perf_counter()
-    result = run_python(code, cwd=base, **kwargs)  # type: ignore[arg-type]
+    result = run_checked(code, cwd=base, **kwargs)  # type: ignore[arg-type]
     return result, watcher.stop(), time.perf_counter() - started
 
 
@@ -126,12 +122,12 @@ def test_correct_code_passes_and_wrong_code_fails() -> None:
 
 def test_the_program_runs_in_a_fresh_directory_that_is_removed(tmp_path: Path) -> None:
     code = "import os\nopen('out.txt', 'w').write('kept')\nprint(os.getcwd())\nprint(open('out.txt').read())\n"
-    result = run_python(code, cwd=tmp_path)
+    result = run_checked(code, cwd=tmp_path)
     assert result.status == "passed", result.stderr_tail
     workdir, content = result.stdout_tail.split()
     assert workdir.startswith(str(tmp_path)) and content == "kept"
     assert not Path(workdir).exists() and list(tmp_path.iterdir()) == []
-    exited = run_python("import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(3)")
+    exited = run_checked("import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(3)")
     assert exited.status == "failed" and exited.stdout_tail == "out\n" and exited.stderr_tail == "err\n"
 
 
@@ -152,7 +148,7 @@ def test_a_memory_bomb_is_stopped_by_its_limit(code: str, tmp_path: Path) -> Non
     assert result.status == "memory" and not result.passed
     assert wall < 10.0
     assert live_processes(str(tmp_path)) == []
-    assert run_python("print(sum(range(10)))").stdout_tail == "45\n"  # and the host is fine
+    assert run_checked("print(sum(range(10)))").stdout_tail == "45\n"  # and the host is fine
 
 
 def test_the_program_cannot_raise_its_own_limits() -> None:
@@ -160,25 +156,25 @@ def test_the_program_cannot_raise_its_own_limits() -> None:
             "for name in ('RLIMIT_AS', 'RLIMIT_CPU', 'RLIMIT_NPROC'):\n"
             "    try:\n        resource.setrlimit(getattr(resource, name), (inf, inf))\n"
             "    except (ValueError, OSError):\n        continue\n    raise SystemExit(f'raised {name}')\n")
-    result = run_python(code)
+    result = run_checked(code)
     assert result.status == "passed", result.stderr_tail
 
 
 def test_writing_outside_the_working_directory_fails(tmp_path: Path) -> None:
     target, kept = tmp_path / "escaped.txt", tmp_path / "kept.txt"
     kept.write_text("kept")
-    result = run_python(f"open({str(target)!r}, 'w').write('out')\n")
+    result = run_checked(f"open({str(target)!r}, 'w').write('out')\n")
     assert result.status == "failed" and "PermissionError" in result.stderr_tail
     for code in (f"import os\nos.remove({str(kept)!r})\n", f"import pathlib\npathlib.Path({str(target)!r}).touch()\n",
                  f"import shutil\nshutil.copy({str(kept)!r}, {str(target)!r})\n"):
-        assert run_python(code).status == "failed"
+        assert run_checked(code).status == "failed"
     assert not target.exists() and kept.read_text() == "kept"
 
 
 def test_the_os_refuses_writes_outside_even_without_the_prelude(tmp_path: Path) -> None:
     target = tmp_path / "escaped.txt"
     code = f"import os, posix\nfd = posix.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)\nposix.write(fd, b'x')\n"
-    result = run_python(code)
+    result = run_checked(code)
     if "readonly_fs" not in result.isolation:
         pytest.skip(f"no mount namespace on this host (isolation: {result.isolation})")
     assert result.status == "failed" and "Read-only file system" in result.stderr_tail
@@ -202,7 +198,7 @@ def assert_nobody_connected(server: socket.socket) -> None:
 
 def test_opening_a_socket_fails(listener: socket.socket) -> None:
     port = listener.getsockname()[1]
-    result = run_python(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).send(b'hi')\n")
+    result = run_checked(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).send(b'hi')\n")
     assert result.status == "failed" and "PermissionError" in result.stderr_tail
     assert_nobody_connected(listener)
 
@@ -211,7 +207,7 @@ def test_the_network_namespace_stops_a_socket_that_gets_past_the_prelude(listene
     port = listener.getsockname()[1]
     code = ("import socket\nraw = [c for c in socket.socket.__mro__ if c.__module__ == '_socket'][-1]\n"
             f"s = raw(socket.AF_INET, socket.SOCK_STREAM)\ns.settimeout(2)\ns.connect(('127.0.0.1', {port}))\n")
-    result = run_python(code)
+    result = run_checked(code)
     if "netns" not in result.isolation:
         pytest.skip(f"no network namespace on this host (isolation: {result.isolation})")
     assert result.status == "failed" and "OSError" in result.stderr_tail
@@ -333,9 +329,9 @@ def test_the_scorer_reports_errors_only_for_infrastructure_failures(monkeypatch:
     assert "generation failed" in scores["error"][1]
     assert "'test' and 'entry_point'" in scores["error"][3] and "no sample 'missing'" in scores["error"][4]
 
-    def broken(*_: object, **__: object) -> SandboxResult:
+    def broken(*_: object, **__: object) -> CheckResult:
         raise OSError("no python")
-    monkeypatch.setattr(code_exec, "run_python", broken)
+    monkeypatch.setattr(sandbox_batch, "run_checked", broken)
     failed = score_generations(samples, generations.head(1), [ScorerSpec(name="code_exec")])
     assert failed["score"].isna().all() and "no python" in failed["error"][0]
 
@@ -356,7 +352,7 @@ def test_completion_code_takes_a_fenced_block() -> None:
 def test_environment_is_minimal() -> None:
     os.environ["HTTPS_PROXY"] = "http://proxy.invalid:1"
     try:
-        result = run_python("import os\nprint(sorted(k for k in os.environ if 'PROXY' in k.upper()))\n"
+        result = run_checked("import os\nprint(sorted(k for k in os.environ if 'PROXY' in k.upper()))\n"
                             "print(os.environ['HOME'] == os.getcwd())\n")
     finally:
         del os.environ["HTTPS_PROXY"]

@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 
 from eval_pipeline.data.formats import load_samples
-from eval_pipeline.scoring import sandbox
-from eval_pipeline.scoring.check_program import compile_check
-from eval_pipeline.scoring.code_exec import Program, check_humaneval, run_programs, score_code_exec
-from eval_pipeline.scoring.sandbox import Check, run_python
+from eval_pipeline.sandbox import Check, Program, checked, run_checked, run_programs, verdict
+from eval_pipeline.sandbox.check import compile_check
+from eval_pipeline.sandbox.outcome import classify
+from eval_pipeline.sandbox.report import Report
+from eval_pipeline.scoring.code_exec import check_humaneval, score_code_exec
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox is tested on Linux")
 
@@ -222,24 +223,24 @@ def test_the_scorer_scores_forgeries_zero_and_right_answers_one() -> None:
 
 
 def test_a_status_0_exit_without_the_verdict_says_why() -> None:
-    result = run_python("import os\nos._exit(0)\n")
-    assert result.status == "failed" and sandbox.NO_VERDICT.strip() in result.stderr_tail
-    assert run_python("print('ran to the end')\n").status == "passed"
-    assert run_python("raise SystemExit(0)\n").status == "failed"
+    result = run_checked("import os\nos._exit(0)\n")
+    assert result.status == "failed" and checked.NO_VERDICT.strip() in result.stderr_tail
+    assert run_checked("print('ran to the end')\n").status == "passed"
+    assert run_checked("raise SystemExit(0)\n").status == "failed"
 
 
 def test_a_pass_needs_the_verdict_and_a_clean_exit() -> None:
-    assert sandbox._classify(0, False, {}, "", 11, verdict=True) == "passed"
-    assert sandbox._classify(0, False, {"wait_status": 0, "cpu_s": 0.0}, "", 11, verdict=False) == "failed"
-    assert sandbox._classify(1, False, {"wait_status": 256, "cpu_s": 0.0}, "", 11, verdict=True) == "failed"
-    assert sandbox._classify(0, True, {}, "", 11, verdict=True) == "timeout"
+    assert classify(0, False, Report(), "", 11, verdict=True) == "passed"
+    assert classify(0, False, Report(wait_status=0), "", 11, verdict=False) == "failed"
+    assert classify(1, False, Report(wait_status=256), "", 11, verdict=True) == "failed"
+    assert classify(0, True, Report(), "", 11, verdict=True) == "timeout"
 
 
 def test_the_token_is_nowhere_the_program_can_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """The program knows only the token's hash and looks for it in its argv, environment, stdin, the files of its
     sandbox and every descriptor it can read; as a control it finds a token planted in the test code."""
     token, planted = "5" * 32, "a1b2c3d4" * 4
-    monkeypatch.setattr(sandbox, "_new_token", lambda: token.encode())
+    monkeypatch.setattr(verdict, "new_token", lambda: token.encode())
     digests = {hashlib.sha256(t.encode()).hexdigest(): label for t, label in ((token, "TOKEN"), (planted, "PLANTED"))}
     scanner = f'''
 import hashlib, os, re, sys
@@ -276,7 +277,7 @@ if ppid > 0:
 '''
     completion = "    return sum(x * x for x in numbers)\n" + scanner
     test = SUM_SQUARES["test"] + f"\nPLANTED = {planted!r}\n"
-    result = run_python(SUM_SQUARES["prompt"] + completion, check=Check(test, SUM_SQUARES["entry_point"]))
+    result = run_checked(SUM_SQUARES["prompt"] + completion, check=Check(test, SUM_SQUARES["entry_point"]))
     assert result.passed, result
     assert "PLANTED" in result.stdout_tail and "TOKEN" not in result.stdout_tail, result.stdout_tail
 
@@ -290,7 +291,7 @@ for name in os.listdir("/proc"):
     if name.isdigit() and name != me:
         try:
             with open(f"/proc/{name}/cmdline", "rb") as handle:
-                if b"sandbox_child.main" not in handle.read():
+                if b"boot.main" not in handle.read():
                     continue
             with open(f"/proc/{name}/maps") as handle:
                 start = int(handle.readline().split("-")[0], 16)
@@ -300,7 +301,7 @@ for name in os.listdir("/proc"):
         except OSError as exc:
             print("DENIED", exc.errno)
 """
-    result = run_python(probe)
+    result = run_checked(probe)
     assert result.status == "passed", result
     if not result.stdout_tail:
         pytest.skip("the bootstrap is not visible from the sandbox on this host")
@@ -308,7 +309,7 @@ for name in os.listdir("/proc"):
 
 
 def test_each_run_has_its_own_token() -> None:
-    tokens = {sandbox._new_token() for _ in range(100)}
+    tokens = {verdict.new_token() for _ in range(100)}
     assert len(tokens) == 100 and all(len(t) == 32 for t in tokens)
 
 

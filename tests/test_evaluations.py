@@ -241,7 +241,7 @@ class Scripted:
 
     def generate(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                  on_progress: Any = None) -> list[Completion]:
-        return [Completion(output=self.answers.get(r.messages[-1]["content"], "")) for r in requests]
+        return [Completion(output=self.answers.get(r.messages[-1].content, "")) for r in requests]
 
 
 def test_jsonl_rollout_checkers(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ class ScriptedSampler:
         self.seen += [(r.sample_id, r.sample_index) for r in requests]
         out = []
         for r in requests:
-            prompt = r.messages[-1]["content"]
+            prompt = r.messages[-1].content
             out.append(Completion.failed("scripted failure") if prompt in self.failing
                        else Completion(output=f"{prompt.upper()}#{r.sample_index}", tokens_in=1, tokens_out=2))
         if on_progress:

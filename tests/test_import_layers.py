@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "eval_pipeline"
 LIBRARY = ("data", "inference", "judging", "scoring", "metrics", "evaluations", "tracking", "suites", "errors",
-           "paths", "file_lock", "process_identity")
+           "paths", "file_lock", "process_identity", "agents", "registry", "tasks", "sandbox")
 DAGSTER_LAYER = ("assets", "resources", "automation", "definitions", "suite_definitions", "sdk", "cli",
                  "execution", "instance", "stale_runs")
 
@@ -152,12 +152,15 @@ def test_suites_can_be_imported_first_by_the_library() -> None:
 
 def package_edges() -> dict[str, set[str]]:
     """Top-level package (or module) of eval_pipeline → those it imports anywhere in its files, deferred and
-    ``TYPE_CHECKING`` imports included: a dependency on paper is a dependency."""
+    ``TYPE_CHECKING`` imports included (a dependency on paper is a dependency), ``from eval_pipeline import paths``
+    too."""
     edges: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
         source = path.relative_to(PACKAGE).with_suffix("").parts[0]
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [f"eval_pipeline.{alias.name}" for alias in node.names] if isinstance(node, ast.ImportFrom)
+                     and node.level == 0 and node.module == "eval_pipeline" else
                      [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
             for name in names:
                 parts = name.split(".")
@@ -171,3 +174,30 @@ def test_no_library_package_imports_one_that_imports_it_back() -> None:
     pairs = sorted({tuple(sorted((a, b))) for a, targets in edges.items() for b in targets
                     if a in edges.get(b, ()) and a in LIBRARY and b in LIBRARY})
     assert pairs == [], f"library packages importing each other: {pairs}"
+
+
+def library_package_graph() -> dict[str, set[str]]:
+    """``package_edges`` restricted to the library's packages (those present: a package being written may not be)."""
+    edges = package_edges()
+    present = {path.stem if path.is_file() else path.name for path in PACKAGE.iterdir()}
+    library = [name for name in LIBRARY if name in present]
+    return {name: {target for target in edges.get(name, ()) if target in library} for name in library}
+
+
+def test_the_library_packages_form_no_cycle_of_any_length() -> None:
+    """Not only no two packages importing each other: no chain of them leads back to where it started."""
+    graph = library_package_graph()
+    assert "suites" in graph and "inference" in graph
+    assert cycles(graph) == [], f"library packages in an import cycle: {cycles(graph)}"
+
+
+def test_the_package_cycle_check_sees_a_three_package_cycle() -> None:
+    graph = library_package_graph()
+    graph["data"] = {*graph["data"], "scoring"}  # data -> scoring -> metrics -> data would close a loop
+    graph["scoring"] = {*graph["scoring"], "metrics"}
+    graph["metrics"] = {*graph["metrics"], "data"}
+    assert any({"data", "scoring", "metrics"} <= set(component) for component in cycles(graph))
+
+
+def test_package_edges_count_an_import_of_a_module_from_the_package_itself() -> None:
+    assert "paths" in package_edges()["inference"]  # vllm.py: ``from eval_pipeline import paths``

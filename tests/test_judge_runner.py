@@ -41,7 +41,7 @@ class ScriptedJudge:
         self.seen += len(requests)
         out = []
         for request in requests:
-            text = self.reply(blocks(request.messages[-1]["content"]))
+            text = self.reply(blocks(request.messages[-1].content))
             out.append(Completion.failed("judge throttled") if text is None else Completion(output=text))
         return out
 

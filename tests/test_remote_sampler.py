@@ -36,7 +36,7 @@ class Scripted(RemoteSampler):
         return {"backend": self.backend}
 
     def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
-        prompt = request.messages[-1]["content"]
+        prompt = request.messages[-1].content
         with self._lock:
             attempt = self.attempts.get(prompt, 0)
             self.attempts[prompt] = attempt + 1

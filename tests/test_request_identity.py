@@ -16,7 +16,7 @@ from eval_pipeline.inference.likelihood import ContinuationScore, LoglikelihoodR
 from eval_pipeline.inference.likelihood_cache import with_cache
 from eval_pipeline.inference.likelihood_runner import run_choice_likelihoods, run_text_likelihoods
 from eval_pipeline.inference.local import LocalSampler
-from eval_pipeline.inference.planning import plan_likelihoods
+from eval_pipeline.inference.planning import plan_choice_likelihoods
 from eval_pipeline.inference.precomputed import PrecomputedSampler
 from eval_pipeline.inference.runner import run_generations
 from eval_pipeline.inference.sagemaker import SageMakerSampler
@@ -148,7 +148,7 @@ class EchoJudge:
         self.seen += len(requests)
         replies = []
         for request in requests:
-            fields = blocks(request.messages[-1]["content"])
+            fields = blocks(request.messages[-1].content)
             if "answer_a" in fields:
                 replies.append(Completion(output=f"Verdict: {'A' if '!' in fields['answer_a'] else 'B'}"))
             else:
@@ -223,7 +223,7 @@ def test_likelihood_scores_are_cached_per_request_and_counted(tmp_path: Path) ->
     assert again["output"].tolist() == ["blue", "red"]  # one question, each item its own choices
     other = with_cache(CountingScorer("v2"), cache)  # another model: nothing shared
     assert json.loads(run_choice_likelihoods(mc_samples(), "m", other)["choice_logprobs"][0]) == [-104.0, -105.0]
-    plan = plan_likelihoods(mc_samples(), "m", "counting", "multiple_choice", scorer=inner, cache=cache)
+    plan = plan_choice_likelihoods(mc_samples(), "m", "counting", scorer=inner, cache=cache)
     assert (plan.requests, plan.cached, plan.to_send) == (4, 4, 0)
 
     texts = pd.DataFrame({"sample_id": ["t1", "t2"], "input": ["a b", "c d e"], "row_hash": ["1", "2"]})

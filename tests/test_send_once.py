@@ -53,11 +53,11 @@ class Upper:
     def generate(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                  on_progress: Any = None) -> list[Completion]:
         with self._lock:
-            self.sent += [r.messages[-1]["content"] for r in requests]
+            self.sent += [r.messages[-1].content for r in requests]
         out = []
         for request in requests:
             time.sleep(self.delay_s)
-            out.append(Completion(output=request.messages[-1]["content"].upper()))
+            out.append(Completion(output=request.messages[-1].content.upper()))
             if on_progress:
                 on_progress(1)
         return out

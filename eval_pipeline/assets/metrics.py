@@ -11,24 +11,24 @@ from eval_pipeline.judging.degenerate import degenerate_judges
 from eval_pipeline.judging.quality import judge_agreement
 from eval_pipeline.judging.run import judgment_scores
 from eval_pipeline.judging.setup import judge_record, suite_judge_metrics
-from eval_pipeline.metrics.aggregate import aggregate_scores
-from eval_pipeline.metrics.corpus import aggregate_corpus
 from eval_pipeline.metrics.gates import ERROR_RATE_GATE, GATE_METADATA_KEY, GateResult, error_rate_gate
-from eval_pipeline.metrics.passk_table import pass_k_rows
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.scoring.items import item_table
 from eval_pipeline.suites.spec import Suite
+from eval_pipeline.tasks import task_kind
 from eval_pipeline.tracking import EvaluationRecord
 
 ERROR_RATE_CHECK = ERROR_RATE_GATE
 
 
 def metric_inputs(suite: Suite) -> tuple[str, ...]:
-    return ("samples", "generations", "scores", "judgments") if suite.judge else ("samples", "generations", "scores")
+    stages = ("samples", task_kind(suite).production_stage, "scores")
+    return (*stages, "judgments") if suite.judge else stages
 
 
 def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     key = dg.AssetKey([suite.suite, "metrics"])
+    kind = task_kind(suite)
 
     @dg.asset(key=key, group_name=suite.suite, partitions_def=partitions, kinds={"parquet", "mlflow"},
               ins={stage: dg.AssetIn(key=[suite.suite, stage]) for stage in metric_inputs(suite)},
@@ -39,19 +39,14 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
               description="Per metric (and breakdown value): mean, stderr, 95% CI, n, errors; logged to MLflow.")
     def metrics(context: dg.AssetExecutionContext, mlflow: MlflowTrackingResource, **tables: pd.DataFrame):
         model = suite.model(context.partition_key)
-        samples, generations, scores = tables["samples"], tables["generations"], tables["scores"]
+        samples, generations, scores = tables["samples"], tables[kind.production_stage], tables["scores"]
         judgments = tables.get("judgments")
         if judgments is not None:
             scores = pd.concat([scores, judgment_scores(judgments)], ignore_index=True)
-        aggregate = aggregate_corpus if suite.task == "perplexity" else aggregate_scores
-        table = aggregate(suite.suite, samples, scores, suite.breakdown_keys)
-        if suite.pass_k:
-            table = pd.concat([table, pass_k_rows(scores, suite.pass_k, suite=suite.suite,
-                                                  success_threshold=suite.success_threshold)], ignore_index=True)
+        table = kind.aggregate(suite, samples, scores)
         params: dict[str, object] = {
             "model": model.model_dump(exclude_none=True), "generation": suite.generation.model_dump(),
-            "task": suite.task, "scorers": [s.name for s in suite.scorers] if suite.task == "generate" else [],
-            "dataset": suite.dataset.model_dump()}
+            **kind.params(suite), "dataset": suite.dataset.model_dump()}
         if judgments is not None and suite.judge is not None:
             judge_metrics = suite_judge_metrics(suite)
             table = pd.concat([table, judge_agreement(suite.suite, model.name, samples, judgments, judge_metrics,

@@ -10,14 +10,16 @@ from eval_pipeline.assets.partitions import model_partitions
 from eval_pipeline.assets.samples import build_samples_asset
 from eval_pipeline.assets.scores import build_scores_asset
 from eval_pipeline.suites.spec import Suite
+from eval_pipeline.tasks import task_kind
 
 STAGES = ("samples", "generations", "scores", "metrics")
-"""The stages every suite has; a judge adds ``judgments``, a baseline adds ``comparison`` (and ``pairwise``)."""
+"""The stages of a ``generate`` suite; a judge adds ``judgments``, a baseline adds ``comparison`` (and
+``pairwise``). Other task kinds name their own (``TaskKind.stages``)."""
 
 
 def model_stages(suite: Suite) -> tuple[str, ...]:
-    """The stages of one model partition, in order."""
-    return ("samples", "generations", "scores", *(("judgments",) if suite.judge else ()), "metrics")
+    """The stages of one model partition, in order (the suite's task kind says which)."""
+    return task_kind(suite).stages(suite)
 
 
 def suite_comparison_stages(suite: Suite) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import pandas as pd
 from eval_pipeline.data import likelihood_formats
 from eval_pipeline.data.humaneval import convert_humaneval, looks_like_humaneval
 from eval_pipeline.data.jsonl import jsonl_records
+from eval_pipeline.data.messages import ChatMessage, messages_to_json
 from eval_pipeline.data.schemas import SAMPLES
 from eval_pipeline.data.sources import SourceFile, read_source
 from eval_pipeline.errors import EvalInputError
@@ -149,6 +150,11 @@ def _messages(record: Row, file: str, line: int) -> Row:
                 or not isinstance(message.get("content"), str)):
             raise EvalInputError(f"each message needs a role in {sorted(_ROLES)} and string content",
                                  file=file, line=line, field=f"messages[{index}]")
+        try:  # tool calls and tool results are read (and kept) as typed messages
+            ChatMessage.from_dict(message)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise EvalInputError(f"is not a chat message ({type(exc).__name__}: {exc})", file=file, line=line,
+                                 field=f"messages[{index}]") from None
     reference = _text_field(record, ("reference", "answer", "referenceResponse"), file, line, required=False)
     if messages[-1]["role"] == "assistant":
         if reference is None:
@@ -157,7 +163,7 @@ def _messages(record: Row, file: str, line: int) -> Row:
     if not any(m["role"] == "user" for m in messages):
         raise EvalInputError("has no user message to answer", file=file, line=line, field="messages")
     return {
-        "input": json.dumps([{"role": m["role"], "content": m["content"]} for m in messages], ensure_ascii=False),
+        "input": messages_to_json([ChatMessage.from_dict(m) for m in messages]),
         "input_kind": "messages",
         "reference": reference,
         "consumed": {"messages", "reference", "answer", "referenceResponse"},

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from eval_pipeline.data.messages import ChatMessage, ToolSpec
 from eval_pipeline.evaluations.base import Intermediate
+from eval_pipeline.inference.tool_text import protocol_messages, render_prompt
 
 
 def tokenizer_of(inference: Any, encoding: Any = None) -> Any:
@@ -30,13 +32,13 @@ def encode_text(tokenizer: Any, text: str, add_special_tokens: bool = False) -> 
     return list(tokenizer.encode_batch([text])[0])
 
 
-def prompt_token_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
-    """A request's prompt ids as the local sampler builds them: the chat template with the generation prompt,
-    else the messages' contents joined by blank lines (with the tokenizer's special tokens)."""
+def prompt_token_ids(tokenizer: Any, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> list[int]:
+    """A request's prompt ids as the local sampler builds them (``tool_text.render_prompt``): the chat template
+    with the generation prompt, else the messages' contents joined by blank lines (with the special tokens)."""
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
-        return encode_text(tokenizer, text)
-    return encode_text(tokenizer, "\n\n".join(str(m["content"]) for m in messages), add_special_tokens=True)
+        return encode_text(tokenizer, render_prompt(tokenizer, messages, tools)[0])
+    text = "\n\n".join(m["content"] for m in protocol_messages(messages, tools))
+    return encode_text(tokenizer, text, add_special_tokens=True)
 
 
 def pad_id(tokenizer: Any) -> int:

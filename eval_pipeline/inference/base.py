@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-Message = dict[str, str]
+from eval_pipeline.data.messages import ROLES, ChatMessage, ToolCall, ToolSpec
+from eval_pipeline.errors import EvalInputError
+
+Message = ChatMessage
+"""Kept as a name for older imports: a request's messages are typed ``ChatMessage`` objects."""
 ProgressCallback = Callable[[int], None]
 """Called with the number of requests just finished."""
 
@@ -27,11 +31,17 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One completion to make: a chat conversation (a plain prompt is one user message)."""
+    """One completion to make: a chat conversation (a plain prompt is one user message) and the tools the model may
+    call. Messages and tools given as dicts (our JSON shape or OpenAI's) are read into ``ChatMessage``/``ToolSpec``."""
 
     sample_id: str
     sample_index: int
-    messages: tuple[Message, ...]
+    messages: tuple[ChatMessage, ...]
+    tools: tuple[ToolSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "messages", tuple(_message(m) for m in self.messages))
+        object.__setattr__(self, "tools", tuple(_tool(t) for t in self.tools))
 
 
 @dataclass
@@ -45,6 +55,7 @@ class Completion:
     latency_s: float = 0.0
     cost_usd: float | None = None
     error: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @classmethod
     def failed(cls, reason: str, latency_s: float = 0.0) -> Completion:
@@ -65,9 +76,37 @@ class Sampler(Protocol):
         ...
 
 
-def request_messages(text: str, input_kind: str, system_prompt: str | None = None) -> tuple[Message, ...]:
+def request_messages(text: str, input_kind: str, system_prompt: str | None = None) -> tuple[ChatMessage, ...]:
     """A sample's input as chat messages, with the suite's system prompt first when it sets one."""
-    messages: list[Message] = json.loads(text) if input_kind == "messages" else [{"role": "user", "content": text}]
-    if system_prompt and not any(m["role"] == "system" for m in messages):
-        messages = [{"role": "system", "content": system_prompt}, *messages]
+    messages = ([ChatMessage.from_dict(m) for m in json.loads(text)] if input_kind == "messages"
+                else [ChatMessage(role="user", content=text)])
+    if system_prompt and not any(m.role == "system" for m in messages):
+        messages = [ChatMessage(role="system", content=system_prompt), *messages]
     return tuple(messages)
+
+
+def refuse_tools(requests: Sequence[GenerationRequest], backend: str) -> None:
+    """Raise EvalInputError when any request offers tools: for backends that cannot send them (rather than
+    dropping them silently)."""
+    for request in requests:
+        if request.tools:
+            raise EvalInputError(f"backend {backend!r} cannot offer tools to the model (request {request.sample_id!r}"
+                                 f" offers {', '.join(t.name for t in request.tools)}); use bedrock, openai, vllm, "
+                                 "local or sagemaker with request_format 'messages'", field="tools")
+
+
+def _message(value: ChatMessage | Mapping[str, Any]) -> ChatMessage:
+    """A message read from our JSON shape or OpenAI's. A role we do not know is kept as given (its text only), so
+    the backend fails that one request, as samplers do, rather than the whole batch failing here."""
+    if isinstance(value, ChatMessage):
+        return value
+    try:
+        return ChatMessage.from_dict(value)
+    except ValueError:
+        if value.get("role") in ROLES or not isinstance(value.get("content"), str):
+            raise
+        return ChatMessage(role=value["role"], content=value["content"])
+
+
+def _tool(value: ToolSpec | Mapping[str, Any]) -> ToolSpec:
+    return value if isinstance(value, ToolSpec) else ToolSpec.from_dict(value)

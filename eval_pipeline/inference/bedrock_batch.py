@@ -15,7 +15,13 @@ from typing import Any
 
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.aws import aws_client, check_credentials, classify_aws_error
-from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest, ProgressCallback
+from eval_pipeline.inference.base import (
+    Completion,
+    GenerationParams,
+    GenerationRequest,
+    ProgressCallback,
+    refuse_tools,
+)
 from eval_pipeline.inference.bedrock import BedrockSampler, converse_body, parse_converse
 from eval_pipeline.inference.remote import Price, TransientError
 
@@ -49,7 +55,9 @@ class BedrockBatchSampler:
 
     def generate(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                  on_progress: ProgressCallback | None = None) -> list[Completion]:
-        """A batch job for the requests; below Bedrock's minimum job size they go to the online API."""
+        """A batch job for the requests; below Bedrock's minimum job size they go to the online API. Requests that
+        offer tools are refused (EvalInputError): tool use is a conversation, run it on the online ``bedrock``."""
+        refuse_tools(requests, "bedrock batch")
         if len(requests) < self.min_records:
             return self.online.generate(requests, params, on_progress)
         job = self._job_name(requests, params)
@@ -108,7 +116,7 @@ class BedrockBatchSampler:
         each record's full request identity, sample index included (a job for sample 1 of a prompt is not the
         job for its sample 0, whose outputs would otherwise be read back as sample 1's)."""
         payload = json.dumps([self.identity(), repr(params),
-                              [[r.messages, r.sample_index] for r in requests]], default=str)
+                              [[[m.to_dict() for m in r.messages], r.sample_index] for r in requests]], default=str)
         return f"eval-{hashlib.sha256(payload.encode()).hexdigest()[:24]}"
 
 

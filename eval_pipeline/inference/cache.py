@@ -20,28 +20,48 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from eval_pipeline.data.messages import ToolCall
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
 from eval_pipeline.process_identity import process_alive
 
 _T = TypeVar("_T")
-_REQUEST_FIELDS = frozenset(f.name for f in fields(GenerationRequest)) - {"messages", "sample_index"}
+_REQUEST_FIELDS = frozenset(f.name for f in fields(GenerationRequest)) - {"messages", "sample_index", "tools"}
 
 
 def request_hash(identity: dict[str, Any], params: GenerationParams, request: GenerationRequest,
                  fields: Sequence[str] = ()) -> str:
     """The cache key of one request: backend identity, parameters (seed included), input and sample index, plus
     the request ``fields`` the sampler declares part of its identity (``request_fields``: for ``precomputed``, the
-    ``sample_id``, since its answer belongs to the item, not to the prompt)."""
+    ``sample_id``, since its answer belongs to the item, not to the prompt). The tools offered are part of the key
+    only when there are some, so a request without tools keeps the key it had before requests could carry them."""
     payload: dict[str, Any] = {
         "sampler": identity,
         "params": asdict(params),
-        "messages": list(request.messages),
+        "messages": [message.to_dict() for message in request.messages],
         "sample_index": request.sample_index,
     }
+    if request.tools:
+        payload["tools"] = [tool.to_dict() for tool in request.tools]
     for name in sorted(fields):
         payload[f"request.{name}"] = getattr(request, name)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def completion_to_json(completion: Completion) -> str:
+    """A completion as stored: its fields, ``tool_calls`` as ``{id, name, arguments}`` objects (left out when
+    empty, so a plain completion is stored as it was before completions carried tool calls)."""
+    data = asdict(completion)
+    if not completion.tool_calls:
+        data.pop("tool_calls", None)
+    return json.dumps(data)
+
+
+def completion_from_json(text: str) -> Completion:
+    """Read ``completion_to_json``'s text back (tool calls as ``ToolCall`` objects)."""
+    data = json.loads(text)
+    data["tool_calls"] = tuple(ToolCall(**call) for call in data.get("tool_calls") or ())
+    return Completion(**data)
 
 
 def request_fields(sampler: object) -> tuple[str, ...]:
@@ -143,11 +163,11 @@ class RequestCache:
         with self._lock:
             rows = self._guarded(lambda: self._select("SELECT key, value FROM completions WHERE key IN ({marks})",
                                                       keys))
-        return {key: Completion(**json.loads(value)) for key, value in rows}
+        return {key: completion_from_json(value) for key, value in rows}
 
     def put_many(self, items: Iterable[tuple[str, Completion]]) -> int:
         """Store the successes (failures are never cached) and drop their claims: they are done."""
-        rows = [(key, json.dumps(asdict(c))) for key, c in items if c.error is None]
+        rows = [(key, completion_to_json(c)) for key, c in items if c.error is None]
         return self._put("completions", rows)
 
     def get_scores(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -65,7 +65,7 @@ class _EchoClient(OpenAISampler):
     """One attempt = one ``/completions`` call with ``echo`` and ``logprobs``; the prompt is the sole message."""
 
     def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
-        prompt = request.messages[0]["content"]
+        prompt = request.messages[0].text
         payload = self.post("completions", {"model": self.model, "prompt": prompt, "max_tokens": params.max_tokens,
                                             "echo": True, "logprobs": 1, "temperature": 0})
         try:

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.inference.backend_registry import Backend, SpecKey
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest, ProgressCallback
 from eval_pipeline.inference.embedded import resolve_model_path
+from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
+from eval_pipeline.inference.tool_text import parse_tool_calls, render_prompt, request_seed
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -173,7 +176,7 @@ class LocalSampler:
                 batch = group[start:start + self.batch_size]
                 seed = _batch_seed(params.seed, sample_index, batch_number)
                 for item, completion in zip(batch, self._run_batch(batch, params, seed), strict=True):
-                    results[item.index] = completion
+                    results[item.index] = with_tool_calls(completion, requests[item.index])
                 if on_progress is not None:
                     on_progress(len(batch))
         return [result if result is not None else Completion.failed("not generated") for result in results]
@@ -182,15 +185,11 @@ class LocalSampler:
 
     def _prepare(self, index: int, request: GenerationRequest,
                  tokenizer: PreTrainedTokenizerBase) -> _Prepared:
-        """Prompt token ids via the chat template (or plain joined text); a bad request fails alone."""
+        """Prompt token ids via the chat template (or plain joined text), tools and tool turns rendered as
+        ``tool_text.render_prompt`` does; a bad request fails alone."""
         try:
-            messages = [dict(message) for message in request.messages]
-            if getattr(tokenizer, "chat_template", None):
-                text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            else:
-                text = "\n\n".join(str(message["content"]) for message in messages)
-                ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+            text, add_special = render_prompt(tokenizer, request.messages, request.tools)
+            ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
             if not ids:
                 return _Prepared(index, error="empty prompt")
             return _Prepared(index, ids=list(ids))
@@ -245,6 +244,18 @@ class LocalSampler:
             completions.append(Completion(output=text, finish_reason=finish, tokens_in=len(ids),
                                           tokens_out=len(kept), cost_usd=None))
         return completions
+
+
+def with_tool_calls(completion: Completion, request: GenerationRequest) -> Completion:
+    """When the request offers tools, the answer's ``<tool_call>`` blocks as tool calls (taken out of the text;
+    ``finish_reason`` becomes ``tool_calls``); otherwise the completion as it is."""
+    if not request.tools or completion.output is None:
+        return completion
+    text, calls = parse_tool_calls(completion.output, request_seed(request.sample_id, request.sample_index,
+                                                                    request.messages))
+    if calls:
+        completion.output, completion.tool_calls, completion.finish_reason = text, calls, "tool_calls"
+    return completion
 
 
 @contextlib.contextmanager
@@ -359,3 +370,24 @@ def clear_model_cache() -> None:
 
 
 __all__ = ["LocalSampler", "clear_model_cache", "model_fingerprint"]
+
+
+def _build_sampler(spec: ModelSpec, suite: SuitePaths | None, samples: object = None) -> LocalSampler:
+    from eval_pipeline.inference.backend_options import model_location
+
+    return LocalSampler(model_location(spec, suite), batch_size=spec.batch_size, device=spec.device, dtype=spec.dtype)
+
+
+def _build_likelihood_scorer(spec: ModelSpec, suite: SuitePaths | None) -> Any:
+    """A ``LocalLikelihoodScorer`` over the same model."""
+    from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer
+
+    return LocalLikelihoodScorer(_build_sampler(spec, suite), batch_size=spec.batch_size)
+
+
+BACKEND = Backend(
+    name="local", build=_build_sampler, likelihood=_build_likelihood_scorer, tools=True,
+    needs=(SpecKey("model", "a directory, a Hugging Face id, or 'smollm2-135m-instruct' for the embedded model"),),
+    temperature=(0.0, None),  # transformers: 0 is greedy, any positive value samples
+)
+"""The local backend (transformers, loaded on first use), as ``backend_registry`` finds it."""

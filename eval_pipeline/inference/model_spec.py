@@ -7,21 +7,28 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from eval_pipeline.inference.backend_registry import (
+    BACKEND_REGISTRY,
+    backend,
+    backend_names,
+    batch_backends,
+    likelihood_backends,
+    remote_backends,
+    temperature_ranges,
+)
+
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 """A model's name is its Dagster partition key and its MLflow run name."""
-BACKENDS = ("local", "precomputed", "bedrock", "sagemaker", "openai", "vllm")
-REMOTE_BACKENDS = ("bedrock", "sagemaker", "openai", "vllm")
-LIKELIHOOD_BACKENDS = ("local", "openai")
 
-TEMPERATURE_RANGES: dict[str, tuple[float, float | None]] = {
-    "local": (0.0, None),        # transformers: 0 is greedy, any positive value samples
-    "precomputed": (0.0, None),  # nothing is sampled
-    "bedrock": (0.0, 1.0),       # the Converse API's inferenceConfig.temperature
-    "sagemaker": (0.0, None),    # the container decides
-    "openai": (0.0, 2.0),        # the chat-completions API
-    "vllm": (0.0, None),         # vLLM's sampling parameters: any temperature >= 0
-}
-"""Each backend's accepted sampling temperature (low, high; None: unbounded), checked when a suite loads."""
+
+def __getattr__(name: str) -> object:
+    """``BACKENDS``, ``REMOTE_BACKENDS``, ``LIKELIHOOD_BACKENDS`` and ``TEMPERATURE_RANGES``, read from the backend
+    registry when asked for (so a backend registered by a plugin is among them)."""
+    derived = {"BACKENDS": backend_names, "REMOTE_BACKENDS": remote_backends,
+               "LIKELIHOOD_BACKENDS": likelihood_backends, "TEMPERATURE_RANGES": temperature_ranges}
+    if name in derived:
+        return derived[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Strict(BaseModel):
@@ -79,27 +86,19 @@ class ModelSpec(_Strict):
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if value not in BACKENDS:
-            raise ValueError(f"unknown backend {value!r}; known backends: {', '.join(BACKENDS)}")
+        if value not in BACKEND_REGISTRY:
+            raise ValueError(BACKEND_REGISTRY.unknown(value))
         return value
 
     @model_validator(mode="after")
     def _needs_what_its_backend_needs(self) -> ModelSpec:
-        needs = {
-            "local": ("model", "a directory, a Hugging Face id, or 'smollm2-135m-instruct' for the embedded model"),
-            "bedrock": ("model", "a Bedrock model id or inference-profile id"),
-            "openai": ("base_url", "the server's base URL, e.g. http://127.0.0.1:8000/v1"),
-            "vllm": ("model", "a local model directory or a Hugging Face id for vLLM to serve"),
-            "sagemaker": ("endpoint", "the SageMaker endpoint name"),
-        }
-        if self.backend in needs:
-            key, what = needs[self.backend]
-            if not getattr(self, key):
-                raise ValueError(f"a {self.backend} model needs '{key}': {what}")
-        if self.backend == "openai" and not self.model:
-            raise ValueError("an openai model needs 'model': the name the server serves it under")
-        if self.mode == "batch" and (self.backend != "bedrock" or not (self.batch_s3_uri and self.batch_role_arn)):
-            raise ValueError("mode 'batch' is for bedrock models and needs 'batch_s3_uri' and 'batch_role_arn'")
+        declaration = backend(self.backend)
+        missing = declaration.missing(self)
+        if missing is not None:
+            raise ValueError(missing)
+        if self.mode == "batch" and not (declaration.batch and self.batch_s3_uri and self.batch_role_arn):
+            raise ValueError(f"mode 'batch' is for {' or '.join(batch_backends())} models and needs 'batch_s3_uri' "
+                             "and 'batch_role_arn'")
         if self.request_format == "custom" and not (self.request_template and self.response_path):
             raise ValueError("request_format 'custom' needs 'request_template' and 'response_path'")
         return self

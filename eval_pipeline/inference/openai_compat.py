@@ -8,7 +8,9 @@ import threading
 from typing import Any
 
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.inference.backend_registry import Backend, SpecKey
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
+from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
 from eval_pipeline.inference.openai_chat import chat_request, parse_chat_completion
 from eval_pipeline.inference.remote import PermanentError, RemoteSampler, TransientError
 
@@ -90,3 +92,27 @@ def _seconds(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _build_sampler(spec: ModelSpec, suite: SuitePaths | None, samples: object = None) -> OpenAISampler:
+    from eval_pipeline.inference.backend_options import remote_options
+
+    return OpenAISampler(spec.base_url or "", spec.model or "", api_key_env=spec.api_key_env, **remote_options(spec))
+
+
+def _build_likelihood_scorer(spec: ModelSpec, suite: SuitePaths | None) -> Any:
+    """An ``OpenAICompletionsScorer``: prompt log-probabilities from the server's completions API."""
+    from eval_pipeline.inference.likelihood_openai import OpenAICompletionsScorer
+
+    return OpenAICompletionsScorer(spec.base_url or "", spec.model or "", api_key_env=spec.api_key_env,
+                                   n_concurrent=spec.n_concurrent, timeout_s=spec.timeout_s,
+                                   max_attempts=spec.max_attempts, prefix=spec.likelihood_prefix)
+
+
+BACKEND = Backend(
+    name="openai", build=_build_sampler, likelihood=_build_likelihood_scorer, remote=True, tools=True,
+    needs=(SpecKey("base_url", "the server's base URL, e.g. http://127.0.0.1:8000/v1"),
+           SpecKey("model", "the name the server serves it under")),
+    temperature=(0.0, 2.0),  # the chat-completions API
+)
+"""An OpenAI-compatible chat-completions server, as ``backend_registry`` finds it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -40,7 +41,7 @@ def plan_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params
     use_cache = cache is not None and getattr(sampler, "cacheable", True)
     found = cache.get_many(keys) if use_cache and cache is not None else {}
     pending = {k: r for k, r in zip(keys, requests, strict=True) if k not in found}
-    tokens_in = sum(round(sum(len(m["content"]) for m in r.messages) / CHARS_PER_TOKEN) for r in pending.values())
+    tokens_in = sum(round(sum(len(m.text) for m in r.messages) / CHARS_PER_TOKEN) for r in pending.values())
     tokens_out = len(pending) * params.max_tokens
     return GenerationPlan(model=model, backend=sampler.backend, requests=len(requests),
                           cached=sum(1 for k in keys if k in found), to_send=len(pending),
@@ -48,22 +49,33 @@ def plan_generations(samples: pd.DataFrame, model: str, sampler: Sampler, params
                           est_cost_usd=price.cost(tokens_in, tokens_out) if price else None)
 
 
-def plan_likelihoods(samples: pd.DataFrame, model: str, backend: str, task: str, *,
-                     scorer: LikelihoodScorer | None = None, cache: RequestCache | None = None) -> GenerationPlan:
-    """A multiple-choice or perplexity suite: one scoring request per choice (or per text), nothing generated.
-    With the ``scorer`` and the generation ``cache``, requests already scored count as cached (as a run would)."""
-    if task == "multiple_choice":
-        requests = [LoglikelihoodRequest(choice_context(question), choice)
-                    for question, choices in zip(samples["input"], samples["choices"], strict=True)
-                    for choice in choice_list(choices)]
-        texts = [r.context + r.continuation for r in requests]
-    else:
-        texts = list(samples["input"])
+def plan_choice_likelihoods(samples: pd.DataFrame, model: str, backend: str, *,
+                            scorer: LikelihoodScorer | None = None,
+                            cache: RequestCache | None = None) -> GenerationPlan:
+    """A multiple-choice suite: one scoring request per choice, nothing generated. With the ``scorer`` and the
+    generation ``cache``, requests already scored count as cached (as a run would)."""
+    requests = [LoglikelihoodRequest(choice_context(question), choice)
+                for question, choices in zip(samples["input"], samples["choices"], strict=True)
+                for choice in choice_list(choices)]
+    texts = [r.context + r.continuation for r in requests]
+    return _plan_scoring(model, backend, texts, scorer, cache,
+                         lambda probe: [probe.loglikelihood_key(r) for r in requests])
+
+
+def plan_text_likelihoods(samples: pd.DataFrame, model: str, backend: str, *,
+                          scorer: LikelihoodScorer | None = None,
+                          cache: RequestCache | None = None) -> GenerationPlan:
+    """A perplexity suite: one rolling scoring request per text, nothing generated (cached ones counted)."""
+    texts = list(samples["input"])
+    return _plan_scoring(model, backend, texts, scorer, cache, lambda probe: [probe.rolling_key(t) for t in texts])
+
+
+def _plan_scoring(model: str, backend: str, texts: list[str], scorer: LikelihoodScorer | None,
+                  cache: RequestCache | None,
+                  keys_of: Callable[[CachedLikelihoodScorer], list[str]]) -> GenerationPlan:
     cached: set[int] = set()
     if scorer is not None and cache is not None:
-        probe = CachedLikelihoodScorer(scorer, None)
-        keys = ([probe.loglikelihood_key(r) for r in requests] if task == "multiple_choice"
-                else [probe.rolling_key(text) for text in texts])
+        keys = keys_of(CachedLikelihoodScorer(scorer, None))
         stored = cache.get_scores(keys)
         cached = {i for i, key in enumerate(keys) if key in stored}
     pending = [text for i, text in enumerate(texts) if i not in cached]

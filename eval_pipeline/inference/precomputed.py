@@ -14,7 +14,15 @@ import pandas as pd
 from eval_pipeline.data.jsonl import jsonl_records
 from eval_pipeline.data.sources import read_source
 from eval_pipeline.errors import EvalInputError
-from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest, ProgressCallback
+from eval_pipeline.inference.backend_registry import Backend
+from eval_pipeline.inference.base import (
+    Completion,
+    GenerationParams,
+    GenerationRequest,
+    ProgressCallback,
+    refuse_tools,
+)
+from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
 
 _RESPONSE_FIELDS = ("response", "output", "completion", "prediction")
 _KEY_FIELDS = ("sample_id", "task_id", "id", "recordId")
@@ -83,6 +91,7 @@ class PrecomputedSampler:
 
     def generate(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                  on_progress: ProgressCallback | None = None) -> list[Completion]:
+        refuse_tools(requests, self.backend)
         items_by_prompt: dict[tuple[str, int], set[str]] = {}
         for request in requests:
             items_by_prompt.setdefault((_prompt(request), request.sample_index), set()).add(request.sample_id)
@@ -112,7 +121,7 @@ class PrecomputedSampler:
 
 def _prompt(request: GenerationRequest) -> str:
     """The text a prompt-keyed response is matched on: the last message's content."""
-    return request.messages[-1]["content"]
+    return request.messages[-1].text
 
 
 def sample_index(record: dict[str, Any], default: int, file: str, line: int) -> int:
@@ -124,3 +133,16 @@ def sample_index(record: dict[str, Any], default: int, file: str, line: int) -> 
         raise EvalInputError(f"must be a whole number of at least 0, got {value!r}", file=file, line=line,
                              field="sample_index")
     return value
+
+
+def _build_sampler(spec: ModelSpec, suite: SuitePaths | None, samples: pd.DataFrame | None = None
+                   ) -> PrecomputedSampler:
+    if spec.responses:
+        return PrecomputedSampler.from_file(suite.resolve_uri(spec.responses) if suite else spec.responses)
+    if samples is None:
+        raise ValueError("a precomputed model without 'responses' reads them from the dataset's samples")
+    return PrecomputedSampler.from_dataset(samples, spec.model_identifier)
+
+
+BACKEND = Backend(name="precomputed", build=_build_sampler, temperature=(0.0, None))  # nothing is sampled
+"""Responses recorded beforehand (a file, or the dataset's own), as ``backend_registry`` finds them."""

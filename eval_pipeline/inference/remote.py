@@ -120,6 +120,10 @@ class RemoteSampler(ABC):
         """Checks that need no request (credentials, configuration); raises EvalInputError before any work."""
         return None
 
+    def check(self, requests: Sequence[GenerationRequest]) -> None:
+        """Raise EvalInputError for requests this backend cannot send as asked (before any is sent)."""
+        return None
+
     def prepare(self) -> None:
         """Called once before requests go out, in the calling thread: build shared clients here."""
         return None
@@ -137,6 +141,7 @@ class RemoteSampler(ABC):
     def stream(self, requests: Sequence[GenerationRequest],
                params: GenerationParams) -> Iterator[tuple[int, Completion]]:
         """(request index, completion) as each finishes, so callers can save results as they come."""
+        self.check(requests)
         self.prepare()
         limit = AdaptiveLimit(self.n_concurrent)
         with ThreadPoolExecutor(max_workers=self.n_concurrent, thread_name_prefix=self.backend) as pool:

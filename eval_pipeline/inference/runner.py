@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
+from eval_pipeline.data.messages import ToolSpec
 from eval_pipeline.data.schemas import GENERATIONS
 from eval_pipeline.inference.base import (
     Completion,
@@ -39,11 +40,13 @@ class GenerationStats:
                 f"{self.errors} errors")
 
 
-def build_requests(samples: pd.DataFrame, num_samples: int, system_prompt: str | None) -> list[GenerationRequest]:
-    """One request per sample and sample index, in sample order."""
+def build_requests(samples: pd.DataFrame, num_samples: int, system_prompt: str | None, *,
+                   tools: Sequence[ToolSpec] = ()) -> list[GenerationRequest]:
+    """One request per sample and sample index, in sample order, each offering ``tools`` (none by default)."""
+    offered = tuple(tools)
     return [
         GenerationRequest(sample_id=sample_id, sample_index=index,
-                          messages=request_messages(text, kind, system_prompt))
+                          messages=request_messages(text, kind, system_prompt), tools=offered)
         for sample_id, text, kind in zip(samples["sample_id"], samples["input"], samples["input_kind"], strict=True)
         for index in range(num_samples)
     ]

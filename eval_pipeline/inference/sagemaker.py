@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from eval_pipeline.inference.aws import AwsSampler, classify_aws_error
-from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
+from eval_pipeline.inference.backend_registry import Backend, SpecKey
+from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest, refuse_tools
+from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
 from eval_pipeline.inference.openai_chat import chat_request, parse_chat_completion
 from eval_pipeline.inference.remote import PermanentError
 
@@ -38,6 +41,11 @@ class SageMakerSampler(AwsSampler):
 
         return boto3.session.Session().region_name
 
+    def check(self, requests: Sequence[GenerationRequest]) -> None:
+        """Only the ``messages`` format (OpenAI chat completions) can offer tools; the others refuse them."""
+        if self.request_format != "messages":
+            refuse_tools(requests, f"sagemaker (request_format {self.request_format!r})")
+
     def call(self, request: GenerationRequest, params: GenerationParams) -> Completion:
         arguments: dict[str, Any] = {"EndpointName": self.endpoint, "ContentType": "application/json",
                                      "Accept": "application/json",
@@ -61,7 +69,7 @@ class SageMakerSampler(AwsSampler):
         prompt = prompt_text(request)
         if self.request_format == "custom":
             return render_template(self.request_template or "", {
-                "prompt": prompt, "messages": [dict(m) for m in request.messages], "max_tokens": params.max_tokens,
+                "prompt": prompt, "messages": [m.to_dict() for m in request.messages], "max_tokens": params.max_tokens,
                 "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed,
                 "stop": list(params.stop)})
         parameters: dict[str, Any] = {"max_new_tokens": params.max_tokens, "return_full_text": False,
@@ -99,7 +107,7 @@ def parse_generated_text(body: Any) -> Completion | None:
 
 def prompt_text(request: GenerationRequest) -> str:
     """The conversation as plain text for containers that take one string (system and turns, blank-line joined)."""
-    return "\n\n".join(m["content"] for m in request.messages)
+    return "\n\n".join(m.text for m in request.messages)
 
 
 def render_template(template: str, values: dict[str, Any]) -> Any:
@@ -123,3 +131,20 @@ def dig(body: Any, path: str) -> Any:
         else:
             return None
     return body
+
+
+def _build_sampler(spec: ModelSpec, suite: SuitePaths | None, samples: object = None) -> SageMakerSampler:
+    from eval_pipeline.inference.backend_options import remote_options
+
+    return SageMakerSampler(spec.endpoint or "", request_format=spec.request_format,
+                            request_template=spec.request_template, response_path=spec.response_path,
+                            inference_component=spec.inference_component, region=spec.region, model=spec.model,
+                            **remote_options(spec))
+
+
+BACKEND = Backend(
+    name="sagemaker", build=_build_sampler, remote=True, tools=True,  # tools: the messages request format
+    needs=(SpecKey("endpoint", "the SageMaker endpoint name"),),
+    temperature=(0.0, None),  # the container decides
+)
+"""A SageMaker real-time endpoint, as ``backend_registry`` finds it."""

@@ -10,8 +10,10 @@ from typing import Any
 
 from eval_pipeline import paths
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.inference.backend_registry import Backend, SpecKey
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
 from eval_pipeline.inference.managed_server import ManagedServer, free_port
+from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
 from eval_pipeline.inference.openai_compat import OpenAISampler
 
 HOST = "127.0.0.1"
@@ -71,3 +73,18 @@ class VllmSampler(OpenAISampler):
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+def _build_sampler(spec: ModelSpec, suite: SuitePaths | None, samples: object = None) -> VllmSampler:
+    from eval_pipeline.inference.backend_options import model_location, remote_options
+
+    return VllmSampler(model_location(spec, suite), server_args=spec.server_args,
+                       startup_timeout_s=spec.server_startup_timeout_s, **remote_options(spec))
+
+
+BACKEND = Backend(
+    name="vllm", build=_build_sampler, remote=True, tools=True,
+    needs=(SpecKey("model", "a local model directory or a Hugging Face id for vLLM to serve"),),
+    temperature=(0.0, None),  # vLLM's sampling parameters: any temperature >= 0
+)
+"""A vLLM server this pipeline starts and stops, as ``backend_registry`` finds it."""

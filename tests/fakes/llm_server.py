@@ -13,6 +13,13 @@ hangs, malformed bodies) are scripted per test and decided by a hash of (seed, r
 reproducible whatever the thread interleaving. Control routes for a server in another process:
 ``GET /_fake/stats``, ``POST /_fake/reset``, ``GET|POST /_fake/config``.
 
+Tools: when a request offers tools (Converse ``toolConfig``, OpenAI ``tools``, also through SageMaker's messages
+body) and the ``tool_calls`` script has calls for its prompt, the fake answers with those calls in the protocol's
+shape (``toolUse`` blocks and stopReason ``tool_use``; ``message.tool_calls`` and finish_reason ``tool_calls``).
+A conversation whose last turn is a tool result gets a text answer. As the services do, it refuses tool results
+that answer no call of the assistant turn before them, and Converse tool blocks without ``toolConfig``. Each
+recorded request lists the tool names it offered and the tool results it carried (``tools``, ``tool_results``).
+
 CLI: ``python -m tests.fakes.llm_server --port 0 [--latency 0.1] ...`` prints the URL and serves until killed.
 """
 
@@ -128,6 +135,7 @@ _CONFIG_FIELDS = (
     "seed",
     "account_id",
     "completion_logprobs",
+    "tool_calls",
 )
 _RATE_FIELDS = ("throttle_rate", "error_rate_5xx", "hang_rate", "malformed_rate")
 
@@ -197,6 +205,10 @@ class RecordedRequest:
     outcome: str = ""
     duration_s: float = 0.0
     error: str | None = None
+    tools: list[str] = field(default_factory=list)
+    """Names of the tools the request offered."""
+    tool_results: list[dict[str, Any]] = field(default_factory=list)
+    """The tool results it carried: ``{"id", "text", "is_error"}`` each, in order."""
 
 
 @dataclass
@@ -263,6 +275,69 @@ def _openai_prompt(messages: list[dict[str, Any]]) -> tuple[str, str]:
     return (users[-1] if users else ""), "\n".join(texts)
 
 
+def _scripted_calls(cfg: Mapping[str, Any], prompt: str, offered: list[str]) -> list[dict[str, Any]]:
+    """The scripted tool calls for ``prompt`` (exact key, else the longest key it contains) among ``offered``."""
+    script = cfg["tool_calls"] or {}
+    if not offered or not script:
+        return []
+    key = prompt if prompt in script else max((k for k in script if k and k in prompt), key=len, default=None)
+    return [c for c in script.get(key, []) if c["name"] in offered] if key is not None else []
+
+
+def _converse_tool_traffic(body: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(tool names offered in ``toolConfig``, the ``toolResult`` blocks as ``{id, text, is_error}``)."""
+    tools = [t["toolSpec"]["name"] for t in (body.get("toolConfig") or {}).get("tools") or []
+             if isinstance(t, dict) and isinstance(t.get("toolSpec"), dict) and "name" in t["toolSpec"]]
+    results = [{"id": r.get("toolUseId"), "is_error": r.get("status") == "error",
+                "text": "\n".join(c["text"] for c in r.get("content") or [] if isinstance(c, dict) and "text" in c)}
+               for m in body.get("messages") or [] if isinstance(m, dict)
+               for b in m.get("content") or [] if isinstance(b, dict) and isinstance(r := b.get("toolResult"), dict)]
+    return tools, results
+
+
+def _converse_tool_problem(body: dict[str, Any]) -> str | None:
+    """Bedrock's refusals of tool traffic: tool blocks without toolConfig, results that answer no preceding call."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    blocks = [[b for b in m.get("content") or [] if isinstance(b, dict)] for m in messages]
+    uses_tools = any("toolUse" in b or "toolResult" in b for bs in blocks for b in bs)
+    if uses_tools and not body.get("toolConfig"):
+        return "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+    for i, bs in enumerate(blocks):
+        answered = {b["toolResult"].get("toolUseId") for b in bs if isinstance(b.get("toolResult"), dict)}
+        if not answered:
+            continue
+        asked = ({b["toolUse"].get("toolUseId") for b in blocks[i - 1] if isinstance(b.get("toolUse"), dict)}
+                 if i > 0 and messages[i - 1].get("role") == "assistant" else set())
+        if messages[i].get("role") != "user" or not answered <= asked:
+            return (f"The number of toolResult blocks at messages.{i}.content exceeds the number of toolUse "
+                    "blocks of previous turn.")
+    return None
+
+
+def _chat_tool_traffic(body: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(tool names offered in ``tools``, the ``tool`` messages as ``{id, text, is_error}``)."""
+    tools = [t["function"]["name"] for t in body.get("tools") or []
+             if isinstance(t, dict) and isinstance(t.get("function"), dict) and "name" in t["function"]]
+    results = [{"id": m.get("tool_call_id"), "text": _openai_content_text(m.get("content")), "is_error": False}
+               for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "tool"]
+    return tools, results
+
+
+def _chat_tool_problem(body: dict[str, Any]) -> str | None:
+    """OpenAI's refusal: a ``tool`` message that answers no call of the assistant message before its run."""
+    asked: set[str] = set()
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "tool":
+            if message.get("tool_call_id") not in asked:
+                return ("Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
+                        "with 'tool_calls'.")
+        else:
+            asked = {c.get("id") for c in message.get("tool_calls") or [] if isinstance(c, dict)}
+    return None
+
+
 def _normalize(name: str, value: Any) -> Any:
     """Validate and normalise one scripting attribute."""
     if name in _RATE_FIELDS:
@@ -301,6 +376,13 @@ def _normalize(name: str, value: Any) -> Any:
         if isinstance(value, Mapping):
             return dict(value)
         raise TypeError("answer must be a callable (prompt, model) -> str, a mapping prompt -> answer, or None")
+    if name == "tool_calls":
+        script = dict(value or {})
+        for prompt, calls in script.items():
+            if not isinstance(calls, list) or not all(isinstance(c, Mapping) and isinstance(c.get("name"), str)
+                                                      for c in calls):
+                raise TypeError(f"tool_calls[{prompt!r}] must be a list of {{name, arguments}} objects")
+        return {str(k): [dict(c) for c in calls] for k, calls in script.items()}
     if name == "seed":
         return int(value)
     if name in ("api_key", "account_id"):
@@ -343,6 +425,9 @@ class FakeLLMServer:
       retry_after_s    Retry-After (and retry-after-ms) on OpenAI 429s.
       api_key          required OpenAI bearer key (None = no auth).
       seed, account_id (used in SageMaker "Endpoint X of account Y not found.").
+      tool_calls       {prompt: [{"name", "arguments": {...}}]}: when a request offers tools and its last user text
+                       is (or else contains, longest key first) a prompt here, the reply is those calls (only
+                       the ones whose tool was offered); after a tool result the reply is text as usual.
       completion_logprobs
                        what ``/v1/completions`` does with ``echo`` + ``logprobs``: ``echo`` (vLLM: prompt and
                        generated tokens), ``none`` (``logprobs: null``), ``generated_only`` (ignores ``echo``:
@@ -372,6 +457,7 @@ class FakeLLMServer:
         seed: int = 0,
         account_id: str = DEFAULT_ACCOUNT_ID,
         completion_logprobs: str = "echo",
+        tool_calls: Mapping[str, Any] | None = None,
         max_recent: int = 1000,
         verbose: bool = False,
     ) -> None:
@@ -393,6 +479,7 @@ class FakeLLMServer:
         self.seed = seed
         self.account_id = account_id
         self.completion_logprobs = completion_logprobs
+        self.tool_calls = tool_calls
         self.verbose = verbose
         self._host = host
         self._port = port
@@ -786,6 +873,13 @@ class FakeLLMServer:
         not_found = self._not_found(protocol, target, component, cfg)
         if not_found is not None:
             return not_found
+        chat = protocol == "openai" or "messages" in body
+        rec.tools, rec.tool_results = (_converse_tool_traffic(body) if protocol == "bedrock"
+                                       else _chat_tool_traffic(body) if chat else ([], []))
+        problem = (_converse_tool_problem(body) if protocol == "bedrock"
+                   else _chat_tool_problem(body) if chat else None)
+        if problem is not None:
+            return self._bad_request(protocol, cfg, target, problem)
         if kind == "hang":
             self._sleep(cfg["hang_s"])
             return self._error(protocol, "model_timeout", cfg, target, outcome="hang")
@@ -860,14 +954,27 @@ class FakeLLMServer:
         texts = [block_text(m.get("content")) for m in messages]
         users = [t for m, t in zip(messages, texts, strict=True) if m.get("role") == "user"]
         inference = body.get("inferenceConfig") or {}
-        text, why = self._generate(
-            cfg, users[-1], model, inference.get("maxTokens"), _as_stop_list(inference.get("stopSequences"))
-        )
+        prompt = next((t for t in reversed(users) if t), users[-1])  # tool-result turns carry no text
+        offered = _converse_tool_traffic(body)[0]
+        answered = any("toolResult" in b for b in messages[-1].get("content") or [] if isinstance(b, dict))
+        calls = [] if answered else _scripted_calls(cfg, prompt, offered)
         prompt_tokens = word_count(system) + sum(word_count(t) for t in texts)
-        out_tokens = word_count(text)
+        if calls:
+            key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+            blocks = [{"toolUse": {"toolUseId": f"tooluse_{key}_{i}", "name": c["name"],
+                                   "input": c.get("arguments", {})}} for i, c in enumerate(calls)]
+            out_tokens = sum(word_count(json.dumps(b)) for b in blocks)
+            content, stop = blocks, "tool_use"
+        else:
+            text, why = self._generate(
+                cfg, prompt, model, inference.get("maxTokens"), _as_stop_list(inference.get("stopSequences"))
+            )
+            out_tokens = word_count(text)
+            content = [{"text": text}]
+            stop = {"length": "max_tokens", "stop": "stop_sequence", "end": "end_turn"}[why]
         payload = {
-            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-            "stopReason": {"length": "max_tokens", "stop": "stop_sequence", "end": "end_turn"}[why],
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop,
             "usage": {
                 "inputTokens": prompt_tokens,
                 "outputTokens": out_tokens,
@@ -885,8 +992,22 @@ class FakeLLMServer:
             return None
         last_user, all_text = _openai_prompt(messages)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        text, why = self._generate(cfg, last_user, model, max_tokens, _as_stop_list(body.get("stop")))
-        prompt_tokens, out_tokens = word_count(all_text), word_count(text)
+        answered = isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
+        calls = [] if answered else _scripted_calls(cfg, last_user, _chat_tool_traffic(body)[0])
+        message: dict[str, Any]
+        if calls:
+            key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"call_{key}_{i}", "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
+                for i, c in enumerate(calls)]}
+            text, finish = "", "tool_calls"
+            out_tokens = sum(word_count(json.dumps(c)) for c in message["tool_calls"])
+        else:
+            text, why = self._generate(cfg, last_user, model, max_tokens, _as_stop_list(body.get("stop")))
+            message, finish = {"role": "assistant", "content": text}, "length" if why == "length" else "stop"
+            out_tokens = word_count(text)
+        prompt_tokens = word_count(all_text)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -895,9 +1016,9 @@ class FakeLLMServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": "length" if why == "length" else "stop",
+                    "finish_reason": finish,
                 }
             ],
             "usage": {
@@ -979,7 +1100,7 @@ class FakeLLMServer:
             if shape == "openai":
                 return _Reply(200, _json_bytes(chat), "ok", headers)
             choice = chat["choices"][0]
-            text, why = choice["message"]["content"], choice["finish_reason"]
+            text, why = choice["message"]["content"] or "", choice["finish_reason"]
             params: dict[str, Any] = {}
             out_tokens = chat["usage"]["completion_tokens"]
         elif isinstance(body.get("inputs"), str):

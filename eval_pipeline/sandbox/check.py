@@ -1,4 +1,5 @@
-"""A HumanEval test as the code the sandbox runs after the program: the test module, then ``check``'s body inline.
+"""A check: the test (HumanEval's shape) that runs after a program, compiled as the test module then ``check``'s body
+inline.
 
 ``check(entry_point)`` would look ``check`` up by name and call a function object, and a program can replace
 either on the way (a hook that runs when the test is executed, a key of its own in the namespace, a new
@@ -13,10 +14,25 @@ from __future__ import annotations
 import ast
 import copy
 import functools
+import keyword
 import marshal
+from dataclasses import dataclass
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _FLOW = (ast.Return, ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A test to run after the program, HumanEval-style: ``test`` (defining ``check``), then ``check(entry_point)``
+    (with ``check``'s body inline: ``compile_check``)."""
+
+    test: str
+    entry_point: str
+
+    def __post_init__(self) -> None:
+        if not self.entry_point.isidentifier() or keyword.iskeyword(self.entry_point):
+            raise ValueError(f"entry_point {self.entry_point!r} is not a Python identifier")
 
 
 @functools.lru_cache(maxsize=512)

@@ -1,0 +1,75 @@
+"""The ``TaskKind`` protocol and its small result type.
+
+A task kind is plain library code (no Dagster): the assets call it in a few lines, so a new kind of evaluation is
+one module registered by name in ``eval_pipeline.suites.task_kinds.TASK_KINDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import pandas as pd
+
+from eval_pipeline.suites.task_kinds import TASK_KINDS
+
+if TYPE_CHECKING:
+    from eval_pipeline.inference.cache import RequestCache
+    from eval_pipeline.inference.planning import GenerationPlan
+    from eval_pipeline.suites.spec import ModelSpec, Suite
+
+
+@dataclass
+class Production:
+    """What a task kind's production step made for one model: its table, the stage's metadata (plain values, in
+    the order they are shown), the line logged when it is done, and the columns its preview shows."""
+
+    frame: pd.DataFrame
+    metadata: dict[str, object] = field(default_factory=dict)
+    summary: str = ""
+    preview_columns: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class TaskKind(Protocol):
+    """One kind of evaluation: how its table of model outputs is produced, scored and aggregated."""
+
+    name: str
+    production_stage: str
+    """The asset (and table) the models' outputs land in: ``generations`` (``rollouts`` for agents)."""
+    judgeable: bool
+    """Whether the production table holds text answers an LLM judge can rate."""
+
+    def validate(self, suite: Suite) -> None:
+        """Raise ``ValueError`` when the suite does not fit this kind (checked when the suite loads)."""
+
+    def stages(self, suite: Suite) -> tuple[str, ...]:
+        """The stages of one model partition, in order (``samples`` first, ``metrics`` last)."""
+
+    def produce(self, suite: Suite, model: ModelSpec, samples: pd.DataFrame, cache: RequestCache | None,
+                log: Callable[[str], None]) -> Production:
+        """Run the model over the samples (through the request cache when there is one)."""
+
+    def plan(self, suite: Suite, model: ModelSpec, samples: pd.DataFrame,
+             cache: RequestCache | None) -> GenerationPlan:
+        """What ``produce`` would send, without sending anything."""
+
+    def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
+        """The scores table: one row per produced row × scorer."""
+
+    def aggregate(self, suite: Suite, samples: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+        """The metrics table from the scores (judgments' scores included when the suite has a judge)."""
+
+    def params(self, suite: Suite) -> dict[str, object]:
+        """What this kind adds to the run's logged parameters (``task``, ``scorers``)."""
+
+
+def model_stages(kind: TaskKind, suite: Suite) -> tuple[str, ...]:
+    """The usual stages: samples, the production stage, scores, judgments when the suite has a judge, metrics."""
+    return ("samples", kind.production_stage, "scores", *(("judgments",) if suite.judge else ()), "metrics")
+
+
+def task_kind(suite: Suite) -> TaskKind:
+    """The task kind a suite names (``UnknownEntryError`` listing the known kinds if none is registered)."""
+    return TASK_KINDS.get(suite.task)

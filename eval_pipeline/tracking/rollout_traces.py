@@ -1,0 +1,364 @@
+"""Each rollout as an MLflow trace in the model's run, so MLflow's trace view shows the agent's turns.
+
+One trace per row of the rollouts table: a root span ``rollout`` (type AGENT; inputs: task, model, environment,
+group member; outputs: reward, success, termination, turns, error and its source), and under it, in order, a span
+per model call (type CHAT_MODEL, ``model_call_<turn>``; inputs ``{"messages": [...]}`` = the conversation up to
+that call, outputs = the assistant message, ``mlflow.chat.tokenUsage``, the offered tools in ``mlflow.chat.tools``),
+a span per tool call (type TOOL, named after the tool; inputs = its arguments, outputs = its result, status ERROR
+when the tool failed) and a span per simulated-user reply (type CHAT_MODEL, ``user_simulator``; its tokens are not
+the model's, so they stay out of ``mlflow.chat.tokenUsage`` and the trace's token usage). Messages are written in
+OpenAI's chat shape (``tool_calls[].function``), which MLflow's chat view renders. The trace carries the tags
+``rollout_id``, ``sample_id``, ``sample_index``, ``model``, ``environment`` and ``termination``, and
+``mlflow.sourceRun`` = the run, so ``mlflow.search_traces(run_id=...)`` finds it.
+
+The ``turns`` column this reads is the JSON list the rollout loop (``agents/rollout.py``) writes::
+
+    [{"turn": 0, "reset": {"messages": [<ChatMessage.to_dict()>...], "tools": [<ToolSpec.to_dict()>...]},
+      "user": {...}},                                   # "user" only when the simulated user speaks first
+     {"turn": n,                                        # n = 1, 2, ...: one agent turn
+      "agent": {"message": <ChatMessage.to_dict()> | null, "latency_s", "tokens_in", "tokens_out", "cached",
+                "request_hash", "error", "reward", "done"},
+      "step": {"observations": [<ChatMessage.to_dict()>...], "reward", "done", "info", "latency_s"},
+      "user": {"message": <ChatMessage.to_dict()> | null, "stop", "latency_s", "tokens_in", "tokens_out",
+               "cached", "request_hash", "error"},     # the simulated user's reply, when it answered
+      "final_step": {...same as "step"...}},           # the environment's answer to the user's stop marker
+     ...]
+
+It also reads the shape first agreed for it: ``{"index", "agent": {...}, "observations": [...], "reward", "done",
+"started_at", "ended_at"}`` per turn (epoch seconds). Tool calls are the agent message's ``tool_calls``; their
+results are the observations with role ``tool`` whose ``tool_call_id`` answers them.
+
+Timing: the loop records durations, not clock times, so the spans are laid end to end in the loop's order (model
+call, the step's tools sharing its ``latency_s`` evenly, the user's reply), starting ``latency_s`` (the row's, or
+the recorded durations' sum when larger) before ``clock()`` (the logging time); turns that carry
+``started_at``/``ended_at`` are placed there instead.
+
+Spans are built as finished spans and written straight to the store of ``tracking_uri`` (the tracking store's span
+table where it has one, else the trace's artifact), so no global MLflow state (tracing provider, tracking URI,
+active run or experiment) is read or left behind. Trace ids are derived from the run and the rollout id, and a
+rollout already traced in the run is skipped, so logging again after a resume adds no duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from eval_pipeline.tracking.mlflow_log import tracking_client
+
+ROOT_SPAN_NAME = "rollout"
+ROLLOUT_ID_TAG = "rollout_id"
+TRACE_TAGS = ("rollout_id", "sample_id", "sample_index", "model", "environment", "termination")
+_PREVIEW_CHARS = 1000
+_METADATA_CHARS = 250
+
+
+@dataclass
+class SpanRecord:
+    """One span of a rollout's trace, before it becomes an MLflow span; ``parent`` is the index of its parent in
+    the list (None for the root)."""
+
+    name: str
+    span_type: str
+    start_s: float
+    end_s: float
+    inputs: Any
+    outputs: Any
+    parent: int | None = 0
+    error: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def rollout_spans(row: Mapping[str, Any], *, clock: Callable[[], float] | None = None) -> list[SpanRecord]:
+    """The spans of one rollouts row: the root first, then its model calls, tool calls and user replies in order.
+
+    Raises ValueError naming the rollout when ``turns`` or ``messages`` is not the JSON described above.
+    """
+    rollout_id = row.get("rollout_id")
+    turns = [turn for turn in _json_list(row.get("turns"), "turns", rollout_id) if isinstance(turn, Mapping)]
+    reset = next((turn["reset"] for turn in turns if isinstance(turn.get("reset"), Mapping)), None)
+    leading = reset.get("messages") or [] if reset else _leading_messages(
+        _json_list(row.get("messages"), "messages", rollout_id))
+    timeline = _Timeline(row, turns, clock)
+    builder = _Builder([_openai_message(m) for m in leading], _openai_tools(reset.get("tools") if reset else None))
+    for turn in turns:
+        builder.turn(turn, timeline)
+    root = SpanRecord(
+        name=ROOT_SPAN_NAME, span_type="AGENT", start_s=timeline.start, end_s=max(timeline.end, timeline.cursor),
+        parent=None,
+        inputs={key: _plain(row.get(key)) for key in ("sample_id", "sample_index", "model", "environment")},
+        outputs={key: _plain(row.get(key)) for key in ("reward", "success", "termination", "num_turns", "error",
+                                                       "error_source")},
+        error=_plain(row.get("error")),
+        attributes={"rollout_id": rollout_id, "tokens_in": _plain(row.get("tokens_in")),
+                    "tokens_out": _plain(row.get("tokens_out")), "cached": _plain(row.get("cached"))})
+    return [root, *builder.spans]
+
+
+def log_rollout_traces(rollouts: pd.DataFrame, *, tracking_uri: str, run_id: str,
+                       clock: Callable[[], float] | None = None) -> list[str]:
+    """Log each row of ``rollouts`` as a trace in run ``run_id`` (its experiment) and return the new trace ids;
+    rollouts already traced in that run are skipped."""
+    from mlflow.tracing.client import TracingClient
+
+    client = tracking_client(tracking_uri)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    tracing = TracingClient(tracking_uri)
+    done = _traced_rollouts(client, experiment_id, run_id)
+    logged = []
+    for row in rollouts.to_dict("records"):
+        if row.get("rollout_id") in done:
+            continue
+        logged.append(_log_trace(tracing, experiment_id, run_id, row, rollout_spans(row, clock=clock)))
+        done.add(row.get("rollout_id"))
+    return logged
+
+
+class _Timeline:
+    """Where each span goes: end to end from ``latency_s`` before ``clock()``, or at a turn's own clock times."""
+
+    def __init__(self, row: Mapping[str, Any], turns: list[Mapping[str, Any]],
+                 clock: Callable[[], float] | None) -> None:
+        timed = [turn for turn in turns if turn.get("started_at") is not None and turn.get("ended_at") is not None]
+        if timed:
+            self.start, self.end = float(timed[0]["started_at"]), float(timed[-1]["ended_at"])
+        else:
+            self.end = (clock or time.time)()
+            self.start = self.end - max(_number(row.get("latency_s"), 0.0), _recorded_seconds(turns))
+        self.cursor = self.start
+
+    def span(self, seconds: float) -> tuple[float, float]:
+        """The next ``seconds`` of the timeline."""
+        began = self.cursor
+        self.cursor += max(seconds, 0.0)
+        return began, self.cursor
+
+
+def _recorded_seconds(turns: list[Mapping[str, Any]]) -> float:
+    """The durations the turns record, summed (reported latencies may exceed the row's wall time, e.g. a cached
+    call reporting its first latency)."""
+    parts = (turn.get(name) for turn in turns for name in ("agent", "step", "user", "final_step"))
+    return sum(_number(part.get("latency_s"), 0.0) for part in parts if isinstance(part, Mapping))
+
+
+class _Builder:
+    """Walks the turns in the loop's order, keeping the conversation so far."""
+
+    def __init__(self, history: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> None:
+        self.history, self.tools = history, tools
+        self.spans: list[SpanRecord] = []
+
+    def turn(self, turn: Mapping[str, Any], timeline: _Timeline) -> None:
+        index = turn.get("turn", turn.get("index", 0))
+        if turn.get("started_at") is not None:
+            timeline.cursor = float(turn["started_at"])
+        agent = turn.get("agent")
+        message = agent.get("message") if isinstance(agent, Mapping) else None
+        if isinstance(agent, Mapping):
+            self._model_call(index, agent, timeline)
+        steps = [turn[name] for name in ("step", "final_step") if isinstance(turn.get(name), Mapping)]
+        observations = [o for o in turn.get("observations") or () if isinstance(o, Mapping)]
+        first = steps[0].get("observations") or [] if steps else observations
+        if turn.get("ended_at") is not None:
+            step_seconds = float(turn["ended_at"]) - timeline.cursor
+        else:
+            step_seconds = _number(steps[0].get("latency_s"), 0.0) if steps else 0.0
+        self._tool_calls(index, (message or {}).get("tool_calls") or (), first, step_seconds, timeline)
+        self.history.extend(_openai_message(o) for o in first if isinstance(o, Mapping))
+        if isinstance(turn.get("user"), Mapping):
+            self._user(turn["user"], timeline)
+        for later in steps[1:]:
+            timeline.span(_number(later.get("latency_s"), 0.0))
+            self.history.extend(_openai_message(o) for o in later.get("observations") or () if isinstance(o, Mapping))
+
+    def _model_call(self, index: Any, agent: Mapping[str, Any], timeline: _Timeline) -> None:
+        tokens_in, tokens_out = int(_number(agent.get("tokens_in"), 0)), int(_number(agent.get("tokens_out"), 0))
+        reply = _openai_message(agent["message"]) if agent.get("message") else None
+        start, end = timeline.span(_number(agent.get("latency_s"), 0.0))
+        self.spans.append(SpanRecord(
+            name=f"model_call_{index}", span_type="CHAT_MODEL", start_s=start, end_s=end,
+            inputs={"messages": list(self.history)}, outputs=reply, error=agent.get("error"),
+            attributes={"mlflow.chat.tokenUsage": {"input_tokens": tokens_in, "output_tokens": tokens_out,
+                                                   "total_tokens": tokens_in + tokens_out},
+                        "mlflow.chat.tools": self.tools, "cached": bool(agent.get("cached")),
+                        "request_hash": agent.get("request_hash"), "turn": index}))
+        if reply is not None:
+            self.history.append(reply)
+
+    def _tool_calls(self, index: Any, calls: Any, observations: list[Any], seconds: float,
+                    timeline: _Timeline) -> None:
+        results = {o.get("tool_call_id"): o for o in observations if isinstance(o, Mapping) and o.get("role") == "tool"}
+        share = seconds / len(calls) if calls else seconds
+        if not calls:
+            timeline.span(seconds)
+        for call in calls:
+            function = call.get("function", call)
+            result = results.get(call.get("id"))
+            start, end = timeline.span(share)
+            failed = result is not None and result.get("is_error")
+            self.spans.append(SpanRecord(
+                name=str(function.get("name")), span_type="TOOL", start_s=start, end_s=end,
+                inputs=_arguments(function.get("arguments")),
+                outputs=None if result is None else result.get("content"),
+                error=(result.get("content") or "tool error") if failed else None,
+                attributes={"tool_call_id": call.get("id"), "turn": index}))
+
+    def _user(self, user: Mapping[str, Any], timeline: _Timeline) -> None:
+        reply = _openai_message(user["message"]) if user.get("message") else None
+        start, end = timeline.span(_number(user.get("latency_s"), 0.0))
+        self.spans.append(SpanRecord(
+            name="user_simulator", span_type="CHAT_MODEL", start_s=start, end_s=end,
+            inputs={"messages": list(self.history)}, outputs=reply, error=user.get("error"),
+            attributes={"tokens_in": user.get("tokens_in"), "tokens_out": user.get("tokens_out"),
+                        "cached": bool(user.get("cached")), "request_hash": user.get("request_hash"),
+                        "stop": bool(user.get("stop"))}))
+        if reply is not None:
+            self.history.append(reply)
+
+
+def _log_trace(tracing: Any, experiment_id: str, run_id: str, row: Mapping[str, Any],
+               records: list[SpanRecord]) -> str:
+    from mlflow.entities import Span, TraceData, TraceInfo, TraceLocation, TraceState
+    from mlflow.tracing.constant import TRACE_SCHEMA_VERSION, TRACE_SCHEMA_VERSION_KEY, SpansLocation, TraceTagKey
+    from mlflow.tracing.constant import TraceMetadataKey as Key
+
+    digest = hashlib.sha256(f"{run_id}\0{row.get('rollout_id')}".encode()).hexdigest()
+    trace_id = f"tr-{digest[:32]}"
+    spans = [Span(_otel_span(trace_id, int(digest[:32], 16), records, index)) for index in range(len(records))]
+    root = records[0]
+    tokens_in, tokens_out = int(_number(row.get("tokens_in"), 0)), int(_number(row.get("tokens_out"), 0))
+    tags = {key: str(_plain(row.get(key))) for key in TRACE_TAGS if _plain(row.get(key)) is not None}
+    tags[TraceTagKey.TRACE_NAME] = ROOT_SPAN_NAME
+    metadata = {TRACE_SCHEMA_VERSION_KEY: str(TRACE_SCHEMA_VERSION), Key.SOURCE_RUN: run_id,
+                Key.INPUTS: _dumps(root.inputs)[:_METADATA_CHARS], Key.OUTPUTS: _dumps(root.outputs)[:_METADATA_CHARS],
+                Key.TOKEN_USAGE: json.dumps({"input_tokens": tokens_in, "output_tokens": tokens_out,
+                                             "total_tokens": tokens_in + tokens_out})}
+    info = TraceInfo(
+        trace_id=trace_id, trace_location=TraceLocation.from_experiment_id(experiment_id),
+        request_time=int(root.start_s * 1000), execution_duration=round((root.end_s - root.start_s) * 1000),
+        state=TraceState.ERROR if root.error else TraceState.OK,
+        request_preview=_dumps(root.inputs)[:_PREVIEW_CHARS], response_preview=_dumps(root.outputs)[:_PREVIEW_CHARS],
+        trace_metadata=metadata, tags=tags)
+    with contextlib.suppress(NotImplementedError):  # a store without a span table: spans go to the artifact
+        tracing.log_spans(experiment_id, spans)
+    stored = tracing.start_trace(info)
+    if stored.tags.get(TraceTagKey.SPANS_LOCATION) != SpansLocation.TRACKING_STORE.value:
+        tracing._upload_trace_data(stored, TraceData(spans))
+    return stored.trace_id
+
+
+def _otel_span(trace_id: str, otel_trace_id: int, records: list[SpanRecord], index: int) -> Any:
+    from mlflow.entities import SpanStatus, SpanStatusCode
+    from mlflow.tracing.constant import SpanAttributeKey
+    from mlflow.tracing.utils import build_otel_context
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    record = records[index]
+    attributes = {SpanAttributeKey.REQUEST_ID: trace_id, SpanAttributeKey.SPAN_TYPE: record.span_type,
+                  SpanAttributeKey.INPUTS: record.inputs, SpanAttributeKey.OUTPUTS: record.outputs,
+                  **{key: value for key, value in record.attributes.items() if value is not None}}
+    status = SpanStatus(SpanStatusCode.ERROR, str(record.error)) if record.error else SpanStatus(SpanStatusCode.OK)
+    parent = None if record.parent is None else build_otel_context(otel_trace_id, _span_id(trace_id, record.parent))
+    return ReadableSpan(
+        name=record.name, context=build_otel_context(otel_trace_id, _span_id(trace_id, index)), parent=parent,
+        start_time=int(record.start_s * 1e9), end_time=int(record.end_s * 1e9),
+        attributes={key: _dumps(value) for key, value in attributes.items()}, status=status.to_otel_status(),
+        resource=Resource.get_empty())
+
+
+def _traced_rollouts(client: Any, experiment_id: str, run_id: str) -> set[Any]:
+    seen: set[Any] = set()
+    token = None
+    while True:
+        page = client.search_traces(locations=[experiment_id], run_id=run_id, include_spans=False,
+                                    max_results=500, page_token=token)
+        seen.update(trace.info.tags.get(ROLLOUT_ID_TAG) for trace in page)
+        token = page.token
+        if not token:
+            return seen
+
+
+def _span_id(trace_id: str, index: int) -> int:
+    return int(hashlib.sha256(f"{trace_id}\0{index}".encode()).hexdigest()[:16], 16) or 1
+
+
+def _leading_messages(messages: list[Any]) -> list[Mapping[str, Any]]:
+    """The conversation before the agent's first reply."""
+    leading = []
+    for message in messages:
+        if not isinstance(message, Mapping) or message.get("role") == "assistant":
+            break
+        leading.append(message)
+    return leading
+
+
+def _openai_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """Our message dict in OpenAI's chat shape (``tool_calls[].function``), which MLflow's chat view renders."""
+    data: dict[str, Any] = {"role": message.get("role"), "content": message.get("content", "")}
+    if message.get("tool_calls"):
+        data["tool_calls"] = [{"id": call.get("id"), "type": "function",
+                               "function": {"name": call.get("function", call).get("name"),
+                                            "arguments": call.get("function", call).get("arguments", "{}")}}
+                              for call in message["tool_calls"]]
+    for key in ("tool_call_id", "name", "is_error", "parts"):
+        if message.get(key) is not None and message.get(key) is not False:
+            data[key] = message[key]
+    return data
+
+
+def _openai_tools(tools: Any) -> list[dict[str, Any]] | None:
+    """The offered tools in OpenAI's shape, as ``mlflow.chat.tools`` wants them."""
+    if not tools:
+        return None
+    return [tool if tool.get("type") == "function" else {"type": "function", "function": dict(tool)}
+            for tool in tools if isinstance(tool, Mapping)]
+
+
+def _arguments(arguments: Any) -> Any:
+    """A tool call's arguments as an object when they parse as one, else the text the model wrote."""
+    if isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments or "{}")
+        except ValueError:
+            return arguments
+        return parsed if isinstance(parsed, dict) else arguments
+    return arguments
+
+
+def _json_list(text: Any, column: str, rollout_id: Any) -> list[Any]:
+    if _plain(text) is None:
+        return []
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"rollout {rollout_id!r}: column {column!r} is not JSON: {exc}") from exc
+    if not isinstance(value, list):
+        raise ValueError(f"rollout {rollout_id!r}: column {column!r} is not a JSON list")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A cell as a plain Python value: NaN/NA as None, numpy scalars unwrapped."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _number(value: Any, default: float) -> float:
+    value = _plain(value)
+    return default if value is None else float(value)
+
+
+def _dumps(value: Any) -> str:
+    from mlflow.tracing.utils import TraceJSONEncoder
+
+    return json.dumps(value, cls=TraceJSONEncoder, ensure_ascii=False)
