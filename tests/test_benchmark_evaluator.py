@@ -165,7 +165,8 @@ def test_chat_template_reaches_the_requests(yes_no: Path) -> None:
         "system_prompt": "Be brief.", "user_template": "Q: {prompt}\nA ({input}):", "enable_thinking": False})
     loop.evaluate(sampler)
     first = sampler.requests[0].messages
-    assert first == ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q: p0\nA (p0):"})
+    assert [m.to_dict() for m in first] == [{"role": "system", "content": "Be brief."},
+                                            {"role": "user", "content": "Q: p0\nA (p0):"}]
     assert sampler.n_concurrent == 3 and sampler.chat_template_kwargs == {"enable_thinking": False}
     assert loop.last_run is not None
     generation = loop.last_run.generations.iloc[0]
@@ -175,8 +176,8 @@ def test_chat_template_reaches_the_requests(yes_no: Path) -> None:
     plain = Scripted()  # no template: the benchmark's own system prompt, the prompt as it is
     BenchmarkEvaluator(name="qa", benchmark=Benchmark(dataset=yes_no, system_prompt="From the benchmark.")).evaluate(
         plain)
-    assert plain.requests[0].messages == ({"role": "system", "content": "From the benchmark."},
-                                          {"role": "user", "content": "p0"})
+    assert [m.to_dict() for m in plain.requests[0].messages] == [{"role": "system", "content": "From the benchmark."},
+                                                                 {"role": "user", "content": "p0"}]
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [

@@ -23,6 +23,7 @@ from eval_pipeline.suites import load_suite
 from eval_pipeline.suites.spec import ModelSpec, Suite
 from eval_pipeline.suites.task_kinds import TASK_KINDS
 from eval_pipeline.tasks import Production, TaskKind, task_kind
+from eval_pipeline.tasks.base import AnswersTable
 from eval_pipeline.tasks.base import model_stages as usual_stages
 from eval_pipeline.tracking import default_tracking_uri
 
@@ -80,7 +81,7 @@ def test_a_kind_that_cannot_be_judged_refuses_a_judge(tmp_path: Path) -> None:
 
 # --- a task kind registered by a test ---------------------------------------------------------------------------
 
-class InputLength:
+class InputLength(AnswersTable):
     """A toy kind: the "answer" is the number of characters of the prompt, no model is called. It writes its
     outputs to a stage of its own name (``answers``) so the assets are shown generic over the production stage."""
 
@@ -121,7 +122,8 @@ class InputLength:
             "scorer": "length_match", "score": (merged["output"] == merged["reference"]).astype(float),
             "extracted": merged["output"], "request_hash": merged["request_hash"], "error": None})
 
-    def aggregate(self, suite: Suite, samples: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    def aggregate(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame,
+                  scores: pd.DataFrame) -> pd.DataFrame:
         return aggregate_scores(suite.suite, samples, scores, suite.breakdown_keys)
 
     def params(self, suite: Suite) -> dict[str, object]:

@@ -74,6 +74,8 @@ class AgentCoreKind:
     """The ``agentcore`` entry of the environment registry: validate a config, build an agent from it."""
 
     name = "agentcore"
+    provides = "agent"
+    """An agent service the suite\'s task is put to (not an environment our model acts in)."""
 
     def validate(self, config: Any, file: str | None = None, *, root: Any = None,
                  field: str = "environment") -> AgentCoreSettings:

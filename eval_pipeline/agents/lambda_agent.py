@@ -84,6 +84,8 @@ class LambdaKind:
     """The ``lambda`` entry of the environment registry: validate a config, build an agent from it."""
 
     name = "lambda"
+    provides = "agent"
+    """An agent service the suite\'s task is put to (not an environment our model acts in)."""
 
     def validate(self, config: Any, file: str | None = None, *, root: Any = None,
                  field: str = "environment") -> LambdaSettings:

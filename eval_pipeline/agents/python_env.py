@@ -35,9 +35,11 @@ class PythonEnvironmentKind:
     """The ``python`` kind. Its methods are classmethods, so the class itself is the registered object."""
 
     name: ClassVar[str] = "python"
+    provides: ClassVar[str] = "environment"
+    """An environment the model under test acts in (with its tools)."""
 
     @classmethod
-    def validate(cls, config: Any, *, root: str | Path | None = None, file: str | None = None,
+    def validate(cls, config: Any, file: str | None = None, *, root: str | Path | None = None,
                  field: str = "environment") -> type:
         """The environment class ``config`` names, after every check; ``EvalInputError`` for the first failure."""
         path, options = _setting(config, "path"), _setting(config, "options") or {}
@@ -72,8 +74,10 @@ class PythonEnvironmentKind:
         return functools.partial(target, **dict(_setting(config, "options") or {}))
 
     @classmethod
-    def build(cls, config: Any, *, root: str | Path | None = None) -> Environment:
-        return cls.factory(config, root=root)()
+    def build(cls, config: Any, *, root: str | Path | None = None, file: str | None = None,
+              **_hooks: Any) -> Environment:
+        """One environment instance (for one rollout)."""
+        return cls.factory(config, root=root, file=file)()
 
     @classmethod
     def label(cls, config: Any) -> str:

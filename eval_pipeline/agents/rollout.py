@@ -166,7 +166,12 @@ def run_rollout(task: AgentTask, agent: Agent, environment: Environment, *, iden
             with contextlib.suppress(Exception):  # releasing resources must not turn a finished rollout into an error
                 close()
     reward = None if error is not None else next(
-        (r for r in (record.reward, record.agent_reward) if r is not None), 0.0)
+        (r for r in (record.reward, record.agent_reward) if r is not None), None)
+    if reward is None and error is None:
+        if termination == "done":  # an ended episode with no reward is never scored as a failure by guess
+            error, source = "the episode ended without a reward from the environment or the agent", "environment"
+        else:
+            reward = 0.0  # out of turns before the episode ended: a failed rollout (τ-bench's convention)
     agent_turns = sum(1 for t in record.turns if "agent" in t)
     return {
         "sample_id": identity.sample_id, "model": identity.model, "sample_index": identity.sample_index,

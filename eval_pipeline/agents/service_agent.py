@@ -69,11 +69,14 @@ def new_messages(conversation: Sequence[ChatMessage]) -> list[ChatMessage]:
     return [m for m in conversation[last + 1:] if m.role in ("user", "tool")]
 
 
-def build_payload(conversation: Sequence[ChatMessage], task: AgentTask, session_id: str, turn: int) -> dict[str, Any]:
-    """The request of one turn (see the module docstring)."""
+def build_payload(conversation: Sequence[ChatMessage], task: AgentTask, session_id: str, turn: int,
+                  model: str | None = None) -> dict[str, Any]:
+    """The request of one turn (see the module docstring); ``model``: the suite's model identifier, for a service
+    that serves several (base and fine-tuned) behind one endpoint."""
     prompt = "\n\n".join(m.text for m in new_messages(conversation))
-    return {"prompt": prompt, "task_id": task.task_id, "session_id": session_id, "turn": turn,
-            "task": dict(task.data)}
+    payload = {"prompt": prompt, "task_id": task.task_id, "session_id": session_id, "turn": turn,
+               "task": dict(task.data)}
+    return payload if model is None else {**payload, "model": model}
 
 
 def parse_reply(body: bytes, content_type: str | None) -> ServiceReply:
@@ -173,7 +176,8 @@ class ServiceAgent(ABC):
     service = "service"
 
     def __init__(self, *, retry: RetryPolicy | None = None, sleep: Sleep = time.sleep,
-                 clock: Clock = time.perf_counter, seed: int = 0) -> None:
+                 clock: Clock = time.perf_counter, seed: int = 0, model: str | None = None) -> None:
+        self.model = model
         self.retry = retry or RetryPolicy(max_attempts=6, base_delay_s=1.0, max_delay_s=30.0)
         self.sleep, self.clock = sleep, clock
         self._rng = random.Random(seed)
@@ -189,7 +193,7 @@ class ServiceAgent(ABC):
         if self.task is None or self.session_id is None:
             raise RuntimeError(f"{type(self).__name__}.act before start")
         self.turn += 1
-        payload = json.dumps(build_payload(conversation, self.task, self.session_id, self.turn)).encode()
+        payload = json.dumps(build_payload(conversation, self.task, self.session_id, self.turn, self.model)).encode()
         started = self.clock()
         try:
             exchange = with_retries(lambda: self.invoke(payload), policy=self.retry, where=self.where(),
@@ -250,7 +254,7 @@ class ConfigReader:
         if not isinstance(options, Mapping):
             raise EvalInputError("expected a mapping", file=file, field=f"{field}.options")
         values.update(options)
-        unknown = sorted(set(values) - allowed - {"kind", "type"})
+        unknown = sorted(set(values) - allowed - {"kind", "type", "verifier"})  # verifier: the local side's
         if unknown:
             raise EvalInputError(f"unknown setting(s) {', '.join(unknown)} for this kind; known: "
                                  f"{', '.join(sorted(allowed))}", file=file, field=f"{field}.{unknown[0]}")

@@ -27,11 +27,15 @@ class EnvironmentSpec(_Strict):
     """The environment the agent is rolled out in, by kind (``python``, ``agentcore``, ``lambda`` or a plugin's).
 
     python: ``path`` is ``module:Class`` (importable, or relative to the project root); ``options`` are passed to
-    it. agentcore: ``arn`` of the runtime and its ``qualifier``. lambda: ``arn`` (or a function name)."""
+    it. agentcore: ``arn`` of the runtime and its ``qualifier``. lambda: ``arn`` or ``function`` (a name). For an
+    agent service, ``verifier`` names the scorer that rewards its last reply against the task's reference; without
+    one the service's own reward counts."""
 
     kind: str = "python"
     path: str | None = None
     arn: str | None = None
+    function: str | None = None
+    verifier: str | None = None
     qualifier: str | None = None
     region: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
@@ -42,7 +46,7 @@ class EnvironmentSpec(_Strict):
     @property
     def label(self) -> str:
         """How rows name the environment, e.g. ``python:examples.environments.calculator:CalculatorEnvironment``."""
-        return f"{self.kind}:{self.path or self.arn or ''}"
+        return f"{self.kind}:{self.path or self.arn or self.function or ''}"
 
 
 class RolloutSpec(_Strict):
@@ -59,6 +63,9 @@ class RolloutSpec(_Strict):
     """A rollout succeeds when its reward is at least this."""
     max_turns: int = Field(default=8, ge=1, le=500)
     """The most agent turns in one rollout; a rollout that reaches it ends with termination ``max_turns``."""
+    call_timeout_s: float = Field(default=600.0, gt=0.0)
+    """The longest one call (the model's turn, an environment step, the user's reply) may take; a call past it
+    ends the rollout with termination ``timeout``."""
     concurrency: int = Field(default=8, ge=1, le=1024)
     stopping_condition: int = Field(default=86_400, gt=0, le=MAX_STOPPING_CONDITION_S)
     """The whole evaluation's time budget in seconds; rollouts not started by then are error rows (``budget``)."""

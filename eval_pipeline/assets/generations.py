@@ -10,10 +10,10 @@ from eval_pipeline.tasks import task_kind
 
 
 def inference_pool(suite: Suite) -> str:
-    """The Dagster pool of a suite's inference step: one per backend, so concurrent runs and backfills that call
-    the same service share one limit (set it with ``dagster instance concurrency set inference-bedrock 2``)."""
-    backends = {m.backend for m in suite.models} | ({suite.watch.backend} if suite.watch else set())
-    return f"inference-{backends.pop()}" if len(backends) == 1 else "inference-mixed"
+    """The Dagster pool of a suite's production step, as its task kind names it: one per backend for generations
+    (``inference-bedrock``), one per environment kind for rollouts (``rollouts-agentcore``), so concurrent runs and
+    backfills that call the same service share one limit (``dagster instance concurrency set inference-bedrock 2``)."""
+    return task_kind(suite).pool(suite)
 
 
 def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:

@@ -6,14 +6,12 @@ import pandas as pd
 from eval_pipeline.assets.judgments import judge_flag_metadata
 from eval_pipeline.assets.metadata import metrics_summary, preview
 from eval_pipeline.assets.samples import dataset_digest
-from eval_pipeline.inference.runner import generation_usage
 from eval_pipeline.judging.degenerate import degenerate_judges
 from eval_pipeline.judging.quality import judge_agreement
 from eval_pipeline.judging.run import judgment_scores
 from eval_pipeline.judging.setup import judge_record, suite_judge_metrics
 from eval_pipeline.metrics.gates import ERROR_RATE_GATE, GATE_METADATA_KEY, GateResult, error_rate_gate
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
-from eval_pipeline.scoring.items import item_table
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
 from eval_pipeline.tracking import EvaluationRecord
@@ -43,7 +41,7 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
         judgments = tables.get("judgments")
         if judgments is not None:
             scores = pd.concat([scores, judgment_scores(judgments)], ignore_index=True)
-        table = kind.aggregate(suite, samples, scores)
+        table = kind.aggregate(suite, samples, generations, scores)
         params: dict[str, object] = {
             "model": model.model_dump(exclude_none=True), "generation": suite.generation.model_dump(),
             **kind.params(suite), "dataset": suite.dataset.model_dump()}
@@ -57,11 +55,13 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
         run_id = mlflow.log(EvaluationRecord(
             suite=suite.suite, model=model.name, params=params,
             dataset_uri=suite.resolve_uri(suite.dataset.uri), dataset_digest=dataset_digest(samples),
-            samples=samples, items=item_table(samples, generations, scores, judgments), metrics=table,
+            samples=samples, items=kind.items(samples, generations, scores, judgments), metrics=table,
             tags={"dagster.run_id": context.run.run_id, "dagster.partition": model.name,
                   **{flag.key: flag.reason for flag in flags}},
-            usage=generation_usage(generations), failed_gates={} if gate.passed else {gate.check: gate.reason or ""}),
+            usage=kind.usage(generations), failed_gates={} if gate.passed else {gate.check: gate.reason or ""}),
             experiment_name=suite.mlflow_experiment)
+        if run_id:
+            kind.log_extras(mlflow.tracking_uri, run_id, generations)
         yield dg.Output(table, metadata={
             "summary": dg.MetadataValue.md(metrics_summary(table)),
             **({} if gate.observed is None else {"error_rate": gate.observed}),

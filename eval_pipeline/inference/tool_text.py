@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eval_pipeline.data.messages import ChatMessage, ToolCall, ToolSpec, messages_to_json
@@ -41,10 +41,10 @@ def template_supports_tools(tokenizer: Any) -> bool:
     return bool(template) and "tools" in str(template)
 
 
-def native_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+def native_messages(messages: Sequence[ChatMessage | Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The conversation in Hugging Face's chat-template shape (tool calls with their arguments as objects)."""
     out: list[dict[str, Any]] = []
-    for message in messages:
+    for message in typed(messages):
         data: dict[str, Any] = {"role": message.role, "content": message.text}
         if message.tool_calls:
             data["tool_calls"] = [{"id": call.id, "type": "function",
@@ -60,13 +60,14 @@ def native_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
     return [{"type": "function", "function": tool.to_dict()} for tool in tools]
 
 
-def protocol_messages(messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> list[dict[str, str]]:
+def protocol_messages(messages: Sequence[ChatMessage | Mapping[str, Any]],
+                      tools: Sequence[ToolSpec]) -> list[dict[str, str]]:
     """The conversation as ``{"role", "content"}`` messages of system/user/assistant only: the protocol's tool
     description joins the system prompt (a system message is added when there is none), assistant tool calls are
     written as ``<tool_call>`` blocks, and a run of tool results becomes one user turn. Without tools and tool
     messages this is the plain conversation, unchanged."""
     out: list[dict[str, str]] = []
-    for message in messages:
+    for message in typed(messages):
         if message.role == "tool":
             block = render_result(message)
             if out and out[-1]["role"] == "user" and out[-1]["content"].endswith("</tool_result>"):
@@ -153,7 +154,13 @@ def _arguments(call: ToolCall) -> Any:
         return call.arguments
 
 
-def render_prompt(tokenizer: Any, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> tuple[str, bool]:
+def typed(messages: Sequence[ChatMessage | Mapping[str, Any]]) -> list[ChatMessage]:
+    """Messages as ``ChatMessage`` (dicts in our JSON shape or OpenAI's are read)."""
+    return [m if isinstance(m, ChatMessage) else ChatMessage.from_dict(m) for m in messages]
+
+
+def render_prompt(tokenizer: Any, messages: Sequence[ChatMessage | Mapping[str, Any]],
+                  tools: Sequence[ToolSpec] = ()) -> tuple[str, bool]:
     """The prompt text a local model reads, and whether the tokenizer should add its special tokens to it: the
     chat template with the generation prompt (natively with tools when it reads them, else with the text
     protocol), or without a template the messages' texts joined by blank lines."""

@@ -6,7 +6,7 @@ verdict. Nothing is generated, so there is no explanation beyond the levels' log
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -16,7 +16,7 @@ from eval_pipeline.data.schemas import JUDGMENTS
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest, choice_picks
 from eval_pipeline.inference.likelihood_cache import with_cache
-from eval_pipeline.inference.tool_text import render_prompt
+from eval_pipeline.inference.tool_text import render_prompt, typed
 from eval_pipeline.judging.metric import JudgeMetric
 from eval_pipeline.judging.run import JudgeStats, judge_jobs
 
@@ -24,13 +24,13 @@ VERDICT_PREFIX = "Verdict:"
 CHUNK_JOBS = 16
 
 
-def judge_context(scorer: LikelihoodScorer, messages: Sequence[ChatMessage]) -> str:
+def judge_context(scorer: LikelihoodScorer, messages: Sequence[ChatMessage | Mapping[str, Any]]) -> str:
     """The judge's prompt as the model reads it (its chat template when it has one), then ``Verdict:``."""
     tokenizer = getattr(getattr(scorer, "sampler", None), "tokenizer", None)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         text = render_prompt(tokenizer, messages)[0]
     else:
-        text = "\n\n".join(m.text for m in messages) + "\n\n"
+        text = "\n\n".join(m.text for m in typed(messages)) + "\n\n"
     return f"{text}{VERDICT_PREFIX}"
 
 

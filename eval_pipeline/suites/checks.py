@@ -18,6 +18,7 @@ from eval_pipeline.judging.setup import suite_judge_metrics
 from eval_pipeline.scoring.registry import scorer_problem
 from eval_pipeline.suites.cron import cron_problem
 from eval_pipeline.suites.spec import Suite
+from eval_pipeline.suites.task_kinds import TASK_KINDS
 from eval_pipeline.suites.yaml_source import KeyPath
 
 
@@ -31,7 +32,7 @@ class SuiteProblem(EvalInputError):
 
 def suite_problems(suite: Suite) -> Iterator[SuiteProblem]:
     """Every problem found, in file order of the keys concerned (the caller usually reports the first)."""
-    for check in (_scorers, _generation, _pass_k, _schedule, _judge):
+    for check in (_scorers, _generation, _pass_k, _schedule, _judge, _task_kind):
         yield from check(suite)
 
 
@@ -92,10 +93,17 @@ def _judge(suite: Suite) -> Iterator[SuiteProblem]:
     except JudgeMetricError as exc:
         if exc.file != suite.source_path or exc.line is not None:
             raise  # located in a custom-metrics JSON file: that file and line are the place to look
-        yield SuiteProblem(exc.reason, ("judge", *_field_path(exc.field or "")), file=suite.source_path)
+        yield SuiteProblem(exc.reason, ("judge", *field_path(exc.field or "")), file=suite.source_path)
 
 
-def _field_path(field: str) -> KeyPath:
+def _task_kind(suite: Suite) -> Iterator[SuiteProblem]:
+    """The task kind's own checks, when it has any (a rollout's environment: it imports, its tools' schemas)."""
+    problems = getattr(TASK_KINDS.get(suite.task), "problems", None)
+    if problems is not None:
+        yield from problems(suite)
+
+
+def field_path(field: str) -> KeyPath:
     """``custom_metrics[0].customMetricDefinition.name`` as a key path."""
     parts: list[str | int] = []
     for token in re.findall(r"[^.\[\]]+", field):

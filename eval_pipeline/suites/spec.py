@@ -8,17 +8,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from eval_pipeline.inference.model_spec import (  # noqa: F401  (re-exported: the suite's vocabulary)
-    BACKENDS,
-    LIKELIHOOD_BACKENDS,
-    REMOTE_BACKENDS,
-    TEMPERATURE_RANGES,
-    ModelSpec,
-    PriceSpec,
-)
+from eval_pipeline.agents.spec import EnvironmentSpec, RolloutSpec, UserSimulatorSpec
+from eval_pipeline.inference.backend_registry import likelihood_backends
 from eval_pipeline.inference.model_spec import MODEL_NAME_PATTERN as NAME_PATTERN
+from eval_pipeline.inference.model_spec import ModelSpec, PriceSpec  # noqa: F401  (PriceSpec: re-exported)
 from eval_pipeline.scoring.spec import ScorerSpec
 from eval_pipeline.suites.task_kinds import TASK_KINDS
+
+
+def __getattr__(name: str) -> object:
+    """``BACKENDS``, ``TEMPERATURE_RANGES`` and the other backend tables, read from the registry when asked for."""
+    from eval_pipeline.inference import model_spec
+
+    return getattr(model_spec, name)
+
 
 SUITE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 DATASET_FORMATS = ("auto", "gen_qa", "bedrock", "messages", "humaneval", "multiple_choice", "text")
@@ -74,8 +77,9 @@ class JudgeSpec(_Strict):
 
     @model_validator(mode="after")
     def _likelihood_needs_a_scorer(self) -> JudgeSpec:
-        if self.verdict == "likelihood" and self.model.backend not in LIKELIHOOD_BACKENDS:
-            raise ValueError(f"verdict 'likelihood' needs a judge on {' or '.join(LIKELIHOOD_BACKENDS)}, "
+        scorers = likelihood_backends()
+        if self.verdict == "likelihood" and self.model.backend not in scorers:
+            raise ValueError(f"verdict 'likelihood' needs a judge on {' or '.join(scorers)}, "
                              f"not {self.model.backend!r}")
         return self
 
@@ -117,6 +121,13 @@ class Suite(_Strict):
     """A sample succeeds (for pass@k and pass^k) when its score is at least this (a finite number: NaN would make
     every comparison false and every pass@k 0)."""
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    environment: EnvironmentSpec | None = None
+    """task rollout: the environment the models act in (``python``), or the agent service rolled out
+    (``agentcore``, ``lambda``)."""
+    rollout: RolloutSpec | None = None
+    """task rollout: group size, sampling, pass@k and pass^k, turns, concurrency and the time budget."""
+    user_simulator: UserSimulatorSpec | None = None
+    """task rollout: an LLM playing the user from each task's instructions (conversational tasks)."""
     watch: WatchSpec | None = None
     schedule: str | None = "0 2 * * *"
     source_path: str | None = None
@@ -147,6 +158,10 @@ class Suite(_Strict):
             raise ValueError(f"baseline {self.baseline!r} is not one of the suite's models "
                              f"({', '.join(m.name for m in self.models)})")
         kind = TASK_KINDS.get(self.task)
+        agent_keys = [key for key in ("environment", "rollout", "user_simulator") if getattr(self, key) is not None]
+        if agent_keys and not getattr(kind, "rolls_out", False):
+            raise ValueError(f"{', '.join(agent_keys)}: only for rollout tasks (task: rollout), not task "
+                             f"{self.task!r}")
         kind.validate(self)
         if self.judge is not None and not kind.judgeable:
             raise ValueError(f"task {self.task!r} has no answers for a judge to rate")

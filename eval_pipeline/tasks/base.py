@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import pandas as pd
 
+from eval_pipeline.inference.runner import generation_usage
+from eval_pipeline.scoring.items import item_table
 from eval_pipeline.suites.task_kinds import TASK_KINDS
 
 if TYPE_CHECKING:
@@ -58,11 +60,45 @@ class TaskKind(Protocol):
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         """The scores table: one row per produced row × scorer."""
 
-    def aggregate(self, suite: Suite, samples: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-        """The metrics table from the scores (judgments' scores included when the suite has a judge)."""
+    def aggregate(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame,
+                  scores: pd.DataFrame) -> pd.DataFrame:
+        """The metrics table from the production table and the scores (judgments' scores included when the suite
+        has a judge)."""
 
     def params(self, suite: Suite) -> dict[str, object]:
         """What this kind adds to the run's logged parameters (``task``, ``scorers``)."""
+
+    def pool(self, suite: Suite) -> str:
+        """The Dagster pool of the production step (runs calling one service share its limit)."""
+
+    def usage(self, produced: pd.DataFrame) -> dict[str, float]:
+        """Totals of the production table for the MLflow run: requests, errors, tokens, cost, latency."""
+
+    def items(self, samples: pd.DataFrame, produced: pd.DataFrame, scores: pd.DataFrame,
+              judgments: pd.DataFrame | None) -> pd.DataFrame:
+        """The per-item table people read (an MLflow table artifact)."""
+
+    def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame) -> None:
+        """Anything else the kind logs to the model's MLflow run (a rollout's trace)."""
+
+
+class AnswersTable:
+    """What kinds whose production table is the ``generations`` table share: its pool, usage and item table."""
+
+    def pool(self, suite: Suite) -> str:
+        """``inference-<backend>``, or ``inference-mixed`` when the suite's models use several backends."""
+        backends = {m.backend for m in suite.models} | ({suite.watch.backend} if suite.watch else set())
+        return f"inference-{backends.pop()}" if len(backends) == 1 else "inference-mixed"
+
+    def usage(self, produced: pd.DataFrame) -> dict[str, float]:
+        return generation_usage(produced)
+
+    def items(self, samples: pd.DataFrame, produced: pd.DataFrame, scores: pd.DataFrame,
+              judgments: pd.DataFrame | None) -> pd.DataFrame:
+        return item_table(samples, produced, scores, judgments)
+
+    def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame) -> None:
+        """Nothing beyond the run itself."""
 
 
 def model_stages(kind: TaskKind, suite: Suite) -> tuple[str, ...]:

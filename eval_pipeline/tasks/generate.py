@@ -13,7 +13,7 @@ from eval_pipeline.inference.runner import run_generations
 from eval_pipeline.metrics.aggregate import aggregate_scores
 from eval_pipeline.progress import Progress
 from eval_pipeline.scoring.registry import score_generations
-from eval_pipeline.tasks.base import Production, model_stages
+from eval_pipeline.tasks.base import AnswersTable, Production, model_stages
 from eval_pipeline.tasks.passk import with_pass_k
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from eval_pipeline.suites.spec import ModelSpec, Suite
 
 
-class GenerateTask:
+class GenerateTask(AnswersTable):
     """Generated answers, scored by the suite's scorers; the only kind a judge can rate."""
 
     name = "generate"
@@ -64,7 +64,8 @@ class GenerateTask:
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         return score_generations(samples, produced, list(suite.scorers))
 
-    def aggregate(self, suite: Suite, samples: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    def aggregate(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame,
+                  scores: pd.DataFrame) -> pd.DataFrame:
         return with_pass_k(suite, aggregate_scores(suite.suite, samples, scores, suite.breakdown_keys), scores)
 
     def params(self, suite: Suite) -> dict[str, object]:

@@ -13,7 +13,7 @@ from eval_pipeline.inference.likelihood import LikelihoodScorer
 from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
 from eval_pipeline.inference.likelihood_cache import with_cache
 from eval_pipeline.progress import Progress
-from eval_pipeline.tasks.base import Production, model_stages
+from eval_pipeline.tasks.base import AnswersTable, Production, model_stages
 
 if TYPE_CHECKING:
     from eval_pipeline.inference.cache import RequestCache
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 
-class LikelihoodTask:
+class LikelihoodTask(AnswersTable):
     """A task kind scored by log-likelihoods: subclasses give ``name``, ``run`` (the production table), ``plan_run``
     and ``score``/``aggregate``."""
 

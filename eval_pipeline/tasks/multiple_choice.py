@@ -34,7 +34,8 @@ class MultipleChoiceTask(LikelihoodTask):
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         return score_choices(samples, produced)
 
-    def aggregate(self, suite: Suite, samples: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    def aggregate(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame,
+                  scores: pd.DataFrame) -> pd.DataFrame:
         return with_pass_k(suite, aggregate_scores(suite.suite, samples, scores, suite.breakdown_keys), scores)
 
 

@@ -35,7 +35,8 @@ class PerplexityTask(LikelihoodTask):
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         return score_texts(produced)
 
-    def aggregate(self, suite: Suite, samples: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    def aggregate(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame,
+                  scores: pd.DataFrame) -> pd.DataFrame:
         """Corpus figures: sums over all texts before dividing, not means of per-text ratios."""
         return with_pass_k(suite, aggregate_corpus(suite.suite, samples, scores, suite.breakdown_keys), scores)
 
