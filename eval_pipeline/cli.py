@@ -124,6 +124,8 @@ def _result_json(result: Any) -> dict[str, Any]:
         "outputs": {m.model: {**m.outputs, "dagster_run_id": m.dagster_run_id, "mlflow_run_id": m.mlflow_run_id}
                     for m in result.models},
         "generation": {m.model: m.generation for m in result.models},
+        "production": {m.model: {"stage": m.production_stage, "summary": m.production_summary, **m.generation}
+                       for m in result.models},
         "judging": {m.model: m.judging for m in result.models if m.judging},
         "errors": {m.model: m.error for m in result.models if m.error}
         | ({"comparison": result.comparison.error} if result.comparison and result.comparison.error else {})
@@ -149,11 +151,8 @@ def _print_result(result: Any) -> None:
         if not model.success and model.metrics.empty:
             print(f"{result.suite} / {model.model}: FAILED: {model.error}", file=sys.stderr)
             continue
-        gen = model.generation
         print(f"\n{result.suite} / {model.model}  (Dagster run {model.dagster_run_id[:8]})")
-        print(f"generation: {gen.get('requests', 0)} requests, {gen.get('cached', 0)} from cache, "
-              f"{gen.get('generated', 0)} generated, {gen.get('errors', 0)} errors"
-              + ("  (nothing generated: all cached)" if gen.get("generated") == 0 else ""))
+        print(_production_line(model))
         if model.judging:
             judged = model.judging
             print(f"judging: {judged.get('requests', 0)} requests, {judged.get('cached', 0)} from cache, "
@@ -173,6 +172,17 @@ def _print_result(result: Any) -> None:
         _print_comparison(result.suite, result.comparison)
     elif result.comparison_skipped:
         print(f"{result.suite} / comparison: {result.comparison_skipped}", file=sys.stderr)
+
+
+def _production_line(model: Any) -> str:
+    """What the production stage did: the generation counts for a stage that generated answers, else the line its
+    task kind logged (a rollout suite: how many rollouts, from the store, run, errors)."""
+    counts = model.generation
+    if "generated" in counts:
+        return (f"generation: {counts.get('requests', 0)} requests, {counts.get('cached', 0)} from cache, "
+                f"{counts['generated']} generated, {counts.get('errors', 0)} errors"
+                + ("  (nothing generated: all cached)" if counts["generated"] == 0 else ""))
+    return model.production_summary or f"{model.production_stage}: done"
 
 
 def _judge_flags(model: Any) -> list[Any]:

@@ -34,6 +34,12 @@ class ModelRun:
     error: str | None = None
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     generation: dict[str, Any] = field(default_factory=dict)
+    """The production stage's metadata: its counts, as the suite's task kind gives them (requests, cached and
+    generated for generations; rollouts, from_store, ran, errors, budget_errors, … for rollouts)."""
+    production_stage: str = "generations"
+    """The production stage's name (``generations``, ``rollouts``): the task kind's ``production_stage``."""
+    production_summary: str = ""
+    """The line the task kind logged when the production stage was done (``Production.summary``)."""
     judging: dict[str, Any] = field(default_factory=dict)
     """The judgments stage's counts (requests, cached, sent, errors), when the suite has a judge."""
     mlflow_run_id: str | None = None
@@ -148,7 +154,10 @@ def _collect(suite: Suite, model: str, result: dg.ExecuteInProcessResult, io_man
         return run
     if not result.asset_materializations_for_node(_node(suite, "metrics")):
         return run
-    run.generation = _metadata(result, _node(suite, task_kind(suite).production_stage))
+    kind = task_kind(suite)
+    production = _metadata(result, _node(suite, kind.production_stage))
+    run.production_stage, run.production_summary = kind.production_stage, str(production.pop("summary", "") or "")
+    run.generation = production
     run.judging = {key: value for key, value in _metadata(result, _node(suite, "judgments")).items()
                    if key in ("requests", "cached", "sent", "errors")}
     run.mlflow_run_id = _metadata(result, _node(suite, "metrics")).get("mlflow_run_id") or None

@@ -9,16 +9,18 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Call with (done, total); draws a tqdm bar on stderr and logs at each 10% step and at the end."""
+    """Call with (done, total); draws a tqdm bar on stderr and logs at each 10% step and at the end. ``unit`` names
+    what is counted on the bar (``req`` for requests, ``rollout`` for rollouts)."""
 
-    def __init__(self, description: str, log: Callable[[str], None] | None = None, *, bar: bool = True) -> None:
-        self.description, self.log, self.show_bar = description, log, bar
+    def __init__(self, description: str, log: Callable[[str], None] | None = None, *, bar: bool = True,
+                 unit: str = "req") -> None:
+        self.description, self.log, self.show_bar, self.unit = description, log, bar, unit
         self._bar: tqdm | None = None
         self._logged_step = -1
 
     def __call__(self, done: int, total: int) -> None:
         if self.show_bar and self._bar is None and done < total:  # nothing left to do (all cached): no bar
-            self._bar = tqdm(total=total, desc=self.description, unit="req", file=sys.stderr, leave=False,
+            self._bar = tqdm(total=total, desc=self.description, unit=self.unit, file=sys.stderr, leave=False,
                              dynamic_ncols=True, mininterval=0.5)
         if self._bar is not None:
             self._bar.update(done - self._bar.n)

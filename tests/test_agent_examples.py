@@ -280,3 +280,18 @@ def test_python_kind_accepts_options_and_attribute_configs(project: Path) -> Non
     assert PythonEnvironmentKind.validate(Config(), root=project).__name__ == "Strict"
     with pytest.raises(EvalInputError, match="needs 'path'"):
         PythonEnvironmentKind.validate({"kind": "python"}, root=project)
+
+
+def test_the_registry_entry_validates_a_suite_environment_spec() -> None:
+    from eval_pipeline.agents.registry import ENVIRONMENTS
+    from eval_pipeline.agents.spec import EnvironmentSpec
+
+    kind = ENVIRONMENTS.get("python")
+    assert kind is PythonEnvironmentKind and kind.name == "python"
+    spec = EnvironmentSpec(kind="python", path=KV, options={"store": {"a": "b"}})
+    assert kind.validate(spec, "evals/agents.yaml", root=REPO).__name__ == "KeyValueEnvironment"
+    env = kind.build(spec, root=REPO)
+    reset = env.reset(AgentTask(task_id="t", prompt="a?"))
+    assert [tool.name for tool in reset.tools] == ["get"]
+    assert env.step(_call("get", key="a")).observations[0].content == "b"
+    assert kind.label(spec) == spec.label == f"python:{KV}"

@@ -14,6 +14,7 @@ from eval_pipeline.agents.tools import (
     Tool,
     Toolbox,
     ToolError,
+    ToolSchemaError,
     check_tool_schemas,
     parse_docstring,
     tool,
@@ -253,3 +254,22 @@ def test_a_tool_bug_is_the_environments_error() -> None:
     step = env.step(_assistant(("bump", {}), ("crash", {})))
     assert step.done and step.error_source == "environment" and "KeyError" in (step.error or "")
     assert len(step.observations) == 1 and step.reward is None
+
+
+def test_signatures_without_a_schema_are_refused() -> None:
+    def star(*values: int) -> int:
+        return 0
+
+    def positional(a: int, /) -> int:
+        return a
+
+    def int_keys(table: dict[int, str]) -> str:
+        return ""
+
+    for function, field in ((star, "parameters.properties.values"), (positional, "parameters.properties.a"),
+                            (int_keys, "parameters.properties.table")):
+        with pytest.raises(ToolSchemaError) as caught:
+            tool_spec(function)
+        assert caught.value.field == field
+    with pytest.raises(ToolSchemaError, match="not a valid JSON schema"):
+        tool_spec(lambda key: key, name="lookup", parameters={"type": "object", "properties": []})

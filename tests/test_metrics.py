@@ -102,3 +102,24 @@ def test_an_item_whose_every_sample_failed_is_not_counted_as_zero() -> None:
                            "score": [1.0, None], "error": [None, "timeout"]})
     row = aggregate_scores("s", samples, scores).iloc[0]
     assert row["value"] == 1.0 and row["n"] == 1 and row["errors"] == 1
+
+
+def test_a_sample_without_the_breakdown_value_is_left_out_of_its_breakdown_rows() -> None:
+    """A metadata breakdown some samples lack: those samples count overall only (no NaN group, no crash sorting
+    NaN among the values' strings)."""
+    from eval_pipeline.metrics import breakdown_column
+
+    samples = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "category": ["x", None, "y", "x"],
+                            "metadata": [json.dumps({"level": "easy"}), "{}", json.dumps({"level": "hard"}),
+                                         json.dumps({"level": "easy"})]})
+    assert breakdown_column(samples, "level").tolist() == ["easy", None, "hard", "easy"]
+    assert breakdown_column(samples, "category").tolist() == ["x", None, "y", "x"]
+    scores = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "model": "m", "sample_index": 0, "scorer": "acc",
+                           "score": [1.0, 0.0, 0.0, 0.0], "error": None})
+    metrics = aggregate_scores("s", samples, scores, ["level", "category"])
+    by_group = {(r.breakdown_key, r.breakdown_value): (r.value, r.n) for r in metrics.itertuples()
+                if isinstance(r.breakdown_key, str)}
+    assert by_group == {("level", "easy"): (0.5, 2), ("level", "hard"): (0.0, 1),
+                        ("category", "x"): (0.5, 2), ("category", "y"): (0.0, 1)}
+    overall = metrics[metrics["breakdown_key"].isna()].iloc[0]
+    assert overall["value"] == 0.25 and overall["n"] == 4

@@ -67,7 +67,11 @@ def test_pass_k_equals_the_mean_over_every_k_subset_of_each_group() -> None:
         assert row_of(metrics, f"pass^{k}")["value"] == pytest.approx(hat, abs=1e-12)
         assert row_of(metrics, f"pass@{k}")["n"] == len(eligible)
         assert row_of(metrics, f"pass@{k}")["k"] == k
-        assert row_of(metrics, f"tasks_left_out@{k}")["value"] == len(groups) - len(eligible)
+        left_out = metrics[metrics["metric"] == f"tasks_left_out@{k}"]
+        if len(eligible) < len(groups):
+            assert row_of(metrics, f"tasks_left_out@{k}")["value"] == len(groups) - len(eligible)
+        else:  # no task left out: no row saying 0
+            assert left_out.empty
     assert row_of(metrics, "pass@1")["value"] == pytest.approx(row_of(metrics, "success_rate")["value"])
     assert list(metrics.columns) == METRICS.names
 
@@ -221,7 +225,9 @@ def test_breakdown_rows_are_the_metrics_of_each_group_of_tasks() -> None:
         assert row_of(metrics, "success_rate", key, value)["value"] == pytest.approx(rate)
         assert row_of(metrics, "pass@2", key, value)["value"] == pytest.approx(pass2)
         assert row_of(metrics, "pass@2", key, value)["n"] == len(tasks)
-        assert row_of(metrics, "errors.user", key, value)["value"] == (1 if "c" in tasks else 0)
+        user_errors = metrics[(metrics["metric"] == "errors.user") & (metrics["breakdown_key"] == key)
+                              & (metrics["breakdown_value"] == value)]
+        assert user_errors["value"].tolist() == ([1.0] if "c" in tasks else [])  # a row only when nonzero
         assert row_of(metrics, "success_rate", key, value)["errors"] == (1 if "c" in tasks else 0)
     single = row_of(metrics, "success_rate", "level", "hard")
     assert single["n"] == 1 and math.isnan(single["ci_low"])
@@ -229,3 +235,67 @@ def test_breakdown_rows_are_the_metrics_of_each_group_of_tasks() -> None:
     assert set(metrics["suite"]) == {"s"}
     assert rollout_metrics(table(rows), samples, pass_k_values=(2,), breakdown_keys=("category",)).equals(
         rollout_metrics(table(rows), samples, pass_k_values=(2,), breakdown_keys=("category",)))
+
+
+# (e) common random numbers and count rows only when nonzero -------------------------------------------------------
+
+def quickstart_like(rng: np.random.Generator, reward_scale: float = 1.0) -> pd.DataFrame:
+    """8 tasks × 4 rollouts (the shape of evals/agent_quickstart.yaml), reward = scale × success."""
+    hits = rng.random((8, 4)) < np.linspace(0.0, 0.9, 8)[:, None]
+    return table([rollout(f"t{t}", j, success=bool(hits[t, j]), reward=reward_scale * float(hits[t, j]))
+                  for t in range(8) for j in range(4)])
+
+
+def interval(row: pd.Series) -> tuple[float, float, float]:
+    return float(row["ci_low"]), float(row["ci_high"]), float(row["stderr"])
+
+
+def test_metrics_with_identical_per_task_values_get_identical_intervals() -> None:
+    """pass@1, pass^1 and success_rate have the same per-task values (c/n): the same task indices give the same
+    interval, overall and per breakdown value."""
+    rows = quickstart_like(np.random.default_rng(3))
+    samples = pd.DataFrame({"sample_id": [f"t{t}" for t in range(8)], "category": ["x", "y"] * 4, "metadata": "{}"})
+    metrics = rollout_metrics(rows, samples, pass_k_values=(1, 4), breakdown_keys=("category",), seed=11)
+    for key, value in ((None, None), ("category", "x"), ("category", "y")):
+        success = interval(row_of(metrics, "success_rate", key, value))
+        assert not math.isnan(success[0])
+        assert interval(row_of(metrics, "pass@1", key, value)) == success
+        assert interval(row_of(metrics, "pass^1", key, value)) == success
+
+
+def test_every_metric_of_a_group_is_resampled_with_the_same_task_indices() -> None:
+    """Reward = 2 × success: each resample's mean reward is twice its success rate, so the mean_reward interval is
+    exactly twice the success_rate one (independent draws per metric would not give that)."""
+    metrics = rollout_metrics(quickstart_like(np.random.default_rng(5), reward_scale=2.0), pass_k_values=(1,))
+    low, high, stderr = interval(row_of(metrics, "success_rate"))
+    assert interval(row_of(metrics, "mean_reward")) == pytest.approx((2 * low, 2 * high, 2 * stderr), abs=1e-12)
+
+
+def test_a_metric_that_leaves_tasks_out_still_draws_them() -> None:
+    """Tasks left out of pass@k are drawn and skipped: the resampled means against a plain loop over the same draws."""
+    values = np.array([0.2, np.nan, 1.0, 0.0, np.nan, 0.6, 0.9])
+    ours = task_bootstrap(values, value_range=UNIT, resamples=3000, rng=np.random.default_rng(9), allow_nan=True)
+    draws = np.random.default_rng(9).integers(0, values.size, size=(3000, values.size))
+    means = []
+    for row in draws:
+        drawn = [values[i] for i in row if not math.isnan(values[i])]
+        if drawn:
+            means.append(sum(drawn) / len(drawn))
+    assert ours.n == 5 and ours.value == pytest.approx(np.nanmean(values))
+    assert (ours.ci_low, ours.ci_high) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])), abs=1e-12)
+    assert ours.stderr == pytest.approx(np.std(means, ddof=1), abs=1e-12)
+    with pytest.raises(ValueError, match="NaN"):
+        task_bootstrap(values, value_range=UNIT)
+
+
+def test_count_rows_appear_only_when_nonzero() -> None:
+    clean = rollout_metrics(quickstart_like(np.random.default_rng(1)), pass_k_values=(1, 4))
+    assert set(clean["metric"]) == {"mean_reward", "success_rate", "pass@1", "pass^1", "pass@4", "pass^4"}
+    rows = [rollout("a", j, success=j == 0) for j in range(3)] + [rollout("b", j, success=True) for j in range(2)]
+    rows.append(rollout("b", 2, success=None, error="the simulated user failed", source="user"))
+    metrics = rollout_metrics(table(rows), pass_k_values=(1, 3))
+    assert sorted(m for m in metrics["metric"] if m.startswith(("errors.", "tasks_left_out"))) == \
+        ["errors.user", "tasks_left_out@3"]
+    assert row_of(metrics, "errors.user")["value"] == 1 and row_of(metrics, "errors.user")["n"] == 6
+    assert row_of(metrics, "tasks_left_out@3")["value"] == 1 and row_of(metrics, "tasks_left_out@3")["n"] == 2
+    assert set(metrics["errors"]) == {1}

@@ -304,3 +304,67 @@ def test_two_cli_runs_on_one_fresh_state_folder_send_each_request_once(tmp_path:
             assert server.duplicates == {}, report[-1]
             assert server.requests_total == 24, report[-1]  # 12 generations + 12 judge requests, once each
     print(json.dumps(report))
+
+
+def heartbeat_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "claims-heartbeat"}
+
+
+def test_one_heartbeat_thread_serves_every_call(tmp_path: Path) -> None:
+    """Each call (an agent's turn is a one-request call) used to start and join its own heartbeat thread: now one
+    thread per process renews every sender's claims, and a call starts none of its own."""
+    cache = RequestCache(tmp_path / "c.sqlite")
+    seen: list[set[threading.Thread]] = []
+
+    class Watching(Upper):
+        def generate(self, batch: Sequence[GenerationRequest], params: GenerationParams,
+                     on_progress: Any = None) -> list[Completion]:
+            seen.append(heartbeat_threads())
+            return super().generate(batch, params, on_progress)
+
+    sampler = Watching()
+    for i in range(5):
+        request = GenerationRequest(f"t{i}", 0, ({"role": "user", "content": f"turn {i}"},))
+        complete_requests([request], sampler, PARAMS, cache=cache)
+    assert len(seen) == 5 and all(len(threads) == 1 for threads in seen)
+    assert len(set().union(*seen)) == 1  # the same thread every time
+    assert sampler.sent == [f"turn {i}" for i in range(5)] and cache.claims() == {}
+
+
+def test_an_owner_with_two_sends_in_flight_is_renewed_until_the_last_ends(tmp_path: Path) -> None:
+    """Two concurrent sends sharing one SendOnce (rollouts of one run): the second one ending must not stop the
+    heartbeat of the first, still sending."""
+    clock = Clock()
+    cache = RequestCache(tmp_path / "c.sqlite", clock=clock)
+    how = SendOnce(lease_s=60.0, heartbeat_s=0.01)
+    started, finish = threading.Event(), threading.Event()
+
+    class Held(Upper):
+        def generate(self, batch: Sequence[GenerationRequest], params: GenerationParams,
+                     on_progress: Any = None) -> list[Completion]:
+            if batch[0].messages[-1].content == "long":
+                started.set()
+                assert finish.wait(10)
+            return super().generate(batch, params, on_progress)
+
+    sampler = Held()
+    long = GenerationRequest("a", 0, ({"role": "user", "content": "long"},))
+    short = GenerationRequest("b", 0, ({"role": "user", "content": "short"},))
+    worker = threading.Thread(target=complete_requests, args=([long], sampler, PARAMS),
+                              kwargs={"cache": cache, "coordination": how})
+    worker.start()
+    try:
+        assert started.wait(10)
+        complete_requests([short], sampler, PARAMS, cache=cache, coordination=how)  # starts and ends meanwhile
+        key = request_keys(sampler, PARAMS, [long])[0]
+        clock.now += 1_000  # far past the lease: only the heartbeat keeps the long send's claim
+        deadline, renewed = time.monotonic() + 10, None
+        while time.monotonic() < deadline and renewed is None:
+            expires = cache._db.execute("SELECT expires FROM claims WHERE key = ?", (key,)).fetchone()[0]
+            renewed = expires if expires > clock.now else None
+            time.sleep(0.01)
+        assert renewed == clock.now + 60.0
+    finally:
+        finish.set()
+        worker.join()
+    assert cache.claims() == {} and sorted(sampler.sent) == ["long", "short"]

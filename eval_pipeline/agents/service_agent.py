@@ -256,8 +256,9 @@ class ConfigReader:
         values.update(options)
         unknown = sorted(set(values) - allowed - {"kind", "type", "verifier"})  # verifier: the local side's
         if unknown:
+            where = f"{field}.options" if unknown[0] in options else field
             raise EvalInputError(f"unknown setting(s) {', '.join(unknown)} for this kind; known: "
-                                 f"{', '.join(sorted(allowed))}", file=file, field=f"{field}.{unknown[0]}")
+                                 f"{', '.join(sorted(allowed))}", file=file, field=f"{where}.{unknown[0]}")
         return cls(values, file, field)
 
     def error(self, key: str, message: str) -> EvalInputError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from eval_pipeline.inference.model_spec import ModelSpec
 
@@ -43,6 +43,16 @@ class EnvironmentSpec(_Strict):
     """The longest one call to the environment or agent service may take."""
     max_attempts: int = Field(default=6, ge=1)
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        """An environment kind the registry knows (checked here so the error names ``environment.kind``)."""
+        from eval_pipeline.agents.registry import ENVIRONMENTS
+
+        if value not in ENVIRONMENTS:
+            raise ValueError(ENVIRONMENTS.unknown(value))
+        return value
+
     @property
     def label(self) -> str:
         """How rows name the environment, e.g. ``python:examples.environments.calculator:CalculatorEnvironment``."""
@@ -73,13 +83,18 @@ class RolloutSpec(_Strict):
 
     @field_validator("pass_k_values")
     @classmethod
-    def _positive_unique(cls, values: list[int]) -> list[int]:
+    def _positive_unique(cls, values: list[int], info: ValidationInfo) -> list[int]:
         if not values:
             raise ValueError("pass_k_values needs at least one k")
         if any(k < 1 for k in values):
             raise ValueError(f"pass_k_values must be positive integers, got {values}")
         if len(set(values)) != len(values):
             raise ValueError(f"pass_k_values has duplicates: {values}")
+        group = info.data.get("eval_group_size")  # absent when it failed its own check
+        too_big = [k for k in values if group is not None and k > group]
+        if too_big:
+            raise ValueError(f"pass_k_values {too_big} exceed eval_group_size {group}: pass@k needs at least k "
+                             f"rollouts per task")
         return sorted(values)
 
     @field_validator("success_threshold")
@@ -88,14 +103,6 @@ class RolloutSpec(_Strict):
         if not math.isfinite(value):
             raise ValueError("success_threshold must be a finite number")
         return value
-
-    @model_validator(mode="after")
-    def _k_fits_the_group(self) -> RolloutSpec:
-        too_big = [k for k in self.pass_k_values if k > self.eval_group_size]
-        if too_big:
-            raise ValueError(f"pass_k_values {too_big} exceed eval_group_size {self.eval_group_size}: pass@k needs "
-                             f"at least k rollouts per task")
-        return self
 
 
 class UserSimulatorSpec(_Strict):

@@ -35,12 +35,12 @@ class ToolError(Exception):
     """Raised by a tool for a failure the model should read (an unknown order, a bad key): an error tool result."""
 
 
-class _SchemaProblem(Exception):
-    """A schema that cannot be built or is invalid, at ``field`` (dotted) of the tool's spec."""
+class ToolSchemaError(EvalInputError):
+    """A tool schema that cannot be built from the type hints or is not valid JSON schema, at ``field`` (dotted,
+    from the spec: ``parameters.properties.key.type``)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field=field)
 
 
 @dataclass(frozen=True)
@@ -101,19 +101,18 @@ def tool(function: Callable[..., Any] | None = None, *, name: str | None = None,
     return mark(function) if function is not None else mark
 
 
-def tool_from_function(function: Callable[..., Any], *, environment: str, skip_self: bool = False,
-                       bind_to: Callable[..., Any] | None = None) -> Tool:
-    """The ``Tool`` for a (possibly ``@tool``-marked) function; ``skip_self`` drops a method's first parameter,
-    ``bind_to`` is what to call instead (the bound method). Raises ``EvalInputError`` for a bad schema."""
+def tool_from_function(function: Callable[..., Any], *, environment: str, skip_self: bool = False) -> Tool:
+    """The ``Tool`` for a (possibly ``@tool``-marked) function; ``skip_self`` drops a method's first parameter.
+    A bad schema is an ``EvalInputError`` naming the environment, the tool and the field (``tools.<name>.…``)."""
     options = getattr(function, TOOL_MARK, {})
     name = options.get("name") or function.__name__
     try:
         spec = tool_spec(function, name=name, description=options.get("description"),
                          parameters=options.get("parameters"), skip_self=skip_self)
-    except _SchemaProblem as problem:
-        raise EvalInputError(f"environment {environment!r}: tool {name!r}: {problem}",
+    except ToolSchemaError as problem:
+        raise EvalInputError(f"environment {environment!r}: tool {name!r}: {problem.reason}",
                              field=f"tools.{name}.{problem.field}") from None
-    return Tool(spec=spec, function=bind_to or function)
+    return Tool(spec=spec, function=function)
 
 
 def tool_spec(function: Callable[..., Any], *, name: str | None = None, description: str | None = None,
@@ -138,15 +137,17 @@ def parameters_schema(function: Callable[..., Any], argument_docs: Mapping[str, 
     try:
         hints = typing.get_type_hints(function, include_extras=True)
     except Exception as exc:
-        raise _SchemaProblem("parameters", f"cannot read the type hints: {exc}") from exc
+        raise ToolSchemaError("parameters", f"cannot read the type hints: {exc}") from exc
     properties: dict[str, Any] = {}
     required: list[str] = []
     params = list(signature.parameters.values())
     for param in params[1:] if skip_self else params:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise _SchemaProblem(f"parameters.{param.name}", "*args and **kwargs cannot be tool parameters")
+            raise ToolSchemaError(f"parameters.properties.{param.name}",
+                                  "*args and **kwargs cannot be tool parameters")
         if param.kind is param.POSITIONAL_ONLY:
-            raise _SchemaProblem(f"parameters.{param.name}", "positional-only parameters cannot be tool parameters")
+            raise ToolSchemaError(f"parameters.properties.{param.name}",
+                                  "positional-only parameters cannot be tool parameters")
         field = f"parameters.properties.{param.name}"
         schema = json_schema(hints[param.name], field) if param.name in hints else {}
         if argument_docs and param.name in argument_docs:
@@ -190,25 +191,25 @@ def json_schema(annotation: Any, field: str = "type") -> dict[str, Any]:
         return {"type": "array", "items": json_schema(args[0], field)} if args else {"type": "array"}
     if origin in (dict, Mapping) or annotation is dict:
         if args and args[0] is not str:
-            raise _SchemaProblem(field, f"a JSON object has string keys, not {args[0]!r}")
+            raise ToolSchemaError(field, f"a JSON object has string keys, not {args[0]!r}")
         return {"type": "object", "additionalProperties": json_schema(args[1], field)} if args else {"type": "object"}
-    raise _SchemaProblem(field, f"type {annotation!r} has no JSON schema (use str, int, float, bool, Literal, "
+    raise ToolSchemaError(field, f"type {annotation!r} has no JSON schema (use str, int, float, bool, Literal, "
                                 f"list, dict[str, …] or a union of them)")
 
 
 def check_schema(spec: ToolSpec) -> None:
-    """Refuse parameters that are not a valid JSON schema of an object (``_SchemaProblem`` at the bad field)."""
+    """Refuse parameters that are not a valid JSON schema of an object (``ToolSchemaError`` at the bad field)."""
     parameters = spec.parameters
     if not isinstance(parameters, Mapping):
-        raise _SchemaProblem("parameters", f"must be a JSON schema object, not {type(parameters).__name__}")
+        raise ToolSchemaError("parameters", f"must be a JSON schema object, not {type(parameters).__name__}")
     try:
         validator_for(parameters).check_schema(parameters)
     except SchemaError as error:
         where = ".".join(str(part) for part in error.path)
-        raise _SchemaProblem("parameters" + (f".{where}" if where else ""),
+        raise ToolSchemaError("parameters" + (f".{where}" if where else ""),
                              f"not a valid JSON schema: {error.message}") from None
     if parameters.get("type") != "object":
-        raise _SchemaProblem("parameters.type", f"tool parameters must be a schema of type 'object', "
+        raise ToolSchemaError("parameters.type", f"tool parameters must be a schema of type 'object', "
                                                 f"not {parameters.get('type')!r}")
 
 
@@ -219,8 +220,8 @@ def check_tool_schemas(specs: Iterable[ToolSpec], *, environment: str, file: str
     for spec in specs:
         try:
             check_schema(spec)
-        except _SchemaProblem as problem:
-            raise EvalInputError(f"environment {environment!r}: tool {spec.name!r}: {problem}", file=file,
+        except ToolSchemaError as problem:
+            raise EvalInputError(f"environment {environment!r}: tool {spec.name!r}: {problem.reason}", file=file,
                                  field=f"{field_prefix}.{spec.name}.{problem.field}") from None
 
 

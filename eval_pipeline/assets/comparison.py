@@ -15,6 +15,7 @@ from eval_pipeline.progress import Progress
 from eval_pipeline.resources.generation_cache import GenerationCacheResource
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.suites.spec import Suite
+from eval_pipeline.tasks import task_kind
 
 
 def comparison_stages(suite: Suite) -> tuple[str, ...]:
@@ -25,8 +26,8 @@ def comparison_stages(suite: Suite) -> tuple[str, ...]:
 
 def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
     assert suite.baseline is not None
-    baseline, judge = suite.baseline, suite.judge
-    stages = ("generations", "scores", "judgments") if judge else ("generations", "scores")
+    baseline, judge, produced = suite.baseline, suite.judge, task_kind(suite).production_stage
+    stages = (produced, "scores", "judgments") if judge else (produced, "scores")
     all_models = {"partition_mapping": dg.AllPartitionMapping(), "metadata": {"allow_missing_partitions": True}}
     ins = {"samples": dg.AssetIn(key=[suite.suite, "samples"])} | {
         stage: dg.AssetIn(key=[suite.suite, stage], **all_models) for stage in stages}
@@ -43,7 +44,7 @@ def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
                    judge_cache: GenerationCacheResource, **tables: object) -> Iterator[dg.Output]:
         samples: pd.DataFrame = tables["samples"]  # type: ignore[assignment]
         by_stage: dict[str, dict[str, pd.DataFrame]] = {s: tables[s] for s in stages}  # type: ignore[misc]
-        generations = by_stage["generations"]
+        generations = by_stage[produced]
         if baseline not in generations:
             raise dg.Failure(f"the baseline model {baseline!r} has not been evaluated yet: materialize its "
                              f"partition of {suite.suite} first")

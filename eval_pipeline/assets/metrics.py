@@ -15,6 +15,7 @@ from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
 from eval_pipeline.tracking import EvaluationRecord
+from eval_pipeline.tracking.run_labels import run_labels
 
 ERROR_RATE_CHECK = ERROR_RATE_GATE
 
@@ -52,12 +53,13 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             params["judge"] = judge_record(suite.judge, judge_metrics)
         gate = error_rate_gate(model.name, generations, tables["scores"], judgments, table, suite.max_error_rate)
         flags = degenerate_judges(judgments, tables["scores"])  # a warning: tagged and shown, never a failure
+        labels = run_labels(context.run.tags)  # an SDK launch's MLflow run name and tags
         run_id = mlflow.log(EvaluationRecord(
             suite=suite.suite, model=model.name, params=params,
             dataset_uri=suite.resolve_uri(suite.dataset.uri), dataset_digest=dataset_digest(samples),
             samples=samples, items=kind.items(samples, generations, scores, judgments), metrics=table,
-            tags={"dagster.run_id": context.run.run_id, "dagster.partition": model.name,
-                  **{flag.key: flag.reason for flag in flags}},
+            tags={**labels.tags, "dagster.run_id": context.run.run_id, "dagster.partition": model.name,
+                  **{flag.key: flag.reason for flag in flags}}, run_name=labels.run_name(model.name),
             usage=kind.usage(generations), failed_gates={} if gate.passed else {gate.check: gate.reason or ""}),
             experiment_name=suite.mlflow_experiment)
         if run_id:

@@ -17,6 +17,7 @@ import pandas as pd
 from eval_pipeline.data.formats import load_samples
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.evaluations.metric_registry import RegisteredMetric, parse_metrics
+from eval_pipeline.evaluations.upload import upload
 from eval_pipeline.inference.base import GenerationParams, Sampler
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.runner import GenerationStats, run_generations
@@ -210,8 +211,6 @@ class BenchmarkEvaluator:
         run = BenchmarkRun(step, samples, generations, scores, table, values, stats)
         self.last_run = run
         if self.store is not None:
-            from eval_pipeline.evaluations.upload import upload
-
             upload(self, run, label, model_path, metrics)
         return values
 

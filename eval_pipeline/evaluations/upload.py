@@ -1,7 +1,8 @@
 """Best-effort upload of one training-loop evaluation: an MLflow run, a Parquet file, or a ``store.log(record)``.
 
 A failure is logged as a warning (and kept in ``run.upload_error``), never raised: a dashboard hiccup must not
-kill training.
+kill training. What is uploaded is described by two small protocols (``UploadSource``: the evaluator's settings;
+``UploadRun``: one evaluation's tables), so this module never imports the evaluator that calls it.
 """
 
 from __future__ import annotations
@@ -15,18 +16,69 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+import pandas as pd
 
 from eval_pipeline.evaluations.metric_registry import RegisteredMetric
 from eval_pipeline.scoring.items import item_table
 from eval_pipeline.tracking.mlflow_log import EvaluationRecord, log_evaluation, sanitize_name, tracking_client
 
-if TYPE_CHECKING:
-    from eval_pipeline.evaluations.benchmark import BenchmarkEvaluator, BenchmarkRun
-
 logger = logging.getLogger(__name__)
 
 _URI_SCHEMES = re.compile(r"^(sqlite|databricks|postgresql|mysql|mssql)([+:]|$)")
+
+
+class UploadedBenchmark(Protocol):
+    """The benchmark's fields recorded as parameters."""
+
+    @property
+    def dataset(self) -> str | Path: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def reward(self) -> str: ...
+    @property
+    def scorers(self) -> Any: ...
+    @property
+    def success_threshold(self) -> float: ...
+
+
+class UploadSource(Protocol):
+    """What the upload reads from the evaluator (``BenchmarkEvaluator`` is one): where to, and the settings to
+    record beside the metrics."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def store(self) -> Any: ...
+    @property
+    def benchmark(self) -> UploadedBenchmark: ...
+    @property
+    def benchmark_id(self) -> str | None: ...
+    @property
+    def run_id(self) -> str | None: ...
+    @property
+    def limit(self) -> int | None: ...
+    @property
+    def num_samples(self) -> int: ...
+    @property
+    def chat_template(self) -> dict[str, Any]: ...
+    def generation_params(self) -> Any: ...
+
+
+class UploadRun(Protocol):
+    """One evaluation's tables and metric dict (``BenchmarkRun`` is one); the upload sets ``uploaded_to`` or
+    ``upload_error``."""
+
+    step: int | None
+    samples: pd.DataFrame
+    generations: pd.DataFrame
+    scores: pd.DataFrame
+    metrics: pd.DataFrame
+    values: dict[str, float]
+    uploaded_to: str | None
+    upload_error: str | None
 
 
 def store_kind(store: Any) -> str:
@@ -39,7 +91,7 @@ def store_kind(store: Any) -> str:
     raise TypeError(f"store must be a tracking URI, a folder or an object with log(), got {type(store).__name__}")
 
 
-def upload(evaluator: BenchmarkEvaluator, run: BenchmarkRun, model: str, model_path: str | None,
+def upload(evaluator: UploadSource, run: UploadRun, model: str, model_path: str | None,
            metrics: list[RegisteredMetric]) -> None:
     """Record the evaluation in ``evaluator.store``; sets ``run.uploaded_to`` or ``run.upload_error``."""
     try:
@@ -60,7 +112,7 @@ def upload(evaluator: BenchmarkEvaluator, run: BenchmarkRun, model: str, model_p
                        run.step, run.upload_error, exc_info=True)
 
 
-def evaluation_record(evaluator: BenchmarkEvaluator, run: BenchmarkRun, model: str, model_path: str | None,
+def evaluation_record(evaluator: UploadSource, run: UploadRun, model: str, model_path: str | None,
                       metrics: list[RegisteredMetric]) -> EvaluationRecord:
     """The eval as the pipeline's MLflow record: params (the step among them), per-item rows, METRICS table."""
     from eval_pipeline.inference.runner import generation_usage
@@ -81,12 +133,12 @@ def evaluation_record(evaluator: BenchmarkEvaluator, run: BenchmarkRun, model: s
         tags["mlflow.parentRunId"] = evaluator.run_id
     items = item_table(run.samples, run.generations, run.scores).assign(step=run.step)
     digest = hashlib.sha256("".join(run.samples["row_hash"]).encode()).hexdigest()[:16]
-    return EvaluationRecord(suite=evaluator.name, model=model, params=params, dataset_uri=benchmark.dataset,
+    return EvaluationRecord(suite=evaluator.name, model=model, params=params, dataset_uri=str(benchmark.dataset),
                             dataset_digest=digest, samples=run.samples, items=items, metrics=run.metrics, tags=tags,
                             usage=generation_usage(run.generations))
 
 
-def write_parquet(folder: Path, name: str, run: BenchmarkRun, record: EvaluationRecord) -> str:
+def write_parquet(folder: Path, name: str, run: UploadRun, record: EvaluationRecord) -> str:
     """``<folder>/<name>/step-<step>.parquet`` with the per-item rows, and the metric dict beside it as JSON."""
     target = folder / _safe(name)
     target.mkdir(parents=True, exist_ok=True)
@@ -99,7 +151,7 @@ def write_parquet(folder: Path, name: str, run: BenchmarkRun, record: Evaluation
     return str(path)
 
 
-def log_to_mlflow(tracking_uri: str, evaluator: BenchmarkEvaluator, run: BenchmarkRun,
+def log_to_mlflow(tracking_uri: str, evaluator: UploadSource, run: UploadRun,
                   record: EvaluationRecord) -> str:
     """One MLflow run per eval (nested under ``run_id`` when given, in its experiment) with the metric dict
     logged at the step, which also goes to the training run ``run_id`` as ``<name>/<metric>``."""
@@ -129,4 +181,4 @@ def _json_number(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-__all__ = ["store_kind", "upload"]
+__all__ = ["UploadRun", "UploadSource", "store_kind", "upload"]

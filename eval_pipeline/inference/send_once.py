@@ -5,14 +5,20 @@ lease it renews while sending). Keys another live run has claimed are waited for
 is said in the log. A claim is taken over when its owner died (a process of this host that is gone) or its lease
 ran out, and it is free again when its owner released it after a failure: failures are never cached, so the
 waiting run then sends those requests itself.
+
+The leases are renewed by one background thread per process (``HEARTBEATS``), started on first use and asleep
+while nothing is sent: a send registers its owner (cache and owner) for the time it sends, and each registered
+owner's claims are renewed every heartbeat interval. A one-request call (an agent's turn) starts no thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from eval_pipeline.inference.cache import RequestCache, process_owner
@@ -48,7 +54,7 @@ def send_once(cache: RequestCache, keys: Sequence[str], send: Callable[[list[str
         if stored:
             on_arrived(stored)
         if mine:
-            with _Heartbeat(cache, how):
+            with HEARTBEATS.renewing(cache, how):
                 try:
                     send(mine)
                 finally:
@@ -65,26 +71,93 @@ def send_once(cache: RequestCache, keys: Sequence[str], send: Callable[[list[str
         pending = theirs
 
 
-class _Heartbeat:
-    """Renews the run's claims on a background thread while it sends (a local model's batch can take minutes)."""
+@dataclass(eq=False)
+class _Sender:
+    """An owner sending on one cache: how many of its sends are in flight, and when its claims are next renewed."""
 
-    def __init__(self, cache: RequestCache, how: SendOnce) -> None:
-        self.cache, self.how = cache, how
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="claims-heartbeat", daemon=True)
+    cache: RequestCache
+    owner: str
+    lease_s: float
+    interval_s: float
+    due: float
+    sends: int = 1
+    renewing: bool = False
+
+
+class Heartbeats:
+    """Renews the claims of every owner that is sending, on one background thread (a local model's batch can take
+    minutes; a remote call's retries too). The first renewal of an owner comes one interval after it started
+    sending; an owner with several sends in flight (concurrent rollouts sharing a ``SendOnce``) is renewed until
+    the last one ends, and never after: ``renewing`` returns only once no renewal of its owner is under way."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._senders: dict[tuple[int, str], _Sender] = {}
+        self._thread: threading.Thread | None = None
+        self._wake_at = float("inf")
+
+    @contextlib.contextmanager
+    def renewing(self, cache: RequestCache, how: SendOnce) -> Iterator[None]:
+        """Renew ``how.owner``'s claims in ``cache`` while the block runs."""
+        key = (id(cache), how.owner)  # the entry holds the cache: its id is not reused while registered
+        with self._changed:
+            sender = self._senders.get(key)
+            if sender is None:
+                interval = how.heartbeat_s or how.lease_s / 4
+                sender = self._senders[key] = _Sender(cache, how.owner, how.lease_s, interval,
+                                                      self._clock() + interval)
+                self._start()
+                if sender.due < self._wake_at:  # else the thread wakes in time anyway: no context switch
+                    self._changed.notify_all()
+            else:
+                sender.sends += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                sender.sends -= 1
+                if sender.sends == 0:
+                    if self._senders.get(key) is sender:
+                        del self._senders[key]
+                    while sender.renewing:  # the caller may release the claims or close the cache next
+                        self._changed.wait()
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="claims-heartbeat", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
-        interval = self.how.heartbeat_s or self.how.lease_s / 4
-        while not self._stop.wait(interval):
-            try:
-                self.cache.renew(self.how.owner, self.how.lease_s)
-            except Exception:  # a missed heartbeat only risks a duplicate request, never a wrong answer
-                _log.debug("claim heartbeat failed", exc_info=True)
+        while True:
+            with self._changed:
+                now = self._clock()
+                due = [s for s in self._senders.values() if s.due <= now]
+                if not due:
+                    self._wake_at = min((s.due for s in self._senders.values()), default=float("inf"))
+                    self._changed.wait(None if self._wake_at == float("inf") else self._wake_at - now)
+                    continue
+                for sender in due:
+                    sender.renewing, sender.due = True, now + sender.interval_s
+            for sender in due:
+                try:
+                    sender.cache.renew(sender.owner, sender.lease_s)
+                except Exception:  # a missed heartbeat only risks a duplicate request, never a wrong answer
+                    _log.debug("claim heartbeat failed", exc_info=True)
+            with self._changed:
+                for sender in due:
+                    sender.renewing = False
+                self._changed.notify_all()
 
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+HEARTBEATS = Heartbeats()
+"""The process's heartbeat thread (a forked child gets its own, started when it first sends)."""
+
+
+def _after_fork() -> None:
+    global HEARTBEATS
+    HEARTBEATS = Heartbeats()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

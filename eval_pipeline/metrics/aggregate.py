@@ -13,12 +13,18 @@ from eval_pipeline.metrics.summary import mean_estimate
 
 
 def breakdown_column(samples: pd.DataFrame, key: str) -> pd.Series:
-    """A breakdown key's value per sample: a samples column, else a field of the row's metadata."""
+    """A breakdown key's value per sample, as text: a samples column, else a field of the row's metadata. A sample
+    without one gets None (never NaN, which would sort among the values' strings)."""
     if key in samples.columns:
         values = samples[key]
     else:
         values = samples["metadata"].map(lambda m: json.loads(m or "{}").get(key))
-    return values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    # an object Series built from a list keeps None (Series.map would turn a None among strings into NaN)
+    return pd.Series([None if _missing(v) else str(v) for v in values], index=samples.index, dtype=object)
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def aggregate_scores(suite: str, samples: pd.DataFrame, scores: pd.DataFrame,

@@ -6,15 +6,19 @@ Per model, overall and per breakdown value (a samples column or metadata field, 
 - ``success_rate``: mean over tasks of each task's share of successful rollouts; interval inside [0, 1].
 - ``pass@k`` and ``pass^k`` for each k: mean over tasks of the unbiased estimators (``passk``) with n = the task's
   non-error rollouts and c = its successes; ``k`` is set, and tasks with fewer than k valid rollouts are left out
-  (``n`` counts the tasks used) and counted in ``tasks_left_out@k`` (value = that count, ``n`` = all tasks).
-- ``errors.<source>``: the errored rollouts caused by each ``error_source`` (agent, environment, user, budget, each
-  always present; ``unknown`` when a row names no source), value = the count, ``n`` = all rollouts.
+  (``n`` counts the tasks used) and counted in ``tasks_left_out@k`` (value = that count, ``n`` = all tasks; a row
+  only when some task was left out).
+- ``errors.<source>``: the errored rollouts caused by each ``error_source`` (agent, environment, user, budget;
+  ``unknown`` when a row names no source), value = the count, ``n`` = all rollouts; a row only for a source that
+  caused errors (no row: none), and the total is in every row's ``errors`` column.
 
 An errored rollout is excluded from every mean (it has no reward) and counted in the ``errors`` column of every
 row, so a simulated user's, an environment's or the time budget's failures never silently count against the model;
 the ``errors.<source>`` rows say whose failures they were. Intervals are task-level bootstraps
-(``task_bootstrap``, ``ci_method`` = "task_bootstrap"), each seeded from ``seed`` and the row's identity, so the
-same inputs give the same table.
+(``task_bootstrap``, ``ci_method`` = "task_bootstrap") with common random numbers: every metric of one model and
+breakdown value is resampled with the same task indices (seeded from ``seed``, the model and the breakdown value),
+so metrics with identical per-task values (pass@1 and success_rate) get identical intervals, and the same inputs
+give the same table.
 """
 
 from __future__ import annotations
@@ -92,27 +96,30 @@ class _Context:
     def rows(self, tasks: pd.DataFrame, rollouts: pd.DataFrame, key: str | None,
              value: str | None) -> list[dict[str, object]]:
         errors = int(tasks["errors"].sum())
-        scored = tasks[tasks["n"] > 0]
-        rows = [self._estimate("mean_reward", None, scored["reward"].to_numpy(), self.reward_range, errors, key,
-                               value),
-                self._estimate("success_rate", None, (scored["c"] / scored["n"]).to_numpy(), UNIT, errors, key,
-                               value)]
         n, c = tasks["n"].to_numpy(), tasks["c"].to_numpy()
+        scored = n > 0  # per-task values are aligned with ``tasks``; NaN where a metric leaves the task out
+        rate = np.divide(c, n, out=np.full(n.shape, np.nan), where=scored)
+        rows = [self._estimate("mean_reward", None, tasks["reward"].to_numpy(dtype=float), self.reward_range, errors,
+                               key, value),
+                self._estimate("success_rate", None, rate, UNIT, errors, key, value)]
         for k in self.ks:
             for label, estimator in _ESTIMATORS:
                 per_task = np.asarray(estimator(n, c, k), dtype=float).reshape(-1)
-                rows.append(self._estimate(f"{label}{k}", k, per_task[~np.isnan(per_task)], UNIT, errors, key,
-                                           value))
-            rows.append(self._count(f"tasks_left_out@{k}", int((n < k).sum()), len(tasks), errors, key, value, k))
+                rows.append(self._estimate(f"{label}{k}", k, per_task, UNIT, errors, key, value))
+            left_out = int((n < k).sum())
+            if left_out:
+                rows.append(self._count(f"tasks_left_out@{k}", left_out, len(tasks), errors, key, value, k))
         for source, count in _errors_by_source(rollouts):
             rows.append(self._count(f"errors.{source}", count, len(rollouts), errors, key, value, None))
         return rows
 
     def _estimate(self, metric: str, k: int | None, per_task: np.ndarray, value_range: ValueRange, errors: int,
                   key: str | None, value: str | None) -> dict[str, object]:
-        rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.model}\0{metric}\0{key}\0{value}".encode())])
+        """The metric's bootstrap over the group's tasks (NaN: a task it leaves out), with the group's random numbers
+        (seeded from the model and breakdown value, not the metric: common random numbers)."""
+        rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.model}\0{key}\0{value}".encode())])
         estimate = task_bootstrap(per_task, value_range=value_range, resamples=self.resamples,
-                                  confidence=self.confidence, rng=rng)
+                                  confidence=self.confidence, rng=rng, allow_nan=True)
         return self._row(metric, key, value, estimate.value, estimate.stderr, estimate.ci_low, estimate.ci_high,
                          estimate.n, errors, k, estimate.method)
 
@@ -128,11 +135,12 @@ class _Context:
 
 
 def _errors_by_source(rollouts: pd.DataFrame) -> Iterator[tuple[str, int]]:
-    """Each known source's count (0 included, so the table says "no user errors"), then any other source seen."""
+    """The count of each source that caused errors: the known sources in their order, then any other seen."""
     failed = rollouts[rollouts["error"].notna()]
     counts = failed["error_source"].where(failed["error_source"].notna(), UNKNOWN_SOURCE).value_counts()
     for source in (*ERROR_SOURCES, *sorted(set(counts.index) - set(ERROR_SOURCES))):
-        yield str(source), int(counts.get(source, 0))
+        if counts.get(source, 0):
+            yield str(source), int(counts[source])
 
 
 def _groups(samples: pd.DataFrame, key: str) -> dict[str, str | None]:

@@ -1,9 +1,11 @@
-"""A Python SDK in the shape of SageMaker's ``LLMAsJudgeEvaluator``: build an evaluator, ``evaluate()``, ``wait()``,
-``show_results()``; executions are recorded under the state folder and found again with ``EvaluationExecution.get``."""
+"""A Python SDK in the shape of SageMaker's ``LLMAsJudgeEvaluator`` and ``MultiTurnRLEvaluator``: build an evaluator,
+``evaluate()``, ``wait()``, ``show_results()``; executions are recorded under the state folder and found again with
+``EvaluationExecution.get``."""
 
 from eval_pipeline.sdk.execution import EvaluationExecution
 from eval_pipeline.sdk.llm_as_judge import LLMAsJudgeEvaluator
 from eval_pipeline.sdk.models import resolve_model
+from eval_pipeline.sdk.multi_turn_rl import MultiTurnRLEvaluator
 from eval_pipeline.sdk.results import EvaluationResults
 from eval_pipeline.sdk.status import EvaluationStatus, StepDetail
 
@@ -16,6 +18,7 @@ __all__ = [
     "EvaluationResults",
     "EvaluationStatus",
     "LLMAsJudgeEvaluator",
+    "MultiTurnRLEvaluator",
     "StepDetail",
     "resolve_model",
 ]

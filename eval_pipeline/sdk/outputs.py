@@ -69,6 +69,8 @@ def write_bedrock_outputs(record: dict[str, Any], models: list[str]) -> dict[str
     written = {}
     identifiers = {m["name"]: m["model_identifier"] for m in record["models"]}
     for model in models:
+        if model not in (record.get("bedrock_outputs") or {}):
+            continue  # an evaluator that writes none (rollouts have no judged generations)
         tables = {stage: read_table(record["outputs"][model][stage]) for stage in ("samples", "generations",
                                                                                       "judgments")}
         if any(table is None for table in tables.values()):

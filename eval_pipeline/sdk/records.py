@@ -40,8 +40,9 @@ def snapshot_dir(record_file: Path) -> Path:
     return record_file.with_suffix("")
 
 
-def new_execution_id(suite: str) -> str:
-    return f"llmaj-{suite}-{uuid.uuid4().hex[:8]}"
+def new_execution_id(suite: str, prefix: str = "llmaj") -> str:
+    """``<prefix>-<suite>-<8 hex>``; the prefix names the evaluator kind (``llmaj``, ``mtrl``)."""
+    return f"{prefix}-{suite}-{uuid.uuid4().hex[:8]}"
 
 
 def execution_id_from(id_or_arn: str) -> str:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from eval_pipeline.judging.degenerate import degenerate_judges
 from eval_pipeline.sdk.outputs import read_table
+from eval_pipeline.sdk.rollout_results import rollout_items
 
 CELL_CHARS = 160
 PIPE_WIDTH = 160
@@ -38,17 +39,18 @@ def collect(record: dict[str, Any], *, limit: int = 10, offset: int = 0,
     exist) into the three result tables."""
     record = {**record, **(record.get("snapshot") or {})}
     models = [m["name"] for m in record["models"]]
+    production = record.get("production_stage") or "generations"  # the task kind's table: generations, rollouts
     samples = None
     items, summaries, flags = [], [], []
     for model in models:
         outputs = record["outputs"].get(model, {})
         if samples is None and "samples" in outputs:
             samples = read_table(outputs["samples"])
-        generations = read_table(outputs["generations"]) if "generations" in outputs else None
+        generations = read_table(outputs[production]) if production in outputs else None
         judgments = read_table(outputs["judgments"]) if "judgments" in outputs else None
         if samples is None or generations is None:
             continue
-        items.append(_items(samples, generations, judgments, show_explanations))
+        items.append(ITEM_TABLES.get(production, _items)(samples, generations, judgments, show_explanations))
         flags += degenerate_judges(judgments, read_table(outputs["scores"]) if "scores" in outputs else None)
         metrics = read_table(outputs["metrics"]) if "metrics" in outputs else None
         if metrics is not None:
@@ -97,6 +99,10 @@ def _items(samples: pd.DataFrame, generations: pd.DataFrame, judgments: pd.DataF
         lambda g: "; ".join(f"{m}: {e}" for m, e in zip(g["metric"], g["error"], strict=True)))
     frame["errors"] = frame["sample_id"].map(errors) if len(failed) else None
     return frame
+
+
+ITEM_TABLES = {"generations": _items, "rollouts": rollout_items}
+"""The items table of each production stage (a rollout execution's items are its rollouts)."""
 
 
 def _summary(metrics: pd.DataFrame) -> pd.DataFrame:

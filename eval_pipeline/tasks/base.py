@@ -25,12 +25,17 @@ if TYPE_CHECKING:
 @dataclass
 class Production:
     """What a task kind's production step made for one model: its table, the stage's metadata (plain values, in
-    the order they are shown), the line logged when it is done, and the columns its preview shows."""
+    the order they are shown), the line logged when it is done, and the columns its preview shows. The summary is
+    also the metadata's last ``summary`` entry, so whoever reads the stage's metadata (the CLI) can show it."""
 
     frame: pd.DataFrame
     metadata: dict[str, object] = field(default_factory=dict)
     summary: str = ""
     preview_columns: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.summary:
+            self.metadata.setdefault("summary", self.summary)
 
 
 @runtime_checkable

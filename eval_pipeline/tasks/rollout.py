@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from eval_pipeline.agents.conversation_env import ConversationEnvironment
+from eval_pipeline.agents.conversation_env import ConversationEnvironment, verifier_problem
 from eval_pipeline.agents.environment import Agent, AgentTask, Environment
 from eval_pipeline.agents.model_agent import model_agent_factory, model_agent_identity
 from eval_pipeline.agents.registry import ENVIRONMENTS
@@ -65,6 +65,14 @@ class RolloutTask:
         except EvalInputError as exc:
             yield SuiteProblem(exc.reason, field_path(exc.field or "environment"), file=suite.source_path)
             return
+        if environment.verifier is not None:
+            problem = verifier_problem(environment.verifier)
+            if environment.kind == "python":  # its config leaves the verifier out: it would be ignored
+                problem = ("a python environment gives its own reward; 'verifier' rewards the last reply of an "
+                           "agent service (agentcore, lambda): drop it, or reward in the environment's reward()")
+            if problem is not None:
+                yield SuiteProblem(f"verifier: {problem}", ("environment", "verifier"), file=suite.source_path)
+                return
         for model in suite.models:
             problem = backend(model.backend).temperature_problem(settings.sampling_temperature)
             if problem is not None:
@@ -72,11 +80,12 @@ class RolloutTask:
                                    file=suite.source_path)
                 return
         if _policy(kind):
-            unfit = [m.name for m in suite.models if not backend(m.backend).tools]
-            if unfit:
-                yield SuiteProblem(f"models {unfit} are on backends that cannot call tools; a {environment.kind} "
-                                   f"environment needs the model to act with its tools", ("models",),
-                                   file=suite.source_path)
+            for index, model in enumerate(suite.models):
+                if not backend(model.backend).tools:
+                    yield SuiteProblem(f"model {model.name!r} is on backend {model.backend!r}, which cannot call "
+                                       f"tools; a {environment.kind} environment needs the model to act with its "
+                                       f"tools", ("models", index, "backend"), file=suite.source_path)
+                    return
 
     def stages(self, suite: Suite) -> tuple[str, ...]:
         return ("samples", self.production_stage, "scores", "metrics")
@@ -91,7 +100,7 @@ class RolloutTask:
         kind = ENVIRONMENTS.get(environment.kind)
         make_agent, agent_identity = _agent(suite, model, samples, kind, cache)
         store = RolloutStore()
-        progress = Progress(f"{suite.suite}/{model.name} rollouts", log)
+        progress = Progress(f"{suite.suite}/{model.name} rollouts", log, unit="rollout")
         try:
             run = run_rollouts(
                 agent_tasks(samples), model=model.name, make_agent=make_agent,

@@ -82,6 +82,8 @@ class EvaluationRecord:
     """Run-level figures logged as ``usage.<name>`` metrics: tokens, cost, latency."""
     failed_gates: dict[str, str] = field(default_factory=dict)
     """Gate (check) name -> why it failed: the run ends FAILED, tagged ``gate.failed`` and ``gate.<name>``."""
+    run_name: str | None = None
+    """The MLflow run's name; None: ``<suite>/<model>``."""
 
 
 def default_tracking_uri() -> str:
@@ -91,7 +93,7 @@ def default_tracking_uri() -> str:
 
 def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_name: str | None = None,
                    artifact_location: str | None = None) -> str:
-    """Log ``record`` as one MLflow run (name ``<suite>/<model>``) and return its run id.
+    """Log ``record`` as one MLflow run (name ``record.run_name``, default ``<suite>/<model>``); return its id.
 
     The experiment (default ``eval/<suite>``) is created when missing, with ``artifact_location``; for a
     SQLite store without one, artifacts go to an ``artifacts`` folder beside the database file.
@@ -102,7 +104,7 @@ def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_na
 
     name = experiment_name or default_experiment_name(record.suite)
     client, experiment_id = open_experiment(tracking_uri, name, artifact_location)
-    run_id = start_run(client, experiment_id, f"{record.suite}/{record.model}", _run_tags(record))
+    run_id = start_run(client, experiment_id, record.run_name or f"{record.suite}/{record.model}", _run_tags(record))
     try:
         metrics = _own_rows(record.metrics, record)
         _log_params(client, run_id, record.params)
