@@ -16,6 +16,20 @@ os.environ.setdefault("EVAL_PIPELINE_MODEL_CACHE", str(REPO / ".eval_pipeline" /
 
 pytest_plugins = ["tests.fixtures_models"]
 
+STRAY_STATE = ("mlflow.db", "mlruns", "artifacts")
+"""What MLflow writes in the working directory when code logs without the pipeline's tracking URI."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_state_written_in_the_working_directory() -> Iterator[None]:
+    """Fail the session when a test (or the code under test) left MLflow state in the working directory: every
+    run must log where the pipeline's state folder says."""
+    before = {name for name in STRAY_STATE if (pathlib.Path.cwd() / name).exists()}
+    yield
+    stray = sorted(name for name in STRAY_STATE if (pathlib.Path.cwd() / name).exists())
+    new = [name for name in stray if name not in before]
+    assert not new, f"tests left {new} in {pathlib.Path.cwd()}: something logged to MLflow's default store"
+
 
 @pytest.fixture
 def eval_home(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:

@@ -110,6 +110,21 @@ def test_seeded_sampling_is_reproducible_and_seed_dependent(tiny_model_dir: str)
     assert outputs(1) != outputs(2)
 
 
+def test_sampling_from_many_threads_gives_what_each_request_gives_alone(tiny_model_dir: str) -> None:
+    """Concurrent rollouts call the sampler from several threads: each sampled answer must be the one its own
+    seed gives (the process-wide torch seed is not shared between two threads' draws)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sampler = LocalSampler(tiny_model_dir, batch_size=1)
+    params = GenerationParams(max_tokens=24, temperature=1.0, seed=5)
+    requests = requests_for(PROMPTS[:8])
+    alone = [sampler.generate([request], params)[0].output for request in requests]
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            together = list(pool.map(lambda r: sampler.generate([r], params)[0].output, requests))
+        assert together == alone
+
+
 def test_sample_indices_are_batched_and_seeded_separately(tiny_model_dir: str) -> None:
     sampler = LocalSampler(tiny_model_dir, batch_size=8)
     params = GenerationParams(max_tokens=12, temperature=1.0, seed=3)

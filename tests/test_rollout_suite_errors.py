@@ -149,8 +149,6 @@ def test_agent_keys_in_a_generate_suite_are_refused(key: str, tmp_path: Path) ->
         caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="suites/spec.py raises this in Suite's model validator, so the loader can "
-                                       "only say '(top level)'; see the report for the fix")
 def test_agent_keys_in_a_generate_suite_name_the_line_and_field(tmp_path: Path) -> None:
     path = write_suite(tmp_path, task="generate")
     with pytest.raises(EvalInputError) as caught:

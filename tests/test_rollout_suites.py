@@ -292,6 +292,7 @@ def test_a_lambda_agent_that_raises_gives_agent_error_rows_and_fails_the_gate(
     assert main(["run", str(suite_path), "--json"]) == 1
     captured = capsys.readouterr()
     assert "error_rate" in captured.out + captured.err
+    assert "6 of 6 rollouts failed" in captured.out + captured.err
 
     rollouts = pd.read_parquet(Path(eval_home) / "outputs" / "lambda_agent" / "rollouts" / "agent.parquet")
     assert len(rollouts) == 3 * 2

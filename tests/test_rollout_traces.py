@@ -3,7 +3,6 @@ model call and a TOOL span per tool call, found by ``mlflow.search_traces`` with
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 
@@ -47,17 +46,6 @@ def rollout_row(rollout_id: str = "r-1", *, error: str | None = None, source: st
             "error_source": source}
 
 
-@contextlib.contextmanager
-def global_tracking_uri(uri: str) -> Iterator[None]:
-    """``mlflow.search_traces`` reads the global URI; set it for the check only."""
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-
-
 @pytest.fixture(scope="module", params=["sqlite", "file"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A fresh store for the module: the SQLite file the pipeline uses by default, or MLflow's file store (spans
@@ -81,9 +69,8 @@ def run(store: dict[str, str]) -> dict[str, str]:
 
 
 def search(run: dict[str, str], **kwargs: object) -> list[mlflow.entities.Trace]:
-    with global_tracking_uri(run["uri"]):
-        return mlflow.search_traces(locations=[run["experiment_id"]], run_id=run["run_id"], return_type="list",
-                                    **kwargs)
+    client = mlflow.MlflowClient(tracking_uri=run["uri"])  # no global URI: setting one leaks into later tests
+    return list(client.search_traces(locations=[run["experiment_id"]], run_id=run["run_id"], **kwargs))
 
 
 def test_a_rollout_becomes_one_trace_with_a_span_per_model_call_and_tool_call(run: dict[str, str]) -> None:

@@ -26,7 +26,8 @@ def comparison_stages(suite: Suite) -> tuple[str, ...]:
 
 def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
     assert suite.baseline is not None
-    baseline, judge, produced = suite.baseline, suite.judge, task_kind(suite).production_stage
+    kind = task_kind(suite)
+    baseline, judge, produced = suite.baseline, suite.judge, kind.production_stage
     stages = (produced, "scores", "judgments") if judge else (produced, "scores")
     all_models = {"partition_mapping": dg.AllPartitionMapping(), "metadata": {"allow_missing_partitions": True}}
     ins = {"samples": dg.AssetIn(key=[suite.suite, "samples"])} | {
@@ -51,7 +52,7 @@ def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
         scores = pd.concat([*by_stage["scores"].values(),
                             *(judgment_scores(f) for f in by_stage.get("judgments", {}).values())], ignore_index=True)
         pairwise = _judge_pairs(context, suite, samples, generations, judge_cache) if len(outs) > 1 else None
-        table = compare_suite(suite.suite, baseline, scores, pairwise)
+        table = compare_suite(suite.suite, baseline, scores, pairwise, value_ranges=kind.score_ranges(suite))
         run_id = mlflow.log_comparison(suite.suite, table, pairwise, experiment_name=suite.mlflow_experiment,
                                        tags={"dagster.run_id": context.run.run_id})
         yield dg.Output(table, output_name="comparison", metadata={

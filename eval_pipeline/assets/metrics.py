@@ -51,7 +51,8 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             table = pd.concat([table, judge_agreement(suite.suite, model.name, samples, judgments, judge_metrics,
                                                       suite.judge.human_labels)], ignore_index=True)
             params["judge"] = judge_record(suite.judge, judge_metrics)
-        gate = error_rate_gate(model.name, generations, tables["scores"], judgments, table, suite.max_error_rate)
+        gate = error_rate_gate(model.name, generations, tables["scores"], judgments, table, suite.max_error_rate,
+                               stage=kind.production_stage)
         flags = degenerate_judges(judgments, tables["scores"])  # a warning: tagged and shown, never a failure
         labels = run_labels(context.run.tags)  # an SDK launch's MLflow run name and tags
         run_id = mlflow.log(EvaluationRecord(

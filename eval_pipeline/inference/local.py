@@ -31,6 +31,9 @@ _FINGERPRINT_FILES = (
 
 _LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _LOAD_LOCK = threading.Lock()
+_SAMPLING_LOCK = threading.Lock()
+"""``torch.manual_seed`` seeds one process-wide generator: seeding and sampling are one step, or two threads'
+samples (concurrent rollouts) would draw from each other's seeds and no sampled answer could be reproduced."""
 
 
 @dataclass
@@ -230,8 +233,8 @@ class LocalSampler:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:  # generation ends at a stop string; the string itself is cut, as the services do
             kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
-        torch.manual_seed(seed)
-        with torch.inference_mode(), eval_mode(model):
+        with _SAMPLING_LOCK, torch.inference_mode(), eval_mode(model):
+            torch.manual_seed(seed)
             output = model.generate(input_ids=input_ids.to(model.device),
                                     attention_mask=attention.to(model.device), **kwargs)
         new_tokens = output[:, width:].tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,8 @@ _PER_ITEM_COLUMNS = ("model", "metric", "sample_id", "score")
 
 
 def compare_models(per_item: pd.DataFrame, baseline: str, *, suite: str = "", confidence: float = 0.95,
-                   value_range: ValueRange = SCORE_RANGE) -> pd.DataFrame:
+                   value_range: ValueRange = SCORE_RANGE,
+                   value_ranges: Mapping[str, ValueRange] | None = None) -> pd.DataFrame:
     """One row per metric × model ≠ baseline, paired on the items where both have a non-NaN score.
 
     ``diff`` is model − baseline over the paired items; its CI and ``p_value`` come from one procedure
@@ -26,7 +28,8 @@ def compare_models(per_item: pd.DataFrame, baseline: str, *, suite: str = "", co
     both models is 0 or 1, ``b`` and ``c`` its discordant counts; else the paired t-test with its interval), so the
     CI excludes 0 exactly when p < 1 − confidence. ``p_holm`` is p Holm-adjusted over each model's metrics. A model
     with no paired items gets n = 0 and NaN values. Duplicate (model, metric, sample_id) rows are averaged.
-    Sorted by metric, model.
+    Sorted by metric, model. ``value_ranges`` gives a metric its own range (a rollout's reward), else
+    ``value_range``.
     """
     missing = [column for column in _PER_ITEM_COLUMNS if column not in per_item.columns]
     if missing:
@@ -46,7 +49,7 @@ def compare_models(per_item: pd.DataFrame, baseline: str, *, suite: str = "", co
             else:
                 x = y = np.empty(0)
             try:
-                result = paired_difference(x, y, value_range, confidence)
+                result = paired_difference(x, y, (value_ranges or {}).get(metric, value_range), confidence)
             except ValueError as exc:
                 raise ValueError(f"metric {metric!r}, {model!r} vs {baseline!r}: {exc}") from exc
             rows.append({"suite": suite, "metric": metric, "model": model, "baseline": baseline,

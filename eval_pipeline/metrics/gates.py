@@ -46,13 +46,14 @@ class GateResult:
 
 
 def error_rate_gate(model: str, generations: pd.DataFrame, scores: pd.DataFrame, judgments: pd.DataFrame | None,
-                    metrics: pd.DataFrame, max_error_rate: float) -> GateResult:
+                    metrics: pd.DataFrame, max_error_rate: float, stage: str = "generations") -> GateResult:
     """The share of the metric inputs that errored must not exceed ``max_error_rate``.
 
     The metric inputs are the score rows (generation × scorer) and the judgment rows (generation × judge metric)
     of ``model``: a failed generation is an error row in each of them, a failed scorer or judge call one row.
     A generation that failed and left no row downstream counts as one more errored input. The gate also fails
     when nothing was scored, and when an overall metric has n = 0 (every item errored): such a metric says nothing.
+    ``stage`` names the production table in the reason (``generations``, ``rollouts``).
     """
     generations = _own(generations, model)
     scores = _own(scores, model)
@@ -69,7 +70,7 @@ def error_rate_gate(model: str, generations: pd.DataFrame, scores: pd.DataFrame,
     detail: dict[str, Any] = {
         "rows": rows, "errors": errors, "generations": len(generations),
         "generation_errors": len(failed_generations), "scoring_errors": scoring_errors,
-        "judgment_errors": judgment_errors, "unmeasured_metrics": _unmeasured(metrics, model)}
+        "judgment_errors": judgment_errors, "unmeasured_metrics": _unmeasured(metrics, model), "stage": stage}
     reasons = []
     if observed is None:
         reasons.append("nothing was scored (no score or judgment rows)")
@@ -114,5 +115,5 @@ def _unmeasured(metrics: pd.DataFrame, model: str) -> list[str]:
 
 
 def _stages(detail: dict[str, Any]) -> str:
-    return (f"{detail['generation_errors']} of {detail['generations']} generations failed, "
+    return (f"{detail['generation_errors']} of {detail['generations']} {detail.get('stage', 'generations')} failed, "
             f"{detail['scoring_errors']} scoring errors, {detail['judgment_errors']} judgment errors")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -11,6 +12,7 @@ from eval_pipeline.metrics.comparison import compare_models
 from eval_pipeline.metrics.multiplicity import with_holm
 from eval_pipeline.metrics.paired_difference import mcnemar_difference
 from eval_pipeline.metrics.pairwise_summary import PairwiseOutcome, summarize_pairwise
+from eval_pipeline.metrics.ranges import ValueRange
 
 PREFERENCE = "pairwise_preference"
 POSITION_CONSISTENCY = "pairwise_position_consistency"
@@ -45,11 +47,12 @@ def pairwise_rows(suite: str, pairwise: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COMPARISON.names)
 
 
-def compare_suite(suite: str, baseline: str, scores: pd.DataFrame,
-                  pairwise: pd.DataFrame | None = None) -> pd.DataFrame:
+def compare_suite(suite: str, baseline: str, scores: pd.DataFrame, pairwise: pd.DataFrame | None = None, *,
+                  value_ranges: Mapping[str, ValueRange] | None = None) -> pd.DataFrame:
     """The COMPARISON table: every scorer and judge metric of every model against ``baseline``, with ``p_holm``
-    adjusted over all of one model's rows (the pairwise preference included)."""
-    frames = [compare_models(item_scores(scores), baseline, suite=suite)]
+    adjusted over all of one model's rows (the pairwise preference included); ``value_ranges``: metrics whose
+    scores are not in [0, 1]."""
+    frames = [compare_models(item_scores(scores), baseline, suite=suite, value_ranges=value_ranges)]
     if pairwise is not None and not pairwise.empty:
         frames.append(pairwise_rows(suite, pairwise))
     frames = [f for f in frames if not f.empty]

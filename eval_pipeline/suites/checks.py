@@ -96,9 +96,20 @@ def _judge(suite: Suite) -> Iterator[SuiteProblem]:
         yield SuiteProblem(exc.reason, ("judge", *field_path(exc.field or "")), file=suite.source_path)
 
 
+AGENT_KEYS = ("environment", "rollout", "user_simulator")
+
+
 def _task_kind(suite: Suite) -> Iterator[SuiteProblem]:
-    """The task kind's own checks, when it has any (a rollout's environment: it imports, its tools' schemas)."""
-    problems = getattr(TASK_KINDS.get(suite.task), "problems", None)
+    """Keys the task kind does not use, then its own checks (a rollout's environment: it imports, its tools'
+    schemas)."""
+    kind = TASK_KINDS.get(suite.task)
+    if not getattr(kind, "rolls_out", False):
+        for key in AGENT_KEYS:
+            if getattr(suite, key) is not None:
+                yield SuiteProblem(f"only for rollout tasks (task: rollout), not task {suite.task!r}", (key,),
+                                   file=suite.source_path)
+                return
+    problems = getattr(kind, "problems", None)
     if problems is not None:
         yield from problems(suite)
 

@@ -158,10 +158,6 @@ class Suite(_Strict):
             raise ValueError(f"baseline {self.baseline!r} is not one of the suite's models "
                              f"({', '.join(m.name for m in self.models)})")
         kind = TASK_KINDS.get(self.task)
-        agent_keys = [key for key in ("environment", "rollout", "user_simulator") if getattr(self, key) is not None]
-        if agent_keys and not getattr(kind, "rolls_out", False):
-            raise ValueError(f"{', '.join(agent_keys)}: only for rollout tasks (task: rollout), not task "
-                             f"{self.task!r}")
         kind.validate(self)
         if self.judge is not None and not kind.judgeable:
             raise ValueError(f"task {self.task!r} has no answers for a judge to rate")

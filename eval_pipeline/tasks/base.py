@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import pandas as pd
 
 from eval_pipeline.inference.runner import generation_usage
+from eval_pipeline.metrics.ranges import ValueRange
 from eval_pipeline.scoring.items import item_table
 from eval_pipeline.suites.task_kinds import TASK_KINDS
 
@@ -76,6 +77,9 @@ class TaskKind(Protocol):
     def pool(self, suite: Suite) -> str:
         """The Dagster pool of the production step (runs calling one service share its limit)."""
 
+    def score_ranges(self, suite: Suite) -> dict[str, ValueRange]:
+        """Scorers whose scores are not in [0, 1], with their range (for paired comparisons)."""
+
     def usage(self, produced: pd.DataFrame) -> dict[str, float]:
         """Totals of the production table for the MLflow run: requests, errors, tokens, cost, latency."""
 
@@ -89,6 +93,10 @@ class TaskKind(Protocol):
 
 class AnswersTable:
     """What kinds whose production table is the ``generations`` table share: its pool, usage and item table."""
+
+    def score_ranges(self, suite: Suite) -> dict[str, ValueRange]:
+        """None: every scorer and judge metric scores in [0, 1]."""
+        return {}
 
     def pool(self, suite: Suite) -> str:
         """``inference-<backend>``, or ``inference-mixed`` when the suite's models use several backends."""

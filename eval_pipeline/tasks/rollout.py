@@ -25,6 +25,7 @@ from eval_pipeline.inference.backend_registry import backend
 from eval_pipeline.inference.backends import build_sampler
 from eval_pipeline.inference.base import GenerationParams
 from eval_pipeline.inference.planning import GenerationPlan
+from eval_pipeline.metrics.ranges import UNBOUNDED, ValueRange
 from eval_pipeline.metrics.rollout_metrics import rollout_metrics
 from eval_pipeline.progress import Progress
 from eval_pipeline.registry import UnknownEntryError
@@ -89,6 +90,10 @@ class RolloutTask:
 
     def stages(self, suite: Suite) -> tuple[str, ...]:
         return ("samples", self.production_stage, "scores", "metrics")
+
+    def score_ranges(self, suite: Suite) -> dict[str, ValueRange]:
+        """A reward is whatever the environment or service gives (τ-bench's are 0 or 1; others are not)."""
+        return {"reward": UNBOUNDED}
 
     def pool(self, suite: Suite) -> str:
         """``rollouts-<environment kind>``: rollouts against one service share one limit."""
