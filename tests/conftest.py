@@ -14,7 +14,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 os.environ.setdefault("EVAL_PIPELINE_MODEL_CACHE", str(REPO / ".eval_pipeline" / "models"))
 
-pytest_plugins = ["tests.fixtures_models"]
+pytest_plugins = ["tests.fixtures_models", "tests.fixtures_agents"]
 
 STRAY_STATE = ("mlflow.db", "mlruns", "artifacts")
 """What MLflow writes in the working directory when code logs without the pipeline's tracking URI."""

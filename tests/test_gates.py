@@ -152,7 +152,7 @@ def test_the_error_rate_counts_every_stage_per_model() -> None:
     assert gate.observed == pytest.approx(9 / 18) and not gate.passed
     assert gate.detail | {"unmeasured_metrics": []} == {
         "rows": 18, "errors": 9, "generations": 6, "generation_errors": 2, "scoring_errors": 1,
-        "judgment_errors": 2, "unmeasured_metrics": []}
+        "judgment_errors": 2, "unmeasured_metrics": [], "stage": "generations"}
     assert "9 of 18" in gate.reason and "0.500 > allowed 0.400" in gate.reason
     assert error_rate_gate("m", generations, scores, judgments, metrics, max_error_rate=0.5).passed
     # a failed generation that left no row downstream (no scorer, no judge) still counts

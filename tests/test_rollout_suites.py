@@ -14,7 +14,6 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,29 +101,6 @@ class CountedAnswers:
 def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return rows[:limit] if limit else rows
-
-
-@pytest.fixture
-def aws_dummy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def agentcore(aws_dummy: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentCoreFake]:
-    with AgentCoreFake() as server:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", server.url)
-        yield server  # type: ignore[misc]
-
-
-@pytest.fixture
-def lambda_fake(aws_dummy: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[LambdaFake]:
-    with LambdaFake() as server:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.url)
-        yield server  # type: ignore[misc]
 
 
 def rollouts_pool(suite: Suite) -> str | None:

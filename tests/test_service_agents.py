@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,29 +17,6 @@ from tests.fakes.lambda_fake import LambdaFake
 
 ARN = "arn:aws:bedrock-agentcore:us-west-2:123456789012:runtime/my_agent-AbC123xyz9"
 TASK = AgentTask(task_id="t-1", prompt="add 2 and 3", data={"answer": 5})
-
-
-@pytest.fixture
-def aws_dummy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def agentcore(aws_dummy: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentCoreFake]:
-    with AgentCoreFake() as server:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_AGENTCORE", server.url)
-        yield server  # type: ignore[misc]
-
-
-@pytest.fixture
-def lambda_fake(aws_dummy: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[LambdaFake]:
-    with LambdaFake() as server:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.url)
-        yield server  # type: ignore[misc]
 
 
 class Sleeps:

@@ -15,8 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from eval_pipeline.agents.service_agent import ConfigReader, Exchange, ServiceAgent, shared_client
-from eval_pipeline.inference.remote import RetryPolicy
+from eval_pipeline.agents.service_agent import ConfigReader, Exchange, ServiceAgent
 
 RUNTIME_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock-agentcore:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
                          r"runtime/(?P<id>[A-Za-z0-9_-]{1,128})$")
@@ -41,15 +40,7 @@ class AgentCoreAgent(ServiceAgent):
 
     service = "bedrock-agentcore"
 
-    def __init__(self, settings: AgentCoreSettings, **options: Any) -> None:
-        options.setdefault("retry", RetryPolicy(max_attempts=settings.max_attempts, base_delay_s=1.0,
-                                                max_delay_s=30.0))
-        super().__init__(**options)
-        self.settings = settings
-
-    @property
-    def client(self) -> Any:
-        return shared_client(self.service, region=self.settings.region, timeout_s=self.settings.timeout_s)
+    settings: AgentCoreSettings
 
     def where(self) -> str:
         return f"agentcore {self.settings.arn} ({self.settings.qualifier})"

@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eval_pipeline.agents.service_agent import ConfigReader, Exchange, ServiceAgent, ServiceReplyError, shared_client
-from eval_pipeline.inference.remote import RetryPolicy
+from eval_pipeline.agents.service_agent import ConfigReader, Exchange, ServiceAgent, ServiceReplyError
 
 _NAME = r"[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?"
 FUNCTION = re.compile(
@@ -46,15 +45,7 @@ class LambdaAgent(ServiceAgent):
 
     service = "lambda"
 
-    def __init__(self, settings: LambdaSettings, **options: Any) -> None:
-        options.setdefault("retry", RetryPolicy(max_attempts=settings.max_attempts, base_delay_s=1.0,
-                                                max_delay_s=30.0))
-        super().__init__(**options)
-        self.settings = settings
-
-    @property
-    def client(self) -> Any:
-        return shared_client(self.service, region=self.settings.region, timeout_s=self.settings.timeout_s)
+    settings: LambdaSettings
 
     def where(self) -> str:
         return f"lambda {self.settings.function}"

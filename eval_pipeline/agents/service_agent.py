@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from eval_pipeline.agents.environment import AgentTask, AgentTurn
 from eval_pipeline.data.messages import ChatMessage, ToolSpec
@@ -169,21 +169,34 @@ def with_retries(call: Callable[[], Exchange], *, policy: RetryPolicy, where: st
     raise AssertionError("unreachable: max_attempts must be at least 1")
 
 
+class ServiceSettings(Protocol):
+    """What every agent service's settings give: where it is, how long a call may take, how often to try."""
+
+    region: str | None
+    timeout_s: float
+    max_attempts: int
+
+
 class ServiceAgent(ABC):
     """An agent that is a remote service: one episode at a time per instance (build one per concurrent rollout).
     Subclasses implement one call (``invoke``) and, optionally, closing the session (``close_session``)."""
 
     service = "service"
 
-    def __init__(self, *, retry: RetryPolicy | None = None, sleep: Sleep = time.sleep,
+    def __init__(self, settings: ServiceSettings, *, retry: RetryPolicy | None = None, sleep: Sleep = time.sleep,
                  clock: Clock = time.perf_counter, seed: int = 0, model: str | None = None) -> None:
-        self.model = model
-        self.retry = retry or RetryPolicy(max_attempts=6, base_delay_s=1.0, max_delay_s=30.0)
+        self.settings, self.model = settings, model
+        self.retry = retry or RetryPolicy(max_attempts=settings.max_attempts, base_delay_s=1.0, max_delay_s=30.0)
         self.sleep, self.clock = sleep, clock
         self._rng = random.Random(seed)
         self.task: AgentTask | None = None
         self.session_id: str | None = None
         self.turn = 0
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client of the service, shared by every agent of one region and timeout."""
+        return shared_client(self.service, region=self.settings.region, timeout_s=self.settings.timeout_s)
 
     def start(self, task: AgentTask, rollout_id: str) -> None:
         self.task, self.session_id, self.turn = task, session_id_for(rollout_id), 0

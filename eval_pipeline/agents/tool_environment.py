@@ -72,6 +72,11 @@ class ToolEnvironment:
         """The system prompt for this task: the tool-call protocol and how to answer."""
         return self.system_prompt
 
+    def demonstration(self, task: AgentTask) -> tuple[ChatMessage, ...]:
+        """A worked exchange shown before the task (a question, the tool call, its result, the answer): small models
+        learn the tool-call format from one example far better than from a description. None by default."""
+        return ()
+
     def reward(self) -> float | Reward:
         """The episode's reward, called once when it ends; ``self.transcript`` holds every message."""
         raise NotImplementedError(f"{type(self).__name__} must define reward()")
@@ -115,6 +120,7 @@ class ToolEnvironment:
         self._toolbox = self.toolbox()
         self.setup(task)
         opening = [system(text)] if (text := self.instructions(task)) else []
+        opening.extend(self.demonstration(task))
         opening.append(user(task.prompt))
         self.transcript.extend(opening)
         return Reset(messages=tuple(opening), tools=self._toolbox.specs())

@@ -38,6 +38,20 @@ RESERVED_TAG_PREFIXES = ("dagster/", "eval_pipeline/", "mlflow.")
 MAX_TAG_KEY_CHARS = 128
 
 
+class ConfiguredEvaluator:
+    """An evaluator shown by its settings: ``config()`` is the plain data recorded with each execution."""
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
+        yield from self.config().items()
+
+    def __repr__(self) -> str:
+        fields = ",\n".join(f"    {key}={value!r}" for key, value in self.config().items())
+        return f"{type(self).__name__}(\n{fields},\n)"
+
+
 @dataclass(frozen=True)
 class Launch:
     """How one evaluator kind launches its suite: its name (``EVALUATOR_TAG``), the prefix of its execution ids and

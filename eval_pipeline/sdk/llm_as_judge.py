@@ -14,6 +14,7 @@ from typing import Any
 
 from eval_pipeline.judging.setup import suite_judge_metrics
 from eval_pipeline.sdk.evaluation_launch import (
+    ConfiguredEvaluator,
     Launch,
     check_name,
     dataset_uri,
@@ -33,7 +34,7 @@ DEFAULT_SUITE_NAME = "llm_as_judge"
 ModelArg = ModelSpec | dict[str, Any] | str
 
 
-class LLMAsJudgeEvaluator:
+class LLMAsJudgeEvaluator(ConfiguredEvaluator):
     """Evaluate ``model`` (and optionally ``base_model``, compared item by item) with an LLM judge.
 
     Models are a ``ModelSpec``, a dict of its fields, or a string (see ``eval_pipeline.sdk.models``).
@@ -118,13 +119,6 @@ class LLMAsJudgeEvaluator:
             "mlflow_experiment": self.mlflow_experiment, "output_path": self.output_path,
             "dagster_url": self.dagster_url, "max_error_rate": self.suite.max_error_rate,
         }
-
-    def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
-        yield from self.config().items()
-
-    def __repr__(self) -> str:
-        fields = ",\n".join(f"    {key}={value!r}" for key, value in self.config().items())
-        return f"LLMAsJudgeEvaluator(\n{fields},\n)"
 
 
 def _custom_metrics(value: Any) -> Any:

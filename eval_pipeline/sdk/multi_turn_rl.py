@@ -24,6 +24,7 @@ from eval_pipeline.agents.spec import EnvironmentSpec, RolloutSpec
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.sdk.agent_config import environment_spec
 from eval_pipeline.sdk.evaluation_launch import (
+    ConfiguredEvaluator,
     Launch,
     check_name,
     dataset_uri,
@@ -47,7 +48,7 @@ ModelArg = ModelSpec | dict[str, Any] | str
 SHAPES = ("base_only", "fine_tuned_only", "comparison")
 
 
-class MultiTurnRLEvaluator:
+class MultiTurnRLEvaluator(ConfiguredEvaluator):
     """Roll out ``model`` (and ``base_model`` with ``evaluate_base_model=True``) against ``agent_config``.
 
     ``model`` / ``base_model``: a ``ModelSpec``, a dict of its fields, or a string (``eval_pipeline.sdk.models``).
@@ -185,13 +186,6 @@ class MultiTurnRLEvaluator:
             "tags": dict(self.tags), "output_path": self.output_path, "dagster_url": self.dagster_url,
             "max_error_rate": self.max_error_rate, "breakdown_keys": list(self.breakdown_keys),
         }
-
-    def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
-        yield from self.config().items()
-
-    def __repr__(self) -> str:
-        fields = ",\n".join(f"    {key}={value!r}" for key, value in self.config().items())
-        return f"MultiTurnRLEvaluator(\n{fields},\n)"
 
 
 def _stopping_condition(value: Any) -> int:

@@ -13,8 +13,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from eval_pipeline.agents.environment import AgentTask
 from eval_pipeline.agents.tool_environment import ToolEnvironment
 from eval_pipeline.agents.tools import ToolError, tool
+from eval_pipeline.data.messages import ChatMessage, ToolCall, assistant, tool_result, user
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -85,6 +87,13 @@ class CalculatorEnvironment(ToolEnvironment):
             expression: numbers with + - * / and parentheses, e.g. "12 * (3 + 4)".
         """
         return format_number(evaluate(expression))
+
+    def demonstration(self, task: AgentTask) -> tuple[ChatMessage, ...]:
+        """One worked example (13 * 3 with the tool; no task's answer is 39): it takes the embedded 135M model from
+        almost never calling the tool to calling it in about 40% of first turns."""
+        call = ToolCall(id="call_example", name="calculate", arguments='{"expression": "13 * 3"}')
+        return (user("What is 13 * 3? Use the calculator."), assistant("", [call]), tool_result(call, "39"),
+                assistant("The answer is 39."))
 
     def reward(self) -> float:
         return 1.0 if mentions_number(self.final_answer(), float(self.task.data["expected"])) else 0.0

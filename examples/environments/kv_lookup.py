@@ -12,6 +12,7 @@ from typing import Any
 from eval_pipeline.agents.environment import AgentTask
 from eval_pipeline.agents.tool_environment import ToolEnvironment
 from eval_pipeline.agents.tools import ToolError, tool
+from eval_pipeline.data.messages import ChatMessage, ToolCall, assistant, tool_result, user
 
 
 class KeyValueEnvironment(ToolEnvironment):
@@ -28,6 +29,12 @@ class KeyValueEnvironment(ToolEnvironment):
         super().__init__(**options)
         self.default_store = dict(store or {})
         self.store: dict[str, Any] = {}
+
+    def demonstration(self, task: AgentTask) -> tuple[ChatMessage, ...]:
+        """One worked lookup (the key ``shape``, in no task's store), so a small model sees the call format in use."""
+        call = ToolCall(id="call_example", name="get", arguments='{"key": "shape"}')
+        return (user('What is the value stored under the key "shape"?'), assistant("", [call]),
+                tool_result(call, "round"), assistant("The value is round."))
 
     def setup(self, task: AgentTask) -> None:
         self.store = dict(task.data.get("store") or self.default_store)
