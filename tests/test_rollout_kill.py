@@ -42,6 +42,17 @@ def stored_ids(store: Path) -> set[str]:
             return set()
 
 
+def cached_calls(cache: Path) -> int:
+    """Model calls saved in the request cache (read-only; 0 before the file or its table exists)."""
+    if not cache.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=10)) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
 def lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
@@ -68,15 +79,17 @@ def test_kill_9_during_200_rollouts_then_resume(tmp_path: Path) -> None:
             return [sys.executable, "-m", "tests.rollout_kill_worker", fake.url, str(tmp_path / f"resets{run}"),
                     str(tmp_path / f"episodes{run}"), str(tmp_path / f"rollouts{run}.parquet")]
 
-        # 1. killed once the store holds KILL_AT rollouts
+        # 1. killed once the store holds KILL_AT rollouts and the cache holds calls of rollouts still running
+        #    (so the re-run has interrupted rollouts whose earlier calls it must take from the cache)
         proc = subprocess.Popen(command(1), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
         deadline = time.monotonic() + 60
         try:
-            while len(stored_ids(store)) < KILL_AT:
+            cache = home / "cache" / "generations.sqlite"
+            while (done := len(stored_ids(store))) < KILL_AT or cached_calls(cache) <= done * TURNS:
                 if proc.poll() is not None:
                     pytest.fail(f"the run ended before the kill: {proc.communicate()[1][-3000:]}")
-                assert time.monotonic() < deadline, "the store did not fill in 60 s"
+                assert time.monotonic() < deadline, "the store and the cache did not fill in 60 s"
                 time.sleep(0.01)
             os.killpg(proc.pid, signal.SIGKILL)
         finally:

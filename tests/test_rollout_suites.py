@@ -148,7 +148,8 @@ def test_policy_rollouts_end_to_end_with_metrics_traces_pool_and_resume(eval_hom
         assert (rollouts["num_turns"] == 2).all() and (rollouts["termination"] == "done").all()
         for row in rollouts.itertuples():
             messages = json.loads(row.messages)
-            [tool_message] = [m for m in messages if m["role"] == "tool"]
+            # the environment's worked example comes first (its call id is call_example), then the rollout's own
+            [tool_message] = [m for m in messages if m["role"] == "tool" and m["tool_call_id"] != "call_example"]
             task = next(t for t in tasks if t["id"] == row.sample_id)
             assert tool_message["content"] == str(task["expected"])
             assert row.reward == (1.0 if str(task["expected"]) in messages[-1]["content"] else 0.0)

@@ -267,7 +267,7 @@ class ConfigReader:
         if not isinstance(options, Mapping):
             raise EvalInputError("expected a mapping", file=file, field=f"{field}.options")
         values.update(options)
-        unknown = sorted(set(values) - allowed - {"kind", "type", "verifier"})  # verifier: the local side's
+        unknown = sorted(set(values) - allowed - {"kind", "type"})
         if unknown:
             where = f"{field}.options" if unknown[0] in options else field
             raise EvalInputError(f"unknown setting(s) {', '.join(unknown)} for this kind; known: "

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from eval_pipeline.agents.registry import ENVIRONMENTS
 from eval_pipeline.inference.model_spec import ModelSpec
 
 MAX_STOPPING_CONDITION_S = 259_200
@@ -47,16 +48,9 @@ class EnvironmentSpec(_Strict):
     @classmethod
     def _known_kind(cls, value: str) -> str:
         """An environment kind the registry knows (checked here so the error names ``environment.kind``)."""
-        from eval_pipeline.agents.registry import ENVIRONMENTS
-
         if value not in ENVIRONMENTS:
             raise ValueError(ENVIRONMENTS.unknown(value))
         return value
-
-    @property
-    def label(self) -> str:
-        """How rows name the environment, e.g. ``python:examples.environments.calculator:CalculatorEnvironment``."""
-        return f"{self.kind}:{self.path or self.arn or self.function or ''}"
 
 
 class RolloutSpec(_Strict):

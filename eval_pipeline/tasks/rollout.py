@@ -28,7 +28,6 @@ from eval_pipeline.inference.planning import GenerationPlan
 from eval_pipeline.metrics.ranges import UNBOUNDED, ValueRange
 from eval_pipeline.metrics.rollout_metrics import rollout_metrics
 from eval_pipeline.progress import Progress
-from eval_pipeline.registry import UnknownEntryError
 from eval_pipeline.suites.checks import SuiteProblem, field_path
 from eval_pipeline.tasks.base import Production
 from eval_pipeline.tracking.rollout_traces import log_rollout_traces
@@ -53,8 +52,6 @@ class RolloutTask:
         if suite.environment is None:
             raise ValueError("task 'rollout' needs an 'environment': {kind: python, path: 'module:Class'} for a local "
                              "environment, or {kind: agentcore, arn: …} / {kind: lambda, arn: …} for an agent service")
-        if suite.environment.kind not in ENVIRONMENTS:
-            raise ValueError(f"environment.kind: {ENVIRONMENTS.unknown(suite.environment.kind)}")
 
     def problems(self, suite: Suite) -> Iterator[SuiteProblem]:
         """The environment's own checks (it imports, its tools' schemas are JSON schema, an ARN has its shape) and
@@ -68,9 +65,10 @@ class RolloutTask:
             return
         if environment.verifier is not None:
             problem = verifier_problem(environment.verifier)
-            if environment.kind == "python":  # its config leaves the verifier out: it would be ignored
-                problem = ("a python environment gives its own reward; 'verifier' rewards the last reply of an "
-                           "agent service (agentcore, lambda): drop it, or reward in the environment's reward()")
+            if _policy(kind):  # an environment the model acts in rewards the episode itself
+                problem = (f"a {environment.kind} environment gives its own reward; 'verifier' rewards the last "
+                           "reply of an agent service (agentcore, lambda): drop it, or reward in the environment's "
+                           "reward()")
             if problem is not None:
                 yield SuiteProblem(f"verifier: {problem}", ("environment", "verifier"), file=suite.source_path)
                 return
@@ -231,8 +229,8 @@ def _policy(kind: Any) -> bool:
 
 
 def _kind_config(environment: EnvironmentSpec) -> dict[str, Any]:
-    """The settings the environment kind reads: the spec without the loop's own keys."""
-    return environment.model_dump(exclude_none=True, exclude={"verifier"} if environment.kind == "python" else set())
+    """The settings the environment kind reads: the spec without the local side's ``verifier``."""
+    return environment.model_dump(exclude_none=True, exclude={"verifier"})
 
 
 def _agent(suite: Suite, model: ModelSpec, samples: pd.DataFrame, kind: Any,
@@ -259,10 +257,7 @@ def _environment_factory(suite: Suite, kind: Any) -> Callable[[], Environment]:
     config = _kind_config(environment)
     if conversational:
         config = {**config, "options": {**environment.options, "conversational": True}}
-    try:
-        return kind.factory(config, root=suite.base_dir, file=suite.source_path)
-    except UnknownEntryError as exc:
-        raise EvalInputError(str(exc), file=suite.source_path, field="environment.kind") from None
+    return kind.factory(config, root=suite.base_dir, file=suite.source_path)
 
 
 def _user(suite: Suite, samples: pd.DataFrame, cache: RequestCache | None) -> UserSimulator | None:
