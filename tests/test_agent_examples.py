@@ -294,4 +294,43 @@ def test_the_registry_entry_validates_a_suite_environment_spec() -> None:
     reset = env.reset(AgentTask(task_id="t", prompt="a?"))
     assert [tool.name for tool in reset.tools] == ["get"]
     assert env.step(_call("get", key="a")).observations[0].content == "b"
-    assert kind.label(spec) == spec.label == f"python:{KV}"
+    assert kind.label(spec) == f"python:{KV}"
+
+
+def test_the_fingerprint_follows_the_environment_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rollout stored before the environment's code changed must not be served after: the environment's identity
+    (part of each rollout id) holds the SHA-256 of its source file, and of its base classes' files."""
+    import hashlib
+    import sys
+
+    from eval_pipeline.agents.python_env import PythonEnvironmentKind
+
+    package = tmp_path / "fingerprinted_envs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    module = package / "echo_env.py"
+    source = ("from eval_pipeline.agents.tool_environment import ToolEnvironment\n\n\n"
+              "class Echo(ToolEnvironment):\n    def reward(self) -> float:\n        return {}\n")
+    module.write_text(source.format("1.0"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "fingerprinted_envs.echo_env", raising=False)
+    config = {"path": "fingerprinted_envs.echo_env:Echo"}
+    first = PythonEnvironmentKind.fingerprint(config)
+    assert first["source:fingerprinted_envs.echo_env"] == hashlib.sha256(module.read_bytes()).hexdigest()
+    assert "source:eval_pipeline.agents.tool_environment" in first  # the base class's code counts too
+    module.write_text(source.format("0.0"))
+    second = PythonEnvironmentKind.fingerprint(config)
+    assert second["source:fingerprinted_envs.echo_env"] != first["source:fingerprinted_envs.echo_env"]
+    base = "source:eval_pipeline.agents.tool_environment"
+    assert second[base] == first[base]
+
+
+def test_a_rollout_suite_puts_the_environment_source_in_its_rollout_ids() -> None:
+    from eval_pipeline.agents.registry import ENVIRONMENTS
+    from eval_pipeline.suites import load_suite
+    from eval_pipeline.tasks.rollout import _environment_identity
+
+    suite = load_suite(Path(__file__).resolve().parent.parent / "evals" / "agent_quickstart.yaml")
+    identity = _environment_identity(suite, ENVIRONMENTS.get("python"))
+    assert identity["path"] == "examples.environments.calculator:CalculatorEnvironment"
+    assert {"source:examples.environments.calculator", "source:eval_pipeline.agents.tool_environment"} <= set(identity)

@@ -17,6 +17,7 @@ is built per rollout.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import inspect
 import sys
@@ -78,6 +79,20 @@ class PythonEnvironmentKind:
               **_hooks: Any) -> Environment:
         """One environment instance (for one rollout)."""
         return cls.factory(config, root=root, file=file)()
+
+    @classmethod
+    def fingerprint(cls, config: Any, *, root: str | Path | None = None) -> dict[str, str]:
+        """What about the environment's code changes its rollouts: the SHA-256 of the source file of its class
+        and of each base class defined outside the standard library (part of each rollout's id, so a rollout
+        stored before the environment was edited is not served after)."""
+        target = cls.validate(config, root=root)
+        sources = {}
+        for klass in inspect.getmro(target):
+            module = sys.modules.get(klass.__module__)
+            location = getattr(module, "__file__", None)
+            if location and klass.__module__.split(".")[0] not in sys.stdlib_module_names:
+                sources[klass.__module__] = hashlib.sha256(Path(location).read_bytes()).hexdigest()
+        return {f"source:{name}": digest for name, digest in sorted(sources.items())}
 
     @classmethod
     def label(cls, config: Any) -> str:

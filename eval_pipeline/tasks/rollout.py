@@ -109,7 +109,7 @@ class RolloutTask:
                 agent_tasks(samples), model=model.name, make_agent=make_agent,
                 make_environment=_environment_factory(suite, kind), agent_identity=agent_identity,
                 environment=kind.label(_kind_config(environment)),
-                environment_identity=environment.model_dump(exclude_none=True),
+                environment_identity=_environment_identity(suite, kind),
                 eval_group_size=settings.eval_group_size,
                 settings=RolloutSettings(max_turns=settings.max_turns, call_timeout_s=settings.call_timeout_s,
                                          success_threshold=settings.success_threshold),
@@ -231,6 +231,15 @@ def _policy(kind: Any) -> bool:
 def _kind_config(environment: EnvironmentSpec) -> dict[str, Any]:
     """The settings the environment kind reads: the spec without the local side's ``verifier``."""
     return environment.model_dump(exclude_none=True, exclude={"verifier"})
+
+
+def _environment_identity(suite: Suite, kind: Any) -> dict[str, Any]:
+    """What about the environment changes its rollouts (part of each rollout's id): its settings and, for a kind
+    that can tell (a python environment: its source files' hashes), its code."""
+    environment = _environment(suite)
+    fingerprint = getattr(kind, "fingerprint", None)
+    code = fingerprint(_kind_config(environment), root=suite.base_dir) if fingerprint is not None else {}
+    return {**environment.model_dump(exclude_none=True), **code}
 
 
 def _agent(suite: Suite, model: ModelSpec, samples: pd.DataFrame, kind: Any,
