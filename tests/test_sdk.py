@@ -317,7 +317,7 @@ def test_a_failed_run_fails_the_execution(eval_home: Path, bedrock: tuple[FakeLL
     assert execution.bedrock_outputs == {}
 
 
-def test_an_execution_whose_process_died_is_failed(eval_home: Path, dataset: str,
+def test_an_execution_whose_process_died_is_failed(eval_home: Path, dataset: str, tmp_path: Path,
                                                    bedrock: tuple[FakeLLMServer, ScriptedBedrock]) -> None:
     server, _ = bedrock
     server.latency_s = 1.0
@@ -329,10 +329,17 @@ def test_an_execution_whose_process_died_is_failed(eval_home: Path, dataset: str
             "    time.sleep(0.05)\n"
             "print(e.id, flush=True)\n"
             "os._exit(0)  # gone without a word, its run still STARTED\n")
-    done = subprocess.run([sys.executable, "-c", code, MODEL_ID, JUDGE_ID, dataset], cwd=REPO, capture_output=True,
-                          text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    status = EvaluationExecution.get(done.stdout.split()[-1]).status
+    # Read the id line and wait for the process itself, not for the end of its output: a process that Dagster's
+    # log capture started (a ``tee``) may hold the inherited stdout open for a while after the parent is gone.
+    errors = tmp_path / "orphan.stderr"
+    with errors.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", code, MODEL_ID, JUDGE_ID, dataset], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+        assert proc.stdout is not None
+        execution_id = proc.stdout.readline().strip()
+        assert proc.wait(timeout=180) == 0, errors.read_text()[-3000:]
+        proc.stdout.close()
+    status = EvaluationExecution.get(execution_id).status
     assert status.overall_status == "Failed" and "is gone" in status.failure_reason
     assert status.step_details[0].status == "Failed"  # its run is marked failed too
 
