@@ -1,5 +1,6 @@
 import os
 import pathlib
+import socket
 import sys
 from collections.abc import Iterator
 
@@ -15,6 +16,17 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 os.environ.setdefault("EVAL_PIPELINE_MODEL_CACHE", str(REPO / ".eval_pipeline" / "models"))
 
 pytest_plugins = ["tests.fixtures_models", "tests.fixtures_agents"]
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A TCP server on 127.0.0.1 that a sandboxed program must not reach (a short accept timeout)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    server.settimeout(0.3)
+    yield server
+    server.close()
+
 
 STRAY_STATE = ("mlflow.db", "mlruns", "artifacts")
 """What MLflow writes in the working directory when code logs without the pipeline's tracking URI."""

@@ -181,16 +181,6 @@ def test_the_os_refuses_writes_outside_even_without_the_prelude(tmp_path: Path) 
     assert not target.exists()
 
 
-@pytest.fixture
-def listener() -> socket.socket:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
-    server.settimeout(0.3)
-    yield server
-    server.close()
-
-
 def assert_nobody_connected(server: socket.socket) -> None:
     with pytest.raises(TimeoutError):
         server.accept()

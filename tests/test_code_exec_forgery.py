@@ -8,7 +8,6 @@ trusted the exit status and the report file (issue 9, item 2).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import marshal
 import sys
@@ -23,6 +22,7 @@ from eval_pipeline.sandbox.check import compile_check
 from eval_pipeline.sandbox.outcome import classify
 from eval_pipeline.sandbox.report import Report
 from eval_pipeline.scoring.code_exec import check_humaneval, score_code_exec
+from tests.sandbox_probes import token_hunter
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox is tested on Linux")
 
@@ -241,40 +241,7 @@ def test_the_token_is_nowhere_the_program_can_read(monkeypatch: pytest.MonkeyPat
     sandbox and every descriptor it can read; as a control it finds a token planted in the test code."""
     token, planted = "5" * 32, "a1b2c3d4" * 4
     monkeypatch.setattr(verdict, "new_token", lambda: token.encode())
-    digests = {hashlib.sha256(t.encode()).hexdigest(): label for t, label in ((token, "TOKEN"), (planted, "PLANTED"))}
-    scanner = f'''
-import hashlib, os, re, sys
-digests = {digests!r}
-seen = set()
-def scan(data, where):
-    for match in re.finditer(rb"[0-9a-f]{{32}}", data):
-        label = digests.get(hashlib.sha256(match.group()).hexdigest())
-        if label:
-            seen.add(label)
-            print(label, where)
-def read(path):
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe with no data must not block
-    except OSError:
-        return b""
-    try:
-        return os.read(fd, 1 << 20)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-scan(" ".join(sys.argv).encode() + read("/proc/self/cmdline") + read("/proc/self/environ"), "argv/env")
-scan(os.read(0, 4096), "stdin")
-root = os.path.dirname(os.getcwd())
-for folder, _, files in os.walk(root):
-    for name in files:
-        scan(read(os.path.join(folder, name)), name)
-for name in os.listdir("/proc/self/fd"):
-    scan(read("/proc/self/fd/" + name), "fd " + name)
-ppid = os.getppid()
-if ppid > 0:
-    scan(read(f"/proc/{{ppid}}/cmdline") + read(f"/proc/{{ppid}}/environ"), "parent")
-'''
+    scanner = token_hunter(token, planted)
     completion = "    return sum(x * x for x in numbers)\n" + scanner
     test = SUM_SQUARES["test"] + f"\nPLANTED = {planted!r}\n"
     result = run_checked(SUM_SQUARES["prompt"] + completion, check=Check(test, SUM_SQUARES["entry_point"]))

@@ -4,16 +4,15 @@ program never learns the verdict token; and the package's layout (the child's im
 from __future__ import annotations
 
 import ast
-import hashlib
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from eval_pipeline.sandbox import ProgramResult, run_python, verdict
 from eval_pipeline.sandbox.output import clip, head_and_tail
+from tests.sandbox_probes import token_hunter
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox is tested on Linux")
 
@@ -111,16 +110,6 @@ def test_a_sandbox_that_cannot_start_is_an_error_not_a_program_result(tmp_path: 
     assert result.exit_code is None and not result.ok
 
 
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
-    server.settimeout(0.3)
-    yield server
-    server.close()
-
-
 def test_no_network_and_no_writes_outside(listener: socket.socket, tmp_path: Path) -> None:
     port = listener.getsockname()[1]
     result = run_python(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n", **LIMITS)
@@ -144,36 +133,7 @@ def test_the_program_never_sees_the_verdict_token(monkeypatch: pytest.MonkeyPatc
         return drawn[-1]
 
     monkeypatch.setattr(verdict, "new_token", injected)
-    digests = {hashlib.sha256(t.encode()).hexdigest(): label for t, label in ((token, "TOKEN"), (planted, "PLANTED"))}
-    scanner = f'''
-import hashlib, os, re, sys
-digests = {digests!r}
-def scan(data, where):
-    for match in re.finditer(rb"[0-9a-f]{{32}}", data):
-        label = digests.get(hashlib.sha256(match.group()).hexdigest())
-        if label:
-            print(label, where)
-def read(path):
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return b""
-    try:
-        return os.read(fd, 1 << 20)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-scan(" ".join(sys.argv).encode() + read("/proc/self/cmdline") + read("/proc/self/environ"), "argv/env")
-scan(sys.stdin.buffer.read(), "stdin")
-for folder, _, names in os.walk(os.path.dirname(os.getcwd())):
-    for name in names:
-        scan(read(os.path.join(folder, name)), name)
-for name in os.listdir("/proc/self/fd"):
-    scan(read("/proc/self/fd/" + name), "fd " + name)
-if os.getppid() > 0:
-    scan(read(f"/proc/{{os.getppid()}}/cmdline") + read(f"/proc/{{os.getppid()}}/environ"), "parent")
-'''
+    scanner = token_hunter(token, planted)
     result = run_python(scanner, stdin="some input\n", files={"planted.txt": planted}, **LIMITS)
     assert drawn and result.completed, result
     assert "PLANTED planted.txt" in result.stdout and "TOKEN" not in result.stdout, result.stdout

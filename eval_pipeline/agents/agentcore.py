@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from eval_pipeline.agents.service_agent import ConfigReader, Exchange, ServiceAgent
+from eval_pipeline.agents.service_agent import ConfigReader, Exchange, ServiceAgent, ServiceKind
 
 RUNTIME_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock-agentcore:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
                          r"runtime/(?P<id>[A-Za-z0-9_-]{1,128})$")
@@ -61,12 +61,13 @@ class AgentCoreAgent(ServiceAgent):
                                          runtimeSessionId=self.session_id)
 
 
-class AgentCoreKind:
+class AgentCoreKind(ServiceKind):
     """The ``agentcore`` entry of the environment registry: validate a config, build an agent from it."""
 
     name = "agentcore"
-    provides = "agent"
-    """An agent service the suite\'s task is put to (not an environment our model acts in)."""
+    settings_type = AgentCoreSettings
+    agent_type = AgentCoreAgent
+    target_setting = "arn"
 
     def validate(self, config: Any, file: str | None = None, *, root: Any = None,
                  field: str = "environment") -> AgentCoreSettings:
@@ -86,16 +87,6 @@ class AgentCoreKind:
             arn=arn, qualifier=qualifier, region=reader.get("region", str, match["region"]),
             timeout_s=float(reader.get("timeout_s", (int, float), 120.0, positive=True)),
             max_attempts=reader.get("max_attempts", int, 6, positive=True), user_id=reader.get("user_id", str, None))
-
-    def build(self, config: Any, *, root: Any = None, **hooks: Any) -> AgentCoreAgent:
-        """An agent for one rollout at a time (``hooks``: ``sleep``, ``clock``, ``retry``, ``seed``, for tests)."""
-        settings = config if isinstance(config, AgentCoreSettings) else self.validate(config)
-        return AgentCoreAgent(settings, **hooks)
-
-    def label(self, config: Any) -> str:
-        """How rows name the agent: ``agentcore:<arn>``."""
-        settings = config if isinstance(config, AgentCoreSettings) else self.validate(config)
-        return f"{self.name}:{settings.arn}"
 
 
 AGENTCORE = AgentCoreKind()

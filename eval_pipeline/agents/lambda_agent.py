@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eval_pipeline.agents.service_agent import ConfigReader, Exchange, ServiceAgent, ServiceReplyError
+from eval_pipeline.agents.service_agent import ConfigReader, Exchange, ServiceAgent, ServiceKind, ServiceReplyError
 
 _NAME = r"[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?"
 FUNCTION = re.compile(
@@ -71,12 +71,13 @@ def function_error(body: bytes, kind: str) -> str:
     return f"{kind}: {text}" if text else f"{kind} function error"
 
 
-class LambdaKind:
+class LambdaKind(ServiceKind):
     """The ``lambda`` entry of the environment registry: validate a config, build an agent from it."""
 
     name = "lambda"
-    provides = "agent"
-    """An agent service the suite\'s task is put to (not an environment our model acts in)."""
+    settings_type = LambdaSettings
+    agent_type = LambdaAgent
+    target_setting = "function"
 
     def validate(self, config: Any, file: str | None = None, *, root: Any = None,
                  field: str = "environment") -> LambdaSettings:
@@ -97,16 +98,6 @@ class LambdaKind:
             function=function, region=reader.get("region", str, match["region"]),
             timeout_s=float(reader.get("timeout_s", (int, float), 120.0, positive=True)),
             max_attempts=reader.get("max_attempts", int, 6, positive=True))
-
-    def build(self, config: Any, *, root: Any = None, **hooks: Any) -> LambdaAgent:
-        """An agent for one rollout at a time (``hooks``: ``sleep``, ``clock``, ``retry``, ``seed``, for tests)."""
-        settings = config if isinstance(config, LambdaSettings) else self.validate(config)
-        return LambdaAgent(settings, **hooks)
-
-    def label(self, config: Any) -> str:
-        """How rows name the agent: ``lambda:<function>``."""
-        settings = config if isinstance(config, LambdaSettings) else self.validate(config)
-        return f"{self.name}:{settings.function}"
 
 
 LAMBDA = LambdaKind()

@@ -243,6 +243,35 @@ class ServiceAgent(ABC):
         return None
 
 
+class ServiceKind(ABC):
+    """An environment-registry entry for an agent service: it validates the suite's settings when the suite loads,
+    builds one agent per rollout and names the rows. Subclasses give ``validate``, their settings and agent types,
+    and which setting names the target (``arn``, ``function``)."""
+
+    name: str
+    provides = "agent"
+    """An agent service the suite's task is put to (not an environment our model acts in)."""
+    settings_type: type
+    agent_type: type[ServiceAgent]
+    target_setting: str
+
+    @abstractmethod
+    def validate(self, config: Any, file: str | None = None, *, root: Any = None,
+                 field: str = "environment") -> Any:
+        """The settings, or EvalInputError naming the file and field."""
+
+    def settings(self, config: Any) -> Any:
+        return config if isinstance(config, self.settings_type) else self.validate(config)
+
+    def build(self, config: Any, *, root: Any = None, **hooks: Any) -> ServiceAgent:
+        """An agent for one rollout at a time (``hooks``: ``sleep``, ``clock``, ``retry``, ``seed``, ``model``)."""
+        return self.agent_type(self.settings(config), **hooks)
+
+    def label(self, config: Any) -> str:
+        """How rows name the agent: ``<kind>:<target>``."""
+        return f"{self.name}:{getattr(self.settings(config), self.target_setting)}"
+
+
 @dataclass(frozen=True)
 class ConfigReader:
     """A service agent's settings read from a suite's ``environment`` (a mapping, an ``EnvironmentSpec``-like

@@ -165,3 +165,11 @@ def messages_to_json(messages: Sequence[ChatMessage]) -> str:
 
 def messages_from_json(text: str) -> tuple[ChatMessage, ...]:
     return tuple(ChatMessage.from_dict(item) for item in json.loads(text))
+
+
+def final_reply(messages_json: str | None) -> str | None:
+    """The text of the last assistant message with text in a conversation's JSON (None when there is none)."""
+    for message in reversed(messages_from_json(messages_json or "[]")):
+        if message.role == "assistant" and message.text:
+            return message.text
+    return None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eval_pipeline.data.messages import ROLES, ChatMessage, ToolCall, ToolSpec
+from eval_pipeline.data.messages import ROLES, ChatMessage, ToolCall, ToolSpec, messages_from_json
 from eval_pipeline.errors import EvalInputError
 
 Message = ChatMessage
@@ -78,7 +77,7 @@ class Sampler(Protocol):
 
 def request_messages(text: str, input_kind: str, system_prompt: str | None = None) -> tuple[ChatMessage, ...]:
     """A sample's input as chat messages, with the suite's system prompt first when it sets one."""
-    messages = ([ChatMessage.from_dict(m) for m in json.loads(text)] if input_kind == "messages"
+    messages = (list(messages_from_json(text)) if input_kind == "messages"
                 else [ChatMessage(role="user", content=text)])
     if system_prompt and not any(m.role == "system" for m in messages):
         messages = [ChatMessage(role="system", content=system_prompt), *messages]

@@ -6,6 +6,8 @@ import json
 
 import pandas as pd
 
+from eval_pipeline.data.messages import final_reply
+
 ROLLOUT_ITEM_COLUMNS = ["sample_id", "model", "prompt", "response", "member", "reward", "success", "turns",
                         "termination", "errors"]
 
@@ -24,7 +26,7 @@ def rollout_items(samples: pd.DataFrame, rollouts: pd.DataFrame, judgments: pd.D
         "sample_id": ordered["sample_id"].to_numpy(), "model": ordered["model"].to_numpy(),
         "prompt": ordered["sample_id"].map(prompts).to_numpy(),
         "response": [reply if reply is not None else f"(no reply: {error})" if bad else "(no reply)"
-                     for reply, bad, error in zip(ordered["messages"].map(_final_reply), failed, ordered["error"],
+                     for reply, bad, error in zip(ordered["messages"].map(final_reply), failed, ordered["error"],
                                                   strict=True)],
         "member": ordered["sample_index"].astype(int).to_numpy(),
         "reward": ordered["reward"].where(~failed).astype(float).to_numpy(),
@@ -38,10 +40,3 @@ def _prompt(text: str, kind: str) -> str:
     if kind != "messages":
         return text
     return "\n".join(f"{m['role']}: {m['content']}" for m in json.loads(text))
-
-
-def _final_reply(messages: str | None) -> str | None:
-    for message in reversed(json.loads(messages or "[]")):
-        if message.get("role") == "assistant" and message.get("content"):
-            return str(message["content"])
-    return None

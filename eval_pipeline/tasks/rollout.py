@@ -19,6 +19,7 @@ from eval_pipeline.agents.rollout_store import RolloutStore
 from eval_pipeline.agents.runner import run_rollouts
 from eval_pipeline.agents.spec import EnvironmentSpec, RolloutSpec
 from eval_pipeline.agents.user_simulator import UserSimulator
+from eval_pipeline.data.messages import final_reply
 from eval_pipeline.data.schemas import SCORES
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.backend_registry import backend
@@ -188,7 +189,7 @@ class RolloutTask:
         and who caused it."""
         columns = ["sample_id", "sample_index", "model", "reward", "success", "num_turns", "termination", "error",
                    "error_source"]
-        frame = produced[columns].assign(final_reply=produced["messages"].map(_final_reply))
+        frame = produced[columns].assign(final_reply=produced["messages"].map(final_reply))
         return frame.merge(samples[["sample_id", "category", "input", "reference"]], on="sample_id", how="left")
 
     def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame) -> None:
@@ -281,13 +282,6 @@ def _user(suite: Suite, samples: pd.DataFrame, cache: RequestCache | None) -> Us
 def _params(settings: RolloutSpec) -> GenerationParams:
     return GenerationParams(max_tokens=settings.max_tokens, temperature=settings.sampling_temperature,
                             top_p=settings.top_p, seed=settings.seed)
-
-
-def _final_reply(messages: str | None) -> str | None:
-    for message in reversed(json.loads(messages or "[]")):
-        if message.get("role") == "assistant" and message.get("content"):
-            return str(message["content"])
-    return None
 
 
 ROLLOUT = RolloutTask()
