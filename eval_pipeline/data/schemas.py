@@ -116,6 +116,60 @@ ROLLOUTS = pa.schema([
     ("error_source", pa.string()),     # agent | environment | user | budget: only agent errors count against the model
 ])
 
+TRACES = pa.schema([
+    ("session_id", pa.string()),       # the agent session (``session.id``); a rollout's id for rollouts
+    ("trace_id", pa.string()),         # 32 hex digits: one trace is one turn of the session
+    ("span_id", pa.string()),          # 16 hex digits
+    ("parent_id", pa.string()),        # the parent span's id; null for a trace's root
+    ("kind", pa.string()),             # agent | llm | tool | other (``traces.spans.SpanKind``)
+    ("name", pa.string()),             # the span's name, e.g. "invoke_agent Strands Agents", "execute_tool search"
+    ("operation", pa.string()),        # gen_ai.operation.name (invoke_agent, chat, execute_tool, ...) when given
+    ("scope", pa.string()),            # the instrumentation scope, e.g. "strands.telemetry.tracer"
+    ("service", pa.string()),          # resource service.name, e.g. "my_agent.DEFAULT"
+    ("input", pa.string()),            # agent/llm: JSON list of chat messages (data.messages shape); tool: null
+    ("output", pa.string()),           # agent/llm: JSON list of chat messages; tool: the tool's result as text
+    ("tool_name", pa.string()),        # tool spans: gen_ai.tool.name
+    ("tool_call_id", pa.string()),     # tool spans: gen_ai.tool.call.id
+    ("tool_args", pa.string()),        # tool spans: the arguments as JSON text
+    ("available_tools", pa.string()),  # agent/llm spans: JSON list of the tool names the agent was offered
+    ("model", pa.string()),            # gen_ai.request.model
+    ("tokens_in", pa.int64()),
+    ("tokens_out", pa.int64()),
+    ("start_ns", pa.int64()),          # epoch nanoseconds
+    ("end_ns", pa.int64()),
+    ("status", pa.string()),           # OK | ERROR | UNSET
+    ("status_message", pa.string()),
+    ("has_body", pa.bool_()),          # input/output were read from the span's event records (or attributes)
+    ("attributes", pa.string()),       # JSON object of the span's attributes, as recorded
+    ("source", pa.string()),           # the file, or the CloudWatch log group, the span came from
+    ("line", pa.int64()),              # its line in the file (1-based); null for CloudWatch
+    ("error", pa.string()),            # why this span could not be read whole; null when it was
+])
+
+TRACE_EVALUATIONS = pa.schema([
+    ("session_id", pa.string()),
+    ("trace_id", pa.string()),         # TRACE and TOOL_CALL results: the trace evaluated; null for SESSION
+    ("span_id", pa.string()),          # TOOL_CALL results: the tool span evaluated
+    ("model", pa.string()),            # the agent (the suite's model partition; the job's service name in the API)
+    ("evaluator_id", pa.string()),     # Builtin.Helpfulness, a custom evaluator's id
+    ("evaluator_name", pa.string()),
+    ("level", pa.string()),            # SESSION | TRACE | TOOL_CALL
+    ("value", pa.float64()),           # as the service reports it: the rating's value on its own scale
+    ("score", pa.float64()),           # the value normalized to [0, 1] (what is averaged)
+    ("label", pa.string()),
+    ("explanation", pa.string()),
+    ("ignored_reference_fields", pa.string()),  # JSON list: ground-truth fields given but not used
+    ("test_scenario_id", pa.string()),
+    ("judge_model", pa.string()),      # null for programmatic evaluators
+    ("judge_request_hash", pa.string()),
+    ("tokens_in", pa.int64()),
+    ("tokens_out", pa.int64()),
+    ("cost_usd", pa.float64()),
+    ("cached", pa.bool_()),
+    ("error_code", pa.string()),       # e.g. LogEventMissingException, MissingGroundTruth, JudgeReplyUnparseable
+    ("error", pa.string()),            # the error message; null when the evaluator gave a value
+])
+
 METRICS = pa.schema([
     ("suite", pa.string()),
     ("model", pa.string()),
@@ -136,6 +190,7 @@ BY_STAGE: dict[str, pa.Schema] = {
     "samples": SAMPLES,
     "generations": GENERATIONS,
     "rollouts": ROLLOUTS,
+    "traces": TRACES,
     "scores": SCORES,
     "judgments": JUDGMENTS,
     "metrics": METRICS,
