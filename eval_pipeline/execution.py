@@ -14,7 +14,6 @@ from eval_pipeline.assets.partitions import add_partitions, model_partitions, re
 from eval_pipeline.assets.samples import refuse_empty_local_file, require_items
 from eval_pipeline.assets.suite_assets import model_stages, suite_comparison_stages
 from eval_pipeline.automation.jobs import compare_job_name, eval_job_name
-from eval_pipeline.data.formats import load_samples
 from eval_pipeline.errors import EvalInputError, input_error_in
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.planning import GenerationPlan
@@ -24,6 +23,7 @@ from eval_pipeline.stale_runs import end_orphaned_mlflow_runs, fail_orphaned_run
 from eval_pipeline.suite_definitions import build_definitions, default_resources
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
+from eval_pipeline.tasks.base import suite_samples
 
 
 @dataclass
@@ -115,8 +115,7 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
 def plan_suite(suite: Suite, *, models: list[str] | None = None, limit: int | None = None) -> list[GenerationPlan]:
     """What ``run_suite`` would send, per model, without sending anything (credentials are checked)."""
     uri = suite.resolve_uri(suite.dataset.uri)
-    samples = require_items(load_samples(uri, suite.dataset.format, limit or suite.dataset.limit,
-                                         breakdown_keys=suite.breakdown_keys), uri)
+    samples = require_items(suite_samples(suite, limit), uri)
     kind = task_kind(suite)
     cache = RequestCache(paths.generation_cache_path())
     try:

@@ -7,6 +7,7 @@ import dagster as dg
 from eval_pipeline import paths
 from eval_pipeline.assets import build_suite_assets
 from eval_pipeline.automation import (
+    completed_sessions_sensor,
     declared_models_sensor,
     new_checkpoint_sensor,
     nightly_schedule,
@@ -38,6 +39,8 @@ def suite_definitions(suite: Suite) -> dg.Definitions:
     sensors = [declared_models_sensor(suite)]
     if suite.watch is not None:
         sensors.append(new_checkpoint_sensor(suite, job))
+    if suite.traces is not None and suite.traces.dataSourceConfig.cloudWatchLogs is not None:
+        sensors.append(completed_sessions_sensor(suite, job))
     schedules = [nightly_schedule(suite, job)] if suite.schedule else []
     return dg.Definitions(assets=build_suite_assets(suite), jobs=[job] + ([compare] if compare else []),
                           sensors=sensors, schedules=schedules)

@@ -145,8 +145,7 @@ def test_agent_keys_in_a_generate_suite_are_refused(key: str, tmp_path: Path) ->
     with pytest.raises(EvalInputError) as caught:
         load_suite(path)
     assert caught.value.file == str(path)
-    assert key in str(caught.value) and "only for rollout tasks (task: rollout), not task 'generate'" in str(
-        caught.value)
+    assert key in str(caught.value) and "only for task 'rollout', not task 'generate'" in str(caught.value)
 
 
 def test_agent_keys_in_a_generate_suite_name_the_line_and_field(tmp_path: Path) -> None:

@@ -1,18 +1,16 @@
-"""The ``[suite, judgments]`` asset: the LLM judge rates each generation on each judge metric."""
+"""The ``[suite, judgments]`` asset: the suite's task kind has its judge rate the production table (each generation
+on each judge metric; each recorded session on each judged evaluator)."""
 
 import dagster as dg
 import pandas as pd
 
 from eval_pipeline.assets.metadata import markdown_table, preview
-from eval_pipeline.inference.backends import build_sampler
-from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
 from eval_pipeline.judging.degenerate import DegenerateJudge, degenerate_judges, flags_markdown
-from eval_pipeline.judging.likelihood_verdicts import run_likelihood_judgments
-from eval_pipeline.judging.run import run_judgments
-from eval_pipeline.judging.setup import judge_label, judge_params, suite_judge_metrics
+from eval_pipeline.judging.setup import judge_label
 from eval_pipeline.progress import Progress
 from eval_pipeline.resources.generation_cache import GenerationCacheResource
 from eval_pipeline.suites.spec import Suite
+from eval_pipeline.tasks import task_kind
 
 
 def judge_pool(suite: Suite) -> str:
@@ -30,28 +28,21 @@ def judge_flag_metadata(flags: list[DegenerateJudge]) -> dict[str, object]:
 
 def build_judgments_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     assert suite.judge is not None
-    judge, params = suite.judge, judge_params(suite.judge)
+    judge, kind = suite.judge, task_kind(suite)
+    produced_stage = kind.production_stage
 
     @dg.asset(key=[suite.suite, "judgments"], group_name=suite.suite, partitions_def=partitions,
               pool=judge_pool(suite), kinds={"parquet"},
               ins={"samples": dg.AssetIn(key=[suite.suite, "samples"]),
-                   "generations": dg.AssetIn(key=[suite.suite, "generations"])},
-              description="One row per generation × judge metric: 0–1 score, the rating, the judge's explanation.")
-    def judgments(context: dg.AssetExecutionContext, samples: pd.DataFrame, generations: pd.DataFrame,
-                  judge_cache: GenerationCacheResource) -> dg.Output[pd.DataFrame]:
-        metrics = suite_judge_metrics(suite)
+                   produced_stage: dg.AssetIn(key=[suite.suite, produced_stage])},
+              description="One row per judged item × judge metric (or evaluator): 0–1 score, the rating, the "
+                          "judge's explanation.")
+    def judgments(context: dg.AssetExecutionContext, samples: pd.DataFrame, judge_cache: GenerationCacheResource,
+                  **produced: pd.DataFrame) -> dg.Output[pd.DataFrame]:
         progress = Progress(f"{suite.suite}/{context.partition_key} judging", context.log.info)
         cache = judge_cache.open()
         try:
-            if judge.verdict == "likelihood":
-                frame, stats = run_likelihood_judgments(samples, generations, metrics,
-                                                        build_likelihood_scorer(suite, judge.model),
-                                                        judge_model=judge_label(judge), on_progress=progress,
-                                                        cache=cache)
-            else:
-                frame, stats = run_judgments(samples, generations, metrics, build_sampler(suite, judge.model, samples),
-                                             params, judge_model=judge_label(judge), cache=cache,
-                                             on_progress=progress)
+            frame, stats = kind.judge(suite, samples, produced[produced_stage], cache=cache, on_progress=progress)
         finally:
             progress.close()
             if cache is not None:

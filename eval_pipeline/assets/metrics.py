@@ -47,7 +47,7 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             "model": model.model_dump(exclude_none=True), "generation": suite.generation.model_dump(),
             **kind.params(suite), "dataset": suite.dataset.model_dump()}
         if judgments is not None and suite.judge is not None:
-            judge_metrics = suite_judge_metrics(suite)
+            judge_metrics = suite_judge_metrics(suite) if getattr(kind, "reads_judge_metrics", True) else []
             table = pd.concat([table, judge_agreement(suite.suite, model.name, samples, judgments, judge_metrics,
                                                       suite.judge.human_labels)], ignore_index=True)
             params["judge"] = judge_record(suite.judge, judge_metrics)
@@ -64,7 +64,7 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             usage=kind.usage(generations), failed_gates={} if gate.passed else {gate.check: gate.reason or ""}),
             experiment_name=suite.mlflow_experiment)
         if run_id:
-            kind.log_extras(mlflow.tracking_uri, run_id, generations)
+            kind.log_extras(mlflow.tracking_uri, run_id, generations, tables["scores"], judgments)
         yield dg.Output(table, metadata={
             "summary": dg.MetadataValue.md(metrics_summary(table)),
             **({} if gate.observed is None else {"error_rate": gate.observed}),

@@ -7,14 +7,16 @@ import dagster as dg
 import pandas as pd
 
 from eval_pipeline.assets.metadata import preview
-from eval_pipeline.data.formats import load_samples
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.suites.spec import Suite
+from eval_pipeline.tasks.base import suite_samples
 
 
 class SamplesConfig(dg.Config):
     limit: int | None = None
     """Keep only the first N items (overrides the suite's dataset.limit)."""
+    sample_ids: list[str] | None = None
+    """Keep only these items (by ``sample_id``): the sessions a log-group sensor found complete."""
 
 
 def build_samples_asset(suite: Suite) -> dg.AssetsDefinition:
@@ -23,8 +25,7 @@ def build_samples_asset(suite: Suite) -> dg.AssetsDefinition:
     @dg.asset(key=[suite.suite, "samples"], group_name=suite.suite, kinds={"parquet"},
               description=f"Items of {suite.dataset.uri} in the canonical samples table.")
     def samples(context: dg.AssetExecutionContext, config: SamplesConfig) -> dg.Output[pd.DataFrame]:
-        frame = require_items(load_samples(uri, suite.dataset.format, config.limit or suite.dataset.limit,
-                                                   breakdown_keys=suite.breakdown_keys), uri)
+        frame = require_items(suite_samples(suite, config.limit, config.sample_ids), uri)
         context.log.info(f"{len(frame)} samples from {uri}")
         return dg.Output(frame, metadata={
             "num_samples": len(frame),

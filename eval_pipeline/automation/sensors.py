@@ -1,13 +1,21 @@
-"""Sensors: register declared models, and evaluate each new checkpoint dropped into a watched folder."""
+"""Sensors: register declared models, evaluate each new checkpoint dropped into a watched folder, and evaluate each
+recorded session once it is complete (a traces suite reading CloudWatch Logs)."""
 
+import hashlib
+import json
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from eval_pipeline.assets.partitions import model_partitions
 from eval_pipeline.automation.jobs import AssetJob
 from eval_pipeline.suites.spec import NAME_PATTERN, Suite
+from eval_pipeline.traces.cloudwatch import logs_client
+from eval_pipeline.traces.session_activity import ActivityState, complete_sessions, observe, poll_spans
 
 CHECKPOINT_MARKER = "config.json"
 
@@ -59,3 +67,65 @@ def new_checkpoint_sensor(suite: Suite, job: AssetJob) -> dg.SensorDefinition:
                                         tags={"eval/trigger": "new_checkpoint"}) for name in found])
 
     return sensor
+
+
+SESSION_POLL_OVERLAP_MS = 5 * 60_000
+"""Each poll reads back this far before the last high-water mark: CloudWatch makes spans searchable minutes after
+they are written (spans seen twice change nothing)."""
+FIRST_POLL_LOOKBACK_MS = 24 * 3_600_000
+
+
+def completed_sessions_sensor(suite: Suite, job: AssetJob, *, clock: Callable[[], float] = time.time,
+                              client: Any | None = None) -> dg.SensorDefinition:
+    """Online evaluation, self-hosted: polls the suite's spans log group, and once a session has had no new span for
+    ``sessionTimeoutMinutes`` requests the evaluation of the complete sessions, one run per recorded agent (the
+    partition whose service the sessions belong to), each session evaluated once."""
+    assert suite.traces is not None and suite.traces.dataSourceConfig.cloudWatchLogs is not None
+    source = suite.traces.dataSourceConfig.cloudWatchLogs
+    timeout = suite.traces.sessionTimeoutMinutes
+
+    @dg.sensor(name=f"{suite.suite}_completed_sessions", job=job, minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.STOPPED,
+               description=f"Evaluates each session of {', '.join(source.serviceNames)} in "
+                           f"{source.spansLogGroupName} once it has had no new span for {timeout} minutes.")
+    def sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        now_ms = int(clock() * 1000)
+        state = ActivityState.from_cursor(context.cursor)
+        since = (state.high_water_ms - SESSION_POLL_OVERLAP_MS if state.high_water_ms is not None
+                 else now_ms - FIRST_POLL_LOOKBACK_MS)
+        logs = client if client is not None else logs_client(source.region)
+        observations, high_water = poll_spans(logs, source.spansLogGroupName, source.serviceNames, since, now_ms)
+        state = observe(state, observations, high_water_ms=high_water)
+        previous_open = dict(state.open)
+        complete, state = complete_sessions(state, now_ms, timeout)
+        services = {sid: service for sid, (_last, service) in previous_open.items()} | _services(observations)
+        requests = session_run_requests(suite, complete, services)
+        context.log.info(f"{len(observations)} spans read; {len(complete)} sessions complete; "
+                         f"{len(state.open)} still open")
+        return dg.SensorResult(run_requests=requests, cursor=state.to_cursor())
+
+    return sensor
+
+
+def session_run_requests(suite: Suite, sessions: list[str], services: dict[str, str | None]) -> list[dg.RunRequest]:
+    """One run per recorded agent for the complete sessions of its service (an agent that names no service takes
+    every session), its samples step limited to them."""
+    requests = []
+    for model in suite.models:
+        mine = [sid for sid in sessions if model.model is None or services.get(sid) == model.model]
+        if not mine:
+            continue
+        key = hashlib.sha256(json.dumps(mine).encode()).hexdigest()[:16]
+        requests.append(dg.RunRequest(
+            partition_key=model.name, run_key=f"sessions:{model.name}:{key}",
+            run_config={"ops": {f"{suite.suite}__samples": {"config": {"sample_ids": mine}}}},
+            tags={"eval/trigger": "completed_sessions", "eval/sessions": str(len(mine))}))
+    return requests
+
+
+def _services(observations: list[tuple[str, str | None, int]]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for session_id, service, _end in observations:
+        if service or session_id not in found:
+            found[session_id] = service
+    return found

@@ -210,6 +210,7 @@ def conform(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     table = pa.table(columns, schema=schema)
     for name in frame.columns:
         if name not in schema.names:
-            table = table.append_column(name, pa.array(frame[name].tolist()))
+            values = frame[name]
+            table = table.append_column(name, pa.array(values.astype(object).where(values.notna(), None).tolist()))
     return table
 

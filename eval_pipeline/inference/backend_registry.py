@@ -74,6 +74,7 @@ BACKEND_REGISTRY: Registry[Backend] = Registry("backend", "eval_pipeline.backend
 for _name, _path in (
     ("local", "eval_pipeline.inference.local:BACKEND"),
     ("precomputed", "eval_pipeline.inference.precomputed:BACKEND"),
+    ("recorded", "eval_pipeline.inference.recorded:BACKEND"),
     ("bedrock", "eval_pipeline.inference.bedrock:BACKEND"),
     ("sagemaker", "eval_pipeline.inference.sagemaker:BACKEND"),
     ("openai", "eval_pipeline.inference.openai_compat:BACKEND"),

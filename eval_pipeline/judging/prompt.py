@@ -18,7 +18,10 @@ from eval_pipeline.judging.metric import PLACEHOLDER_RE, JudgeMetric
 from eval_pipeline.judging.verdict import LABEL_END, LABEL_PREFIX, VERDICT_KEYWORDS
 
 NO_REFERENCE_TEXT = "(no reference answer provided)"
-BLOCK_NAMES: tuple[str, ...] = ("prompt", "prediction", "ground_truth", "answer_a", "answer_b")
+BLOCK_NAMES: tuple[str, ...] = ("prompt", "prediction", "ground_truth", "answer_a", "answer_b",
+                                # the trace evaluators' fields (traces/evaluators/prompt.py)
+                                "context", "assistant_turn", "available_tools", "expected_response", "assertions",
+                                "expected_tool_trajectory", "tool_turn", "tool_call")
 _DELIMITER_RE = re.compile(rf"<<\s*/?\s*(?:{'|'.join(BLOCK_NAMES)})(?![^\W_])[\w\-]*\s*>>", re.IGNORECASE)
 _LINE_LABEL_RE = re.compile(rf"^({LABEL_PREFIX})({'|'.join(VERDICT_KEYWORDS)})(?={LABEL_END})",
                             re.IGNORECASE | re.MULTILINE)

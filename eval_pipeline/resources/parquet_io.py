@@ -14,6 +14,9 @@ from upath import UPath
 
 from eval_pipeline.data.schemas import BY_STAGE, conform
 
+EXACT_INTEGER_STAGES = frozenset({"traces"})
+"""Stages read with nullable integers: their nanosecond times would lose digits as float64."""
+
 
 class _ParquetUPathIOManager(dg.UPathIOManager):
     extension = ".parquet"
@@ -32,7 +35,10 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         with path.open("rb") as handle:
-            return pq.read_table(handle).to_pandas()
+            table = pq.read_table(handle)
+        if context.asset_key.path[-1] in EXACT_INTEGER_STAGES:
+            return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        return table.to_pandas()
 
 
 def _as_table(obj: Any, stage: str) -> pa.Table:

@@ -80,7 +80,9 @@ def _schedule(suite: Suite) -> Iterator[SuiteProblem]:
 
 
 def _judge(suite: Suite) -> Iterator[SuiteProblem]:
-    if suite.judge is None:
+    """The judge's metrics exist and parse (a kind that judges by its own rubrics, a traces suite's evaluators,
+    reads only the judge's model)."""
+    if suite.judge is None or not getattr(TASK_KINDS.get(suite.task), "reads_judge_metrics", True):
         return
     for index, name in enumerate(suite.judge.builtin_metrics):
         try:
@@ -96,18 +98,15 @@ def _judge(suite: Suite) -> Iterator[SuiteProblem]:
         yield SuiteProblem(exc.reason, ("judge", *field_path(exc.field or "")), file=suite.source_path)
 
 
-AGENT_KEYS = ("environment", "rollout", "user_simulator")
-
-
 def _task_kind(suite: Suite) -> Iterator[SuiteProblem]:
-    """Keys the task kind does not use, then its own checks (a rollout's environment: it imports, its tools'
-    schemas)."""
+    """Keys another task kind owns (``suite_keys``: a rollout's environment, a traces suite's traces block), then
+    the kind's own checks (a rollout's environment imports, a traces suite's evaluators exist)."""
     kind = TASK_KINDS.get(suite.task)
-    if not getattr(kind, "rolls_out", False):
-        for key in AGENT_KEYS:
-            if getattr(suite, key) is not None:
-                yield SuiteProblem(f"only for rollout tasks (task: rollout), not task {suite.task!r}", (key,),
-                                   file=suite.source_path)
+    own = set(getattr(kind, "suite_keys", ()))
+    for name in TASK_KINDS.names():
+        for key in getattr(TASK_KINDS.get(name), "suite_keys", ()):
+            if key not in own and getattr(suite, key, None) is not None:
+                yield SuiteProblem(f"only for task {name!r}, not task {suite.task!r}", (key,), file=suite.source_path)
                 return
     problems = getattr(kind, "problems", None)
     if problems is not None:

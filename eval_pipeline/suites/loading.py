@@ -92,7 +92,7 @@ def _problem_at(problem: SuiteProblem, path: Path, document: YamlDocument) -> Ev
 
 def _located(exc: ValidationError, path: Path, document: YamlDocument) -> EvalInputError:
     first = exc.errors()[0]
-    location = [str(part) for part in first["loc"]]
+    location = [str(part) for part in first["loc"] if not _union_member_tag(str(part))]
     key = ".".join(location) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
@@ -109,6 +109,15 @@ def _located(exc: ValidationError, path: Path, document: YamlDocument) -> EvalIn
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return EvalInputError(message, file=str(path), line=document.line_of(location), field=key)
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+
+
+def _union_member_tag(part: str) -> bool:
+    """A location part naming which member of a union failed (``str``, ``EvaluationMetadata``,
+    ``function-after[...]``), not a key of the file: suite keys start in lower case."""
+    return "[" in part or part[:1].isupper() or part in _TYPE_TAGS
 
 
 def _allowed_keys(location: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ from eval_pipeline.inference.model_spec import MODEL_NAME_PATTERN as NAME_PATTER
 from eval_pipeline.inference.model_spec import ModelSpec, PriceSpec  # noqa: F401  (PriceSpec: re-exported)
 from eval_pipeline.scoring.spec import ScorerSpec
 from eval_pipeline.suites.task_kinds import TASK_KINDS
+from eval_pipeline.traces.spec import TracesSpec
 
 
 def __getattr__(name: str) -> object:
@@ -128,10 +129,24 @@ class Suite(_Strict):
     """task rollout: group size, sampling, pass@k and pass^k, turns, concurrency and the time budget."""
     user_simulator: UserSimulatorSpec | None = None
     """task rollout: an LLM playing the user from each task's instructions (conversational tasks)."""
+    traces: TracesSpec | None = None
+    """task traces: recorded agent sessions evaluated as AgentCore's batch evaluation does (evaluators, data source,
+    ground truth per session)."""
     watch: WatchSpec | None = None
     schedule: str | None = "0 2 * * *"
     source_path: str | None = None
     base_dir: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        """What the suite's task kind fills in when the file leaves it out (``default_fields``: a traces suite's
+        one recorded agent and its dataset, the recorded spans)."""
+        if isinstance(data, dict) and isinstance(data.get("task"), str) and data["task"] in TASK_KINDS:
+            defaults = getattr(TASK_KINDS.get(data["task"]), "default_fields", None)
+            if defaults is not None:
+                return {**defaults(data), **data}
+        return data
 
     @field_validator("scorers", mode="before")
     @classmethod

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import pandas as pd
 
+from eval_pipeline.data.formats import load_samples
+from eval_pipeline.inference.backends import build_sampler
+from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
 from eval_pipeline.inference.runner import generation_usage
+from eval_pipeline.judging.likelihood_verdicts import run_likelihood_judgments
+from eval_pipeline.judging.run import run_judgments
+from eval_pipeline.judging.setup import judge_label, judge_params, suite_judge_metrics
 from eval_pipeline.metrics.ranges import ValueRange
 from eval_pipeline.scoring.items import item_table
 from eval_pipeline.suites.task_kinds import TASK_KINDS
@@ -20,7 +26,10 @@ from eval_pipeline.suites.task_kinds import TASK_KINDS
 if TYPE_CHECKING:
     from eval_pipeline.inference.cache import RequestCache
     from eval_pipeline.inference.planning import GenerationPlan
+    from eval_pipeline.judging.run import JudgeStats
     from eval_pipeline.suites.spec import ModelSpec, Suite
+
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
@@ -47,7 +56,7 @@ class TaskKind(Protocol):
     production_stage: str
     """The asset (and table) the models' outputs land in: ``generations`` (``rollouts`` for agents)."""
     judgeable: bool
-    """Whether the production table holds text answers an LLM judge can rate."""
+    """Whether a suite of this kind may have a ``judge`` (its ``judge`` method rates the production table)."""
 
     def validate(self, suite: Suite) -> None:
         """Raise ``ValueError`` when the suite does not fit this kind (checked when the suite loads)."""
@@ -65,6 +74,10 @@ class TaskKind(Protocol):
 
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         """The scores table: one row per produced row × scorer."""
+
+    def judge(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame, *, cache: RequestCache | None,
+              on_progress: ProgressCallback | None = None) -> tuple[pd.DataFrame, JudgeStats]:
+        """The judgments table (judgeable kinds): the suite's judge over the production table."""
 
     def aggregate(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame,
                   scores: pd.DataFrame) -> pd.DataFrame:
@@ -87,8 +100,9 @@ class TaskKind(Protocol):
               judgments: pd.DataFrame | None) -> pd.DataFrame:
         """The per-item table people read (an MLflow table artifact)."""
 
-    def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame) -> None:
-        """Anything else the kind logs to the model's MLflow run (a rollout's trace)."""
+    def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame, scores: pd.DataFrame,
+                   judgments: pd.DataFrame | None) -> None:
+        """Anything else the kind logs to the model's MLflow run (a rollout's trace, a session's assessments)."""
 
 
 class AnswersTable:
@@ -110,13 +124,43 @@ class AnswersTable:
               judgments: pd.DataFrame | None) -> pd.DataFrame:
         return item_table(samples, produced, scores, judgments)
 
-    def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame) -> None:
+    def judge(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame, *, cache: RequestCache | None,
+              on_progress: ProgressCallback | None = None) -> tuple[pd.DataFrame, JudgeStats]:
+        """One judgment per answer × judge metric: the judge writes a verdict line, or (``verdict: likelihood``)
+        the most likely rating level wins."""
+        judge = suite.judge
+        assert judge is not None
+        metrics = suite_judge_metrics(suite)
+        if judge.verdict == "likelihood":
+            return run_likelihood_judgments(samples, produced, metrics, build_likelihood_scorer(suite, judge.model),
+                                            judge_model=judge_label(judge), on_progress=on_progress, cache=cache)
+        return run_judgments(samples, produced, metrics, build_sampler(suite, judge.model, samples),
+                             judge_params(judge), judge_model=judge_label(judge), cache=cache,
+                             on_progress=on_progress)
+
+    def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame, scores: pd.DataFrame,
+                   judgments: pd.DataFrame | None) -> None:
         """Nothing beyond the run itself."""
 
 
 def model_stages(kind: TaskKind, suite: Suite) -> tuple[str, ...]:
     """The usual stages: samples, the production stage, scores, judgments when the suite has a judge, metrics."""
     return ("samples", kind.production_stage, "scores", *(("judgments",) if suite.judge else ()), "metrics")
+
+
+def suite_samples(suite: Suite, limit: int | None = None, sample_ids: list[str] | None = None) -> pd.DataFrame:
+    """The suite's items as the samples table: its dataset read and converted, or what its task kind reads instead
+    (``load_samples``: a traces suite's sessions); only ``sample_ids`` when given (in the dataset's order)."""
+    limit = None if sample_ids is not None else limit or suite.dataset.limit
+    loader = getattr(task_kind(suite), "load_samples", None)
+    if loader is not None:
+        samples = loader(suite, limit, sample_ids)
+    else:
+        samples = load_samples(suite.resolve_uri(suite.dataset.uri), suite.dataset.format, limit,
+                               breakdown_keys=suite.breakdown_keys)
+    if sample_ids is None:
+        return samples
+    return samples[samples["sample_id"].isin(set(sample_ids))].reset_index(drop=True)
 
 
 def task_kind(suite: Suite) -> TaskKind:

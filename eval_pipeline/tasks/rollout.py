@@ -47,7 +47,7 @@ class RolloutTask:
     name = "rollout"
     production_stage = "rollouts"
     judgeable = False
-    rolls_out = True
+    suite_keys = ("environment", "rollout", "user_simulator")
 
     def validate(self, suite: Suite) -> None:
         if suite.environment is None:
@@ -192,7 +192,8 @@ class RolloutTask:
         frame = produced[columns].assign(final_reply=produced["messages"].map(final_reply))
         return frame.merge(samples[["sample_id", "category", "input", "reference"]], on="sample_id", how="left")
 
-    def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame) -> None:
+    def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame, scores: pd.DataFrame,
+                   judgments: pd.DataFrame | None) -> None:
         """Each rollout as an MLflow trace (a span per model call and tool call) in the model's run."""
         log_rollout_traces(produced, tracking_uri=tracking_uri, run_id=run_id)
 

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 REFERENCE_FIELDS: tuple[str, ...] = ("assertions", "expectedTrajectory", "expectedResponse")
@@ -51,3 +53,36 @@ class SessionMetadata:
     test_scenario_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     ground_truth: GroundTruth = GroundTruth()
+
+
+def load_evaluation_metadata(value: str | dict[str, Any] | None, *, root: Path | None = None,
+                             file: str | None = None) -> dict[str, SessionMetadata]:
+    """Ground truth by session id, from ``evaluationMetadata``: None (none), a dict in its shape, or the path of a
+    JSON file holding it (relative paths from ``root``). Validated with ``traces.request.validated``: a bad field is
+    an ``EvalInputError`` naming the file and the field (``sessionMetadata[3].groundTruth.inline.assertions``);
+    a file that is not JSON names the file and the line."""
+    from eval_pipeline.errors import EvalInputError
+    from eval_pipeline.traces.request import EvaluationMetadata, validated
+
+    if value is None:
+        return {}
+    data: Any = value
+    if isinstance(value, str | Path):
+        path = Path(value)
+        if not path.is_absolute() and root is not None:
+            path = root / path
+        file = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise EvalInputError(f"cannot read the evaluation metadata: {exc.strerror or exc}", file=file) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EvalInputError(f"not valid JSON: {exc.msg} (column {exc.colno})", file=file,
+                                 line=exc.lineno) from None
+    elif not isinstance(value, dict):
+        raise EvalInputError(f"evaluationMetadata must be an object or a file path, not {type(value).__name__}",
+                             file=file, field="evaluationMetadata")
+    metadata: EvaluationMetadata = validated(EvaluationMetadata, data, file=file)
+    return metadata.by_session()

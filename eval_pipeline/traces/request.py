@@ -27,11 +27,11 @@ SPANS_LOG_GROUP = "aws/spans"
 """Where AgentCore observability writes spans (CloudWatch Transaction Search)."""
 
 
-class _Shape(BaseModel):
+class ServiceShape(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
 
-class TimeRange(_Shape):
+class TimeRange(ServiceShape):
     startTime: datetime | None = None
     endTime: datetime | None = None
 
@@ -42,12 +42,12 @@ class TimeRange(_Shape):
         return self
 
 
-class SessionTraceIds(_Shape):
+class SessionTraceIds(ServiceShape):
     sessionId: str = Field(min_length=1)
     traceIds: list[str] = Field(min_length=1, max_length=100)
 
 
-class FilterConfig(_Shape):
+class FilterConfig(ServiceShape):
     """Which sessions of the source to evaluate: by id, by time (a span counts when it starts in the range), by
     session and trace ids."""
 
@@ -56,7 +56,7 @@ class FilterConfig(_Shape):
     sessionTraceIds: list[SessionTraceIds] = Field(default_factory=list, max_length=MAX_SESSIONS)
 
 
-class CloudWatchLogsSource(_Shape):
+class CloudWatchLogsSource(ServiceShape):
     """Spans in ``aws/spans`` (``spansLogGroupName``) and their event records in the agent's log groups."""
 
     serviceNames: list[str] = Field(min_length=1)
@@ -67,7 +67,7 @@ class CloudWatchLogsSource(_Shape):
     region: str | None = None
 
 
-class FilesSource(_Shape):
+class FilesSource(ServiceShape):
     """Span files: JSONL (one span or event record per line, the CloudWatch/ADOT shape), OTLP JSON exports
     (``resourceSpans``/``resourceLogs``), OTLP protobuf (``.pb``); each path a file, a folder or a glob, relative
     paths from the project root."""
@@ -77,14 +77,14 @@ class FilesSource(_Shape):
     filterConfig: FilterConfig | None = None
 
 
-class RolloutsSource(_Shape):
+class RolloutsSource(ServiceShape):
     """A ``rollouts`` table (Parquet) written by a ``task: rollout`` suite: each rollout is a session."""
 
     path: str
     filterConfig: FilterConfig | None = None
 
 
-class DataSourceConfig(_Shape):
+class DataSourceConfig(ServiceShape):
     """Exactly one source."""
 
     cloudWatchLogs: CloudWatchLogsSource | None = None
@@ -111,34 +111,34 @@ class DataSourceConfig(_Shape):
         return self.source.filterConfig or FilterConfig()
 
 
-class _Text(_Shape):
+class _Text(ServiceShape):
     text: str = Field(min_length=1, max_length=100_000)
 
 
-class _ExpectedTrajectory(_Shape):
+class _ExpectedTrajectory(ServiceShape):
     toolNames: list[str] = Field(default_factory=list, max_length=1000)
 
 
-class _Prompt(_Shape):
+class _Prompt(ServiceShape):
     prompt: str = Field(default="", max_length=4000)
 
 
-class _GroundTruthTurn(_Shape):
+class _GroundTruthTurn(ServiceShape):
     input: _Prompt | None = None
     expectedResponse: _Text | None = None
 
 
-class _Inline(_Shape):
+class _Inline(ServiceShape):
     assertions: list[_Text] | None = Field(default=None, min_length=1, max_length=MAX_ASSERTIONS)
     expectedTrajectory: _ExpectedTrajectory | None = None
     turns: list[_GroundTruthTurn] | None = Field(default=None, min_length=1)
 
 
-class _GroundTruthSource(_Shape):
+class _GroundTruthSource(ServiceShape):
     inline: _Inline
 
 
-class SessionMetadataShape(_Shape):
+class SessionMetadataShape(ServiceShape):
     sessionId: str = Field(min_length=1)
     testScenarioId: str | None = None
     groundTruth: _GroundTruthSource | None = None
@@ -156,7 +156,7 @@ class SessionMetadataShape(_Shape):
         return SessionMetadata(self.sessionId, self.testScenarioId, dict(self.metadata), truth)
 
 
-class EvaluationMetadata(_Shape):
+class EvaluationMetadata(ServiceShape):
     sessionMetadata: list[SessionMetadataShape] = Field(default_factory=list, max_length=MAX_SESSIONS)
 
     @model_validator(mode="after")
@@ -171,22 +171,22 @@ class EvaluationMetadata(_Shape):
         return {s.sessionId: s.to_metadata() for s in self.sessionMetadata}
 
 
-class EvaluatorRef(_Shape):
+class EvaluatorRef(ServiceShape):
     evaluatorId: str = Field(min_length=1, max_length=111)
 
 
-class CloudWatchOutput(_Shape):
+class CloudWatchOutput(ServiceShape):
     logGroupName: str | None = None
     logStreamName: str | None = None
     metricsNamespace: str | None = None
     resultDestination: Literal["DEDICATED_LOG_GROUP", "SOURCE_LOG_GROUP"] | None = None
 
 
-class OutputConfig(_Shape):
+class OutputConfig(ServiceShape):
     cloudWatchConfig: CloudWatchOutput | None = None
 
 
-class CustomEvaluatorShape(_Shape):
+class CustomEvaluatorShape(ServiceShape):
     """``create_evaluator``'s request: a name, a level and its configuration (``llmAsAJudge`` or ``codeBased``).
     Self-hosting adds ``codeBased.python`` (``module:function``) next to ``codeBased.lambdaConfig``."""
 
@@ -196,7 +196,7 @@ class CustomEvaluatorShape(_Shape):
     description: str | None = Field(default=None, max_length=200)
 
 
-class BatchEvaluationRequest(_Shape):
+class BatchEvaluationRequest(ServiceShape):
     """``start_batch_evaluation``'s arguments."""
 
     batchEvaluationName: str = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")

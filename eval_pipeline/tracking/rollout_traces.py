@@ -41,10 +41,8 @@ rollout already traced in the run is skipped, so logging again after a resume ad
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,7 +50,11 @@ from typing import Any
 
 import pandas as pd
 
+from eval_pipeline.tracking.chat_shape import openai_message as _openai_message
 from eval_pipeline.tracking.mlflow_log import tracking_client
+from eval_pipeline.tracking.trace_store import FinishedSpan, store_trace, traced_tag_values
+from eval_pipeline.tracking.trace_store import plain as _plain
+from eval_pipeline.tracking.trace_store import trace_json as _dumps
 
 ROOT_SPAN_NAME = "rollout"
 ROLLOUT_ID_TAG = "rollout_id"
@@ -112,7 +114,7 @@ def log_rollout_traces(rollouts: pd.DataFrame, *, tracking_uri: str, run_id: str
     client = tracking_client(tracking_uri)
     experiment_id = client.get_run(run_id).info.experiment_id
     tracing = TracingClient(tracking_uri)
-    done = _traced_rollouts(client, experiment_id, run_id)
+    done = set(traced_tag_values(client, experiment_id, run_id, ROLLOUT_ID_TAG))
     logged = []
     for row in rollouts.to_dict("records"):
         if row.get("rollout_id") in done:
@@ -226,13 +228,13 @@ class _Builder:
 
 def _log_trace(tracing: Any, experiment_id: str, run_id: str, row: Mapping[str, Any],
                records: list[SpanRecord]) -> str:
-    from mlflow.entities import Span, TraceData, TraceInfo, TraceLocation, TraceState
-    from mlflow.tracing.constant import TRACE_SCHEMA_VERSION, TRACE_SCHEMA_VERSION_KEY, SpansLocation, TraceTagKey
+    from mlflow.entities import TraceInfo, TraceLocation, TraceState
+    from mlflow.tracing.constant import TRACE_SCHEMA_VERSION, TRACE_SCHEMA_VERSION_KEY, TraceTagKey
     from mlflow.tracing.constant import TraceMetadataKey as Key
 
     digest = hashlib.sha256(f"{run_id}\0{row.get('rollout_id')}".encode()).hexdigest()
     trace_id = f"tr-{digest[:32]}"
-    spans = [Span(_otel_span(trace_id, int(digest[:32], 16), records, index)) for index in range(len(records))]
+    spans = [_finished_span(trace_id, records, index) for index in range(len(records))]
     root = records[0]
     tokens_in, tokens_out = int(_number(row.get("tokens_in"), 0)), int(_number(row.get("tokens_out"), 0))
     tags = {key: str(_plain(row.get(key))) for key in TRACE_TAGS if _plain(row.get(key)) is not None}
@@ -247,44 +249,16 @@ def _log_trace(tracing: Any, experiment_id: str, run_id: str, row: Mapping[str, 
         state=TraceState.ERROR if root.error else TraceState.OK,
         request_preview=_dumps(root.inputs)[:_PREVIEW_CHARS], response_preview=_dumps(root.outputs)[:_PREVIEW_CHARS],
         trace_metadata=metadata, tags=tags)
-    with contextlib.suppress(NotImplementedError):  # a store without a span table: spans go to the artifact
-        tracing.log_spans(experiment_id, spans)
-    stored = tracing.start_trace(info)
-    if stored.tags.get(TraceTagKey.SPANS_LOCATION) != SpansLocation.TRACKING_STORE.value:
-        tracing._upload_trace_data(stored, TraceData(spans))
-    return stored.trace_id
+    return store_trace(tracing, experiment_id, info, spans)
 
 
-def _otel_span(trace_id: str, otel_trace_id: int, records: list[SpanRecord], index: int) -> Any:
-    from mlflow.entities import SpanStatus, SpanStatusCode
-    from mlflow.tracing.constant import SpanAttributeKey
-    from mlflow.tracing.utils import build_otel_context
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan
-
+def _finished_span(trace_id: str, records: list[SpanRecord], index: int) -> FinishedSpan:
     record = records[index]
-    attributes = {SpanAttributeKey.REQUEST_ID: trace_id, SpanAttributeKey.SPAN_TYPE: record.span_type,
-                  SpanAttributeKey.INPUTS: record.inputs, SpanAttributeKey.OUTPUTS: record.outputs,
-                  **{key: value for key, value in record.attributes.items() if value is not None}}
-    status = SpanStatus(SpanStatusCode.ERROR, str(record.error)) if record.error else SpanStatus(SpanStatusCode.OK)
-    parent = None if record.parent is None else build_otel_context(otel_trace_id, _span_id(trace_id, record.parent))
-    return ReadableSpan(
-        name=record.name, context=build_otel_context(otel_trace_id, _span_id(trace_id, index)), parent=parent,
-        start_time=int(record.start_s * 1e9), end_time=int(record.end_s * 1e9),
-        attributes={key: _dumps(value) for key, value in attributes.items()}, status=status.to_otel_status(),
-        resource=Resource.get_empty())
-
-
-def _traced_rollouts(client: Any, experiment_id: str, run_id: str) -> set[Any]:
-    seen: set[Any] = set()
-    token = None
-    while True:
-        page = client.search_traces(locations=[experiment_id], run_id=run_id, include_spans=False,
-                                    max_results=500, page_token=token)
-        seen.update(trace.info.tags.get(ROLLOUT_ID_TAG) for trace in page)
-        token = page.token
-        if not token:
-            return seen
+    return FinishedSpan(
+        span_id=_span_id(trace_id, index),
+        parent_id=None if record.parent is None else _span_id(trace_id, record.parent), name=record.name,
+        span_type=record.span_type, start_ns=int(record.start_s * 1e9), end_ns=int(record.end_s * 1e9),
+        inputs=record.inputs, outputs=record.outputs, error=record.error, attributes=record.attributes)
 
 
 def _span_id(trace_id: str, index: int) -> int:
@@ -299,20 +273,6 @@ def _leading_messages(messages: list[Any]) -> list[Mapping[str, Any]]:
             break
         leading.append(message)
     return leading
-
-
-def _openai_message(message: Mapping[str, Any]) -> dict[str, Any]:
-    """Our message dict in OpenAI's chat shape (``tool_calls[].function``), which MLflow's chat view renders."""
-    data: dict[str, Any] = {"role": message.get("role"), "content": message.get("content", "")}
-    if message.get("tool_calls"):
-        data["tool_calls"] = [{"id": call.get("id"), "type": "function",
-                               "function": {"name": call.get("function", call).get("name"),
-                                            "arguments": call.get("function", call).get("arguments", "{}")}}
-                              for call in message["tool_calls"]]
-    for key in ("tool_call_id", "name", "is_error", "parts"):
-        if message.get(key) is not None and message.get(key) is not False:
-            data[key] = message[key]
-    return data
 
 
 def _openai_tools(tools: Any) -> list[dict[str, Any]] | None:
@@ -346,19 +306,6 @@ def _json_list(text: Any, column: str, rollout_id: Any) -> list[Any]:
     return value
 
 
-def _plain(value: Any) -> Any:
-    """A cell as a plain Python value: NaN/NA as None, numpy scalars unwrapped."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
 def _number(value: Any, default: float) -> float:
     value = _plain(value)
     return default if value is None else float(value)
-
-
-def _dumps(value: Any) -> str:
-    from mlflow.tracing.utils import TraceJSONEncoder
-
-    return json.dumps(value, cls=TraceJSONEncoder, ensure_ascii=False)

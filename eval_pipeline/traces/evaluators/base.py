@@ -41,6 +41,8 @@ class ErrorCode(StrEnum):
     """A TRACE evaluator on a session without turns, a TOOL_CALL evaluator on a trace without tool calls."""
     JUDGE_FAILED = "JudgeRequestFailed"
     JUDGE_UNPARSEABLE = "JudgeReplyUnparseable"
+    SESSION_NOT_FOUND = "SessionNotFound"
+    """The ground truth names a session the source holds no span of."""
     EVALUATOR_FAILED = "EvaluatorFailed"
     """A custom code evaluator raised, returned a malformed result, or its Lambda reported a function error."""
 
