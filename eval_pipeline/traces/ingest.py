@@ -17,7 +17,7 @@ Reader = Callable[..., pd.DataFrame]
 """``reader(source_config, *, root: Path | None, client: Any | None) -> traces table`` (unfiltered or pre-filtered;
 ``ingest`` filters again)."""
 
-TRACE_SOURCES: Registry[Reader] = Registry("trace source", "eval_pipeline.trace_sources")
+TRACE_SOURCES: Registry[Reader] = Registry("trace source")
 TRACE_SOURCES.register("files", "eval_pipeline.traces.files:read_files_source")
 TRACE_SOURCES.register("cloudWatchLogs", "eval_pipeline.traces.cloudwatch:read_cloudwatch_source")
 TRACE_SOURCES.register("rollouts", "eval_pipeline.traces.from_rollouts:read_rollouts_source")

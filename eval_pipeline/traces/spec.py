@@ -31,14 +31,6 @@ from eval_pipeline.traces.request import (
 MAX_SESSION_TIMEOUT_MINUTES = 1440
 
 
-class CalibrationSpec(ServiceShape):
-    """Also send the job to the managed AgentCore service (boto3) and put both results side by side."""
-
-    region: str | None = None
-    poll_s: float = Field(default=30.0, gt=0.0)
-    timeout_s: float = Field(default=3600.0, gt=0.0)
-
-
 class TracesSpec(ServiceShape):
     evaluators: list[CustomEvaluatorShape | str] = Field(min_length=1, max_length=MAX_EVALUATORS)
     dataSourceConfig: DataSourceConfig
@@ -47,7 +39,6 @@ class TracesSpec(ServiceShape):
     outputConfig: OutputConfig | None = None
     sessionTimeoutMinutes: int = Field(default=15, ge=1, le=MAX_SESSION_TIMEOUT_MINUTES)
     """A session is complete (the sensor evaluates it) after this long without a new span."""
-    calibration: CalibrationSpec | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> TracesSpec:
