@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(handler=_ui)
+
+    from eval_pipeline.cli_batch import add_parser as add_batch_evaluation
+
+    add_batch_evaluation(commands)
     return parser
 
 

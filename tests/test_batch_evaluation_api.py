@@ -14,8 +14,12 @@ import pytest
 
 from eval_pipeline.data.schemas import TRACE_EVALUATIONS
 from eval_pipeline.inference.model_spec import ModelSpec
-from eval_pipeline.traces.batch import BatchEvaluationClient
-from eval_pipeline.traces.job_store import ConflictException, ResourceNotFoundException, ValidationException
+from eval_pipeline.traces.batch import (
+    BatchEvaluationClient,
+    ConflictException,
+    ResourceNotFoundException,
+    ValidationException,
+)
 from tests.fakes import FakeLLMServer
 from tests.fakes.judge import ModelRouter, scripted_judge
 from tests.test_batch_evaluation_jobs import Clock, metadata, request, write_spans

@@ -17,8 +17,12 @@ import pandas as pd
 import pytest
 
 from eval_pipeline.errors import EvalInputError
-from eval_pipeline.traces.batch import BatchEvaluationClient
-from eval_pipeline.traces.job_store import ConflictException, ResourceNotFoundException, ValidationException
+from eval_pipeline.traces.batch import (
+    BatchEvaluationClient,
+    ConflictException,
+    ResourceNotFoundException,
+    ValidationException,
+)
 from tests.cloudwatch_spans import hex_id, turn_records
 
 TRAJECTORY = [{"evaluatorId": "Builtin.TrajectoryExactOrderMatch"}, {"evaluatorId": "Builtin.TrajectoryAnyOrderMatch"}]

@@ -120,8 +120,11 @@ def outcome(frame: pd.DataFrame) -> list[tuple[object, ...]]:
 def test_judged_and_programmatic_results_with_exact_values(fake: FakeLLMServer, router: ModelRouter) -> None:
     evaluators = [TRAJECTORYEXACTORDERMATCH, ReplyQuality()]
     progress: list[tuple[int, int]] = []
+    sessions_done: list[int] = []
     run = run_evaluations(SESSIONS, METADATA, evaluators, judge=setup(fake), model="agent-v1",
-                          on_progress=lambda done, total: progress.append((done, total)))
+                          on_progress=lambda done, total: progress.append((done, total)),
+                          on_sessions=sessions_done.append)
+    assert sessions_done and sessions_done[-1] == len(SESSIONS) and sessions_done == sorted(sessions_done)
     frame = run.frame
     assert list(frame.columns) == TRACE_EVALUATIONS.names
     assert outcome(frame) == EXPECTED

@@ -196,14 +196,19 @@ def test_sensor_evaluates_complete_sessions_once_per_agent(eval_home: Path, tmp_
     sensor = completed_sessions_sensor(suite, job, clock=lambda: now["ms"] / 1000)
     instance = local_instance()
 
+    def requested(result: dg.SensorResult) -> list[tuple[str | None, list[str]]]:
+        return [(r.partition_key, r.run_config["ops"]["online__samples"]["config"]["sample_ids"])
+                for r in result.run_requests]
+
     first = sensor(dg.build_sensor_context(instance=instance, cursor=None))
-    by_agent = {r.partition_key: r.run_config["ops"]["online__samples"]["config"]["sample_ids"]
-                for r in first.run_requests}
-    assert by_agent == {"agent_a": ["sess-1", "sess-10"], "agent_b": ["sess-2"]}
-    now["ms"] += 6 * 60_000
+    assert requested(first) == [("agent_a", ["sess-1", "sess-10"])]  # one agent's sessions per tick
+    in_flight = instance.create_run_for_job(job_def=job, tags={"dagster/partition": "agent_a"})
+    waiting = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    assert isinstance(waiting, dg.SkipReason) and in_flight.run_id in waiting.skip_message  # runs share samples
+    instance.report_run_canceled(in_flight)
+    now["ms"] += 6 * 60_000  # sess-3 complete now too
     second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-    assert [(r.partition_key, r.run_config["ops"]["online__samples"]["config"]["sample_ids"])
-            for r in second.run_requests] == [("agent_b", ["sess-3"])]
+    assert requested(second) == [("agent_b", ["sess-2", "sess-3"])]
     third = sensor(dg.build_sensor_context(instance=instance, cursor=second.cursor))
     assert third.run_requests == []  # each session evaluated once
 
@@ -221,3 +226,17 @@ def test_sensor_evaluates_complete_sessions_once_per_agent(eval_home: Path, tmp_
                 assert pd.isna(values[sid])
             else:
                 assert values[sid] == 1.0
+
+
+def test_breakdown_by_a_ground_truth_metadata_field(eval_home: Path, tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, breakdown_keys=["expectation"]))
+    [run] = run_suite(suite, local_instance()).models
+    rows = run.metrics[(run.metrics["breakdown_key"] == "expectation")
+                       & (run.metrics["metric"] == "Builtin.TrajectoryAnyOrderMatch")]
+    values = dict(zip(rows["breakdown_value"], rows["value"], strict=True))
+    # any order: correct (happy-booking, weather-then-flights) 2/2; wrong order 1; missing tool 0; no tool calls 0
+    assert values["correct"] == 1.0 and values["wrong tool order"] == 1.0
+    assert values["missing tool"] == 0.0 and values["no tool calls"] == 0.0
+    assert rows[rows["breakdown_value"] == "error: no event records"]["n"].iloc[0] == 0
+    with pytest.raises(EvalInputError, match="breakdown key 'splt'"):
+        run_suite(load_suite(write_suite(tmp_path / "typo", breakdown_keys=["splt"])), local_instance())

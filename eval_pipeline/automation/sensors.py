@@ -15,7 +15,7 @@ from eval_pipeline.assets.partitions import model_partitions
 from eval_pipeline.automation.jobs import AssetJob
 from eval_pipeline.suites.spec import NAME_PATTERN, Suite
 from eval_pipeline.traces.cloudwatch import logs_client
-from eval_pipeline.traces.session_activity import ActivityState, complete_sessions, observe, poll_spans
+from eval_pipeline.traces.session_activity import ActivityState, hand_out, observe, poll_spans, ready_sessions
 
 CHECKPOINT_MARKER = "config.json"
 
@@ -78,8 +78,9 @@ FIRST_POLL_LOOKBACK_MS = 24 * 3_600_000
 def completed_sessions_sensor(suite: Suite, job: AssetJob, *, clock: Callable[[], float] = time.time,
                               client: Any | None = None) -> dg.SensorDefinition:
     """Online evaluation, self-hosted: polls the suite's spans log group, and once a session has had no new span for
-    ``sessionTimeoutMinutes`` requests the evaluation of the complete sessions, one run per recorded agent (the
-    partition whose service the sessions belong to), each session evaluated once."""
+    ``sessionTimeoutMinutes`` requests the evaluation of the complete sessions of one recorded agent (the partition
+    whose service they belong to; the next agent's on the next tick), each session evaluated once. While a run of
+    the suite is in flight no new one is requested: the sessions wait, since the runs share the samples table."""
     assert suite.traces is not None and suite.traces.dataSourceConfig.cloudWatchLogs is not None
     source = suite.traces.dataSourceConfig.cloudWatchLogs
     timeout = suite.traces.sessionTimeoutMinutes
@@ -89,6 +90,9 @@ def completed_sessions_sensor(suite: Suite, job: AssetJob, *, clock: Callable[[]
                description=f"Evaluates each session of {', '.join(source.serviceNames)} in "
                            f"{source.spansLogGroupName} once it has had no new span for {timeout} minutes.")
     def sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        busy = _runs_in_flight(context.instance, job.name)
+        if busy:  # the samples table is the suite's: one session run at a time, so none reads another's sessions
+            return dg.SkipReason(f"a run of {job.name} is still in flight ({busy[0]}); sessions wait for it")
         now_ms = int(clock() * 1000)
         state = ActivityState.from_cursor(context.cursor)
         since = (state.high_water_ms - SESSION_POLL_OVERLAP_MS if state.high_water_ms is not None
@@ -96,13 +100,16 @@ def completed_sessions_sensor(suite: Suite, job: AssetJob, *, clock: Callable[[]
         logs = client if client is not None else logs_client(source.region)
         observations, high_water = poll_spans(logs, source.spansLogGroupName, source.serviceNames, since, now_ms)
         state = observe(state, observations, high_water_ms=high_water)
-        previous_open = dict(state.open)
-        complete, state = complete_sessions(state, now_ms, timeout)
-        services = {sid: service for sid, (_last, service) in previous_open.items()} | _services(observations)
+        services = {sid: service for sid, (_last, service) in state.open.items()} | _services(observations)
+        complete = ready_sessions(state, now_ms, timeout)
         requests = session_run_requests(suite, complete, services)
-        context.log.info(f"{len(observations)} spans read; {len(complete)} sessions complete; "
-                         f"{len(state.open)} still open")
-        return dg.SensorResult(run_requests=requests, cursor=state.to_cursor())
+        agents_sessions = {sid for r in requests for sid in _sample_ids(suite, r)}
+        unclaimed = [sid for sid in complete if sid not in agents_sessions]  # no agent of the suite has them
+        taken = _sample_ids(suite, requests[0]) if requests else []
+        state = hand_out(state, [*taken, *unclaimed], now_ms)
+        context.log.info(f"{len(observations)} spans read; {len(complete)} sessions complete, {len(taken)} "
+                         f"evaluated now, {len(unclaimed)} of no agent; {len(state.open)} open")
+        return dg.SensorResult(run_requests=requests[:1], cursor=state.to_cursor())
 
     return sensor
 
@@ -121,6 +128,17 @@ def session_run_requests(suite: Suite, sessions: list[str], services: dict[str, 
             run_config={"ops": {f"{suite.suite}__samples": {"config": {"sample_ids": mine}}}},
             tags={"eval/trigger": "completed_sessions", "eval/sessions": str(len(mine))}))
     return requests
+
+
+def _sample_ids(suite: Suite, request: dg.RunRequest) -> list[str]:
+    return request.run_config["ops"][f"{suite.suite}__samples"]["config"]["sample_ids"]
+
+
+def _runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> list[str]:
+    """The ids of the job's runs not finished yet."""
+    pending = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED]
+    return [run.run_id for run in instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=pending))]
 
 
 def _services(observations: list[tuple[str, str | None, int]]) -> dict[str, str | None]:

@@ -173,3 +173,13 @@ def final_reply(messages_json: str | None) -> str | None:
         if message.role == "assistant" and message.text:
             return message.text
     return None
+
+
+def leading_messages(messages: list[Any]) -> list[Mapping[str, Any]]:
+    """The messages (as dicts) before the first assistant message: the conversation the agent first saw."""
+    leading = []
+    for message in messages:
+        if not isinstance(message, Mapping) or message.get("role") == "assistant":
+            break
+        leading.append(message)
+    return leading

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from eval_pipeline.data.schemas import JUDGMENTS, SCORES, TRACE_EVALUATIONS, conform
+from eval_pipeline.data.formats import check_breakdown_keys
+from eval_pipeline.data.schemas import JUDGMENTS, SAMPLES, SCORES, TRACE_EVALUATIONS, conform
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.backends import build_sampler
 from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
@@ -126,8 +127,9 @@ class TracesTask:
         rows = [_session_row(session, truths.get(session.session_id)) for session in sessions]
         found = {session.session_id for session in sessions}
         rows += [_missing_row(truth) for session_id, truth in truths.items() if session_id not in found]
-        frame = pd.DataFrame(rows)
-        return frame.head(limit) if limit is not None else frame
+        rows = rows[:limit] if limit is not None else rows
+        check_breakdown_keys(rows, suite.breakdown_keys, suite.resolve_uri(suite.dataset.uri), limit)
+        return pd.DataFrame(rows, columns=SAMPLES.names)
 
     def produce(self, suite: Suite, model: ModelSpec, samples: pd.DataFrame, cache: RequestCache | None,
                 log: Callable[[str], None]) -> Production:
@@ -322,11 +324,16 @@ def _source_uri(traces: Any) -> str:
     return "traces"
 
 
-def _truth_json(truth: SessionMetadata | None) -> dict[str, Any]:
+RESERVED_METADATA = ("service", "traces", "spans", "missing", "testScenarioId", "groundTruth")
+"""The keys a session's samples row writes in ``metadata`` next to its ground truth's own ``metadata`` fields (which
+breakdown keys read); ours win over a field of the same name."""
+
+
+def _row_metadata(truth: SessionMetadata | None, **own: object) -> dict[str, Any]:
     if truth is None:
-        return {}
+        return dict(own)
     ground = truth.ground_truth
-    return {"testScenarioId": truth.test_scenario_id, **truth.metadata,
+    return {**truth.metadata, **own, "testScenarioId": truth.test_scenario_id,
             "groundTruth": {"assertions": list(ground.assertions),
                             "expectedToolNames": (list(ground.expected_tool_names)
                                                   if ground.expected_tool_names is not None else None),
@@ -336,8 +343,7 @@ def _truth_json(truth: SessionMetadata | None) -> dict[str, Any]:
 
 def _session_row(session: Session, truth: SessionMetadata | None) -> dict[str, object]:
     first = session.turns[0] if session.turns else None
-    metadata = {"service": session.service, "traces": len(session.turns), "spans": session.span_count,
-                **_truth_json(truth)}
+    metadata = _row_metadata(truth, service=session.service, traces=len(session.turns), spans=session.span_count)
     digest = hashlib.sha256(json.dumps([session.session_id, session.span_count, session.start_ns, session.end_ns,
                                         metadata], sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {"sample_id": session.session_id, "input": first.prompt if first else None, "input_kind": "text",
@@ -347,7 +353,7 @@ def _session_row(session: Session, truth: SessionMetadata | None) -> dict[str, o
 
 
 def _missing_row(truth: SessionMetadata) -> dict[str, object]:
-    metadata = {"service": None, "missing": True, **_truth_json(truth)}
+    metadata = _row_metadata(truth, service=None, missing=True)
     digest = hashlib.sha256(json.dumps(metadata, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {"sample_id": truth.session_id, "input": None, "input_kind": "text", "reference": _first_expected(truth),
             "choices": None, "category": truth.test_scenario_id, "metadata": json.dumps(metadata, default=str),
@@ -386,8 +392,7 @@ def _sample_truths(samples: pd.DataFrame) -> dict[str, SessionMetadata]:
                             expected_tool_names=tuple(expected) if expected is not None else None,
                             turns=tuple(ExpectedTurn(t.get("prompt"), t.get("expectedResponse"))
                                         for t in ground.get("turns") or ()))
-        user = {k: v for k, v in meta.items() if k not in ("service", "traces", "spans", "missing",
-                                                           "testScenarioId", "groundTruth")}
+        user = {k: v for k, v in meta.items() if k not in RESERVED_METADATA}
         truths[sid] = SessionMetadata(sid, meta.get("testScenarioId"), user, truth)
     return truths
 

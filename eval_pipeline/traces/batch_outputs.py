@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from eval_pipeline.data.schemas import METRICS, TRACE_EVALUATIONS, TRACES, conform
+from eval_pipeline.traces.service_shapes import missing
 
 OUTPUTS_FILE = "outputs.json"
 EXPERIMENT_PREFIX = "agentcore-batch/"
@@ -57,7 +57,7 @@ def summary_frame(summaries: list[dict[str, Any]], metrics: pd.DataFrame | None)
     overall = {}
     if metrics is not None and not metrics.empty:
         for row in metrics.to_dict("records"):
-            if _missing(row.get("breakdown_key")):
+            if missing(row.get("breakdown_key")):
                 overall[str(row["metric"])] = row
     for summary in summaries:
         evaluator = summary.get("evaluatorId")
@@ -162,10 +162,6 @@ def _schema_of(frame: pd.DataFrame):
     import pyarrow as pa
 
     return pa.Schema.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _jsonable(frame: pd.DataFrame) -> pd.DataFrame:

@@ -67,8 +67,10 @@ def model_label(spec: ModelSpec) -> str:
 def run_evaluations(sessions: Sequence[Session], metadata: Mapping[str, SessionMetadata],
                     evaluators: Sequence[Evaluator], *, judge: JudgeSetup | None = None, model: str | None = None,
                     on_progress: Callable[[int, int], None] | None = None,
-                    should_stop: Callable[[], bool] | None = None) -> EvaluationRun:
-    """Every evaluator on every session (see the module docstring); ``on_progress(done, total)`` counts results.
+                    should_stop: Callable[[], bool] | None = None,
+                    on_sessions: Callable[[int], None] | None = None) -> EvaluationRun:
+    """Every evaluator on every session (see the module docstring); ``on_progress(done, total)`` counts results,
+    ``on_sessions(done)`` the sessions whose every result is in.
 
     Raises ValueError, before anything is sent, when an evaluator is judged and there is no ``judge``, or an
     evaluator names its own judge model and the setup has no ``sampler_for``.
@@ -87,8 +89,10 @@ def run_evaluations(sessions: Sequence[Session], metadata: Mapping[str, SessionM
     chunk: list[tuple[Session, list[Planned]]] = []
     stopped = False
 
+    sessions_done = 0
+
     def flush() -> None:
-        nonlocal done
+        nonlocal done, sessions_done
         chunk_asks = [item for _, plan in chunk for item in plan if isinstance(item, JudgeAsk)]
         offset = done + sum(1 for _, plan in chunk for item in plan if not isinstance(item, JudgeAsk))
         answers = _answer(chunk_asks, judge, stats, on_progress, offset, total) if chunk_asks else {}
@@ -98,8 +102,11 @@ def run_evaluations(sessions: Sequence[Session], metadata: Mapping[str, SessionM
                 result = answers[id(item)] if isinstance(item, JudgeAsk) else item
                 rows.append(result.as_row(model=model, test_scenario_id=scenario))
         done += sum(len(plan) for _, plan in chunk)
+        sessions_done += len(chunk)
         if on_progress:
             on_progress(done, total)
+        if on_sessions and chunk:
+            on_sessions(sessions_done)
         chunk.clear()
 
     if on_progress:

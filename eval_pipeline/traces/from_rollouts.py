@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from eval_pipeline.data.messages import leading_messages
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.traces.request import RolloutsSource
 from eval_pipeline.traces.spans import Span, SpanKind, spans_frame
@@ -103,7 +104,7 @@ def rollout_spans(row: Mapping[str, Any], *, clock: Callable[[], float] | None =
         leading = [m for m in reset.get("messages") or () if isinstance(m, Mapping)]
         tools = [t.get("function", t).get("name") for t in reset.get("tools") or () if isinstance(t, Mapping)]
     else:
-        leading = _leading(_json_list(row.get("messages"), "messages", rollout_id, source, line))
+        leading = leading_messages(_json_list(row.get("messages"), "messages", rollout_id, source, line))
         tools = []
     walk = _Walk(row, rollout_id, leading, tools, _Clock(row, turns, clock), source, line)
     for turn in turns:
@@ -285,16 +286,6 @@ class _Walk:
 
     def _id(self, index: int, ordinal: int) -> str:
         return hashlib.sha256(f"{self.rollout_id}\0{index}\0{ordinal}".encode()).hexdigest()[:16]
-
-
-def _leading(messages: list[Any]) -> list[Mapping[str, Any]]:
-    """The conversation before the agent's first reply (for rows without the ``reset`` turn)."""
-    leading = []
-    for message in messages:
-        if not isinstance(message, Mapping) or message.get("role") == "assistant":
-            break
-        leading.append(message)
-    return leading
 
 
 def _json_list(text: Any, column: str, rollout_id: str, source: str | None, line: int | None) -> list[Any]:

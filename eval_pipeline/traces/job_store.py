@@ -19,24 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval_pipeline.errors import EvalInputError
+from eval_pipeline.traces.service_errors import ConflictException, ResourceNotFoundException
 
 ACTIVE = ("PENDING", "IN_PROGRESS", "STOPPING")
 """Statuses of a job that has not ended."""
 FINISHED = ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "STOPPED")
-
-
-class ValidationException(EvalInputError):
-    """The request breaks the service's constraints (the service's ``ValidationException``)."""
-
-
-class ConflictException(EvalInputError):
-    """The request conflicts with a resource's state: a name in use, a reused ``clientToken`` with another request,
-    stopping a finished job (the service's ``ConflictException``)."""
-
-
-class ResourceNotFoundException(EvalInputError):
-    """No job or evaluator with that id (the service's ``ResourceNotFoundException``)."""
 
 
 @dataclass

@@ -70,19 +70,31 @@ def observe(state: ActivityState, spans: Iterable[Observation], *,
     return replace(state, open=open_, high_water_ms=mark)
 
 
-def complete_sessions(state: ActivityState, now_ms: int, timeout_minutes: float, *,
-                      horizon_ms: int = DEFAULT_HORIZON_MS) -> tuple[list[str], ActivityState]:
-    """The sessions complete at ``now_ms`` (no span ended in the last ``timeout_minutes``), oldest first, and the
-    state with them handed out; handed-out ids older than ``horizon_ms`` are forgotten."""
+def ready_sessions(state: ActivityState, now_ms: int, timeout_minutes: float) -> list[str]:
+    """The open sessions complete at ``now_ms`` (no span ended in the last ``timeout_minutes``), oldest first."""
     timeout_ms = int(timeout_minutes * 60_000)
-    done = sorted((last, sid) for sid, (last, _) in state.open.items() if now_ms - last >= timeout_ms)
-    complete = [sid for _, sid in done]
-    open_ = {sid: entry for sid, entry in state.open.items() if sid not in set(complete)}
+    return [sid for _, sid in sorted((last, sid) for sid, (last, _) in state.open.items()
+                                     if now_ms - last >= timeout_ms)]
+
+
+def hand_out(state: ActivityState, session_ids: Iterable[str], now_ms: int, *,
+             horizon_ms: int = DEFAULT_HORIZON_MS) -> ActivityState:
+    """The state with ``session_ids`` handed out (never handed out again); handed-out ids older than
+    ``horizon_ms`` are forgotten."""
+    taken = set(session_ids)
+    open_ = {sid: entry for sid, entry in state.open.items() if sid not in taken}
     handed = {sid: at for sid, at in state.handed_out.items() if now_ms - at <= horizon_ms}
-    handed |= dict.fromkeys(complete, now_ms)
+    handed |= dict.fromkeys(sorted(taken), now_ms)
     if len(handed) > MAX_HANDED_OUT:
         handed = dict(sorted(handed.items(), key=lambda item: (item[1], item[0]))[-MAX_HANDED_OUT:])
-    return complete, replace(state, open=open_, handed_out=handed)
+    return replace(state, open=open_, handed_out=handed)
+
+
+def complete_sessions(state: ActivityState, now_ms: int, timeout_minutes: float, *,
+                      horizon_ms: int = DEFAULT_HORIZON_MS) -> tuple[list[str], ActivityState]:
+    """The sessions complete at ``now_ms``, oldest first, and the state with them handed out."""
+    complete = ready_sessions(state, now_ms, timeout_minutes)
+    return complete, hand_out(state, complete, now_ms, horizon_ms=horizon_ms)
 
 
 def poll_spans(client: Any, log_group: str, service_names: Iterable[str], since_ms: int,

@@ -50,6 +50,7 @@ from typing import Any
 
 import pandas as pd
 
+from eval_pipeline.data.messages import leading_messages
 from eval_pipeline.tracking.chat_shape import openai_message as _openai_message
 from eval_pipeline.tracking.mlflow_log import tracking_client
 from eval_pipeline.tracking.trace_store import FinishedSpan, store_trace, traced_tag_values
@@ -87,7 +88,7 @@ def rollout_spans(row: Mapping[str, Any], *, clock: Callable[[], float] | None =
     rollout_id = row.get("rollout_id")
     turns = [turn for turn in _json_list(row.get("turns"), "turns", rollout_id) if isinstance(turn, Mapping)]
     reset = next((turn["reset"] for turn in turns if isinstance(turn.get("reset"), Mapping)), None)
-    leading = reset.get("messages") or [] if reset else _leading_messages(
+    leading = reset.get("messages") or [] if reset else leading_messages(
         _json_list(row.get("messages"), "messages", rollout_id))
     timeline = _Timeline(row, turns, clock)
     builder = _Builder([_openai_message(m) for m in leading], _openai_tools(reset.get("tools") if reset else None))
@@ -263,16 +264,6 @@ def _finished_span(trace_id: str, records: list[SpanRecord], index: int) -> Fini
 
 def _span_id(trace_id: str, index: int) -> int:
     return int(hashlib.sha256(f"{trace_id}\0{index}".encode()).hexdigest()[:16], 16) or 1
-
-
-def _leading_messages(messages: list[Any]) -> list[Mapping[str, Any]]:
-    """The conversation before the agent's first reply."""
-    leading = []
-    for message in messages:
-        if not isinstance(message, Mapping) or message.get("role") == "assistant":
-            break
-        leading.append(message)
-    return leading
 
 
 def _openai_tools(tools: Any) -> list[dict[str, Any]] | None:
