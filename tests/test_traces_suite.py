@@ -240,3 +240,45 @@ def test_breakdown_by_a_ground_truth_metadata_field(eval_home: Path, tmp_path: P
     assert rows[rows["breakdown_value"] == "error: no event records"]["n"].iloc[0] == 0
     with pytest.raises(EvalInputError, match="breakdown key 'splt'"):
         run_suite(load_suite(write_suite(tmp_path / "typo", breakdown_keys=["splt"])), local_instance())
+
+
+def test_result_events_go_to_cloudwatch_when_the_suite_asks(eval_home: Path, tmp_path: Path, aws_env: str,
+                                                            moto_endpoint: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", moto_endpoint)
+    suite = load_suite(write_suite(tmp_path, traces={
+        "outputConfig": {"cloudWatchConfig": {"logGroupName": "/eval/results", "logStreamName": "nightly"}}}))
+    [run] = run_suite(suite, local_instance()).models
+    assert run.success, run.error
+    events = logs_client().get_log_events(logGroupName="/eval/results", logStreamName="nightly",
+                                          startFromHead=True)["events"]
+    records = [json.loads(event["message"]) for event in events]
+    assert len(records) == 24  # 3 evaluators x 8 sessions
+    scores = pd.read_parquet(run.outputs["scores"])
+    expected = {(r.session_id, r.evaluator_id): (None if pd.isna(r.value) else r.value)
+                for r in scores.itertuples(index=False)}
+    written = {(r["body"]["context"]["spanContext"]["sessionId"], r["body"]["evaluatorId"]): r["body"].get("value")
+               for r in records}
+    assert written == expected
+    failed = [r for r in records if r["body"]["context"]["spanContext"]["sessionId"] == NO_BODIES]
+    assert {r["body"]["errorCode"] for r in failed} == {"LogEventMissingException"}
+    assert all(r["attributes"]["aws.bedrock_agentcore.batch_evaluation.name"] == "agent_traces" for r in records)
+
+
+@pytest.mark.slow
+def test_the_traces_quickstart_on_the_embedded_judge(eval_home: Path) -> None:
+    """evals/traces_quickstart.yaml as shipped: the trajectory figures of the examples' README, and GoalSuccessRate
+    judged by likelihood on every evaluable session (no claim on the small judge's skill)."""
+    result = run_suite(load_suite(ROOT / "evals" / "traces_quickstart.yaml"), local_instance())
+    [run] = result.models
+    assert run.success, run.error
+    metrics = overall(run.metrics)
+    for evaluator, successes in zip(TRAJECTORY, (3, 4, 5), strict=True):
+        assert metrics[evaluator].value == pytest.approx(successes / 7)
+    goal = metrics["Builtin.GoalSuccessRate"]
+    assert (goal.n, goal.errors) == (7, 1) and 0.0 <= goal.value <= 1.0
+    judgments = pd.read_parquet(run.outputs["judgments"])
+    answered = judgments[judgments["error"].isna()]
+    assert set(answered["label"]) <= {"Yes", "No"} and len(answered) == 7
+    assert answered["explanation"].str.startswith("verdict by likelihood").all()
+    assert goal.value == pytest.approx((answered["label"] == "Yes").mean())

@@ -65,7 +65,10 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             experiment_name=suite.mlflow_experiment)
         if run_id:
             kind.log_extras(mlflow.tracking_uri, run_id, generations, tables["scores"], judgments)
+        export = getattr(kind, "export", None)  # results sent elsewhere (a traces suite's result events)
+        exported = export(suite, context.run.run_id, tables["scores"], judgments) if export is not None else {}
         yield dg.Output(table, metadata={
+            **exported,
             "summary": dg.MetadataValue.md(metrics_summary(table)),
             **({} if gate.observed is None else {"error_rate": gate.observed}),
             "mlflow_run_id": run_id or "",

@@ -41,6 +41,8 @@ from eval_pipeline.traces.ground_truth import (
     load_evaluation_metadata,
 )
 from eval_pipeline.traces.ingest import ingest
+from eval_pipeline.traces.result_events import result_destination, write_result_events
+from eval_pipeline.traces.service_shapes import resource_arn
 from eval_pipeline.traces.sessions import Session, sessions_from_traces
 from eval_pipeline.traces.summary import evaluation_metrics
 
@@ -236,6 +238,20 @@ class TracesTask:
         from eval_pipeline.tracking.session_traces import log_session_traces
 
         log_session_traces(produced, _results(scores, judgments), tracking_uri=tracking_uri, run_id=run_id)
+
+
+    def export(self, suite: Suite, run_id: str, scores: pd.DataFrame,
+               judgments: pd.DataFrame | None) -> dict[str, object]:
+        """With ``outputConfig.cloudWatchConfig``: each result as an event in CloudWatch Logs, in the service's
+        layout (the job named after the suite and the Dagster run)."""
+        output = _spec(suite).outputConfig
+        if output is None or output.cloudWatchConfig is None:
+            return {}
+        job = {"batchEvaluationId": run_id, "batchEvaluationName": suite.suite,
+               "batchEvaluationArn": resource_arn("local", "batch-evaluation", run_id)}
+        written = write_result_events(_results(scores, judgments), output.cloudWatchConfig, job=job)
+        group, stream = result_destination(output.cloudWatchConfig, job)
+        return {"result_events": written, "result_log_group": group, "result_log_stream": stream}
 
 
 class _EvaluatorProblem(Exception):
