@@ -13,7 +13,8 @@ temporary JSONL file, then measures three phases, each in a fresh Python process
 
 Each row gives spans per second, the time ratio against the baseline (how many times slower), the process's peak
 RSS (``ru_maxrss``) with its ratio against the baseline's, and the growth of RSS over what the imports alone took
-(the working memory of the phase itself).
+(the working memory of the phase itself), and the ``traces`` table's own size (its columns' deep memory) with the
+working memory as a multiple of it.
 """
 
 from __future__ import annotations
@@ -140,7 +141,14 @@ def run_phase(phase: str, path: Path, spans: int, sessions: int) -> dict[str, An
     row |= {"spans_per_s": row["spans"] / row["seconds"] if row["seconds"] else float("inf"),
             "peak_rss_mb": round(peak, 1), "import_rss_mb": round(imported, 1),
             "work_rss_mb": round(max(peak - imported, 0.0), 1)}
+    if phase != "baseline":
+        row["table_mb"] = round(table_mb(frame), 1)
     return row
+
+
+def table_mb(frame: Any) -> float:
+    """The ``traces`` table's own size: its columns' memory, strings included (``memory_usage(deep=True)``)."""
+    return float(frame.memory_usage(deep=True, index=False).sum()) / 2**20
 
 
 def _child(phase: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -173,11 +181,14 @@ def main() -> None:
         rows = [_child(phase, path, args) for phase in PHASES]
     base = rows[0]
     print(f"{'phase':>9}  {'spans/s':>10}  {'seconds':>8}  {'x baseline time':>15}  {'peak RSS MB':>11}  "
-          f"{'x baseline peak':>15}  {'work RSS MB':>11}")
+          f"{'x baseline peak':>15}  {'work RSS MB':>11}  {'table MB':>8}  {'work / table':>12}")
     for row in rows:
+        table = row.get("table_mb")
         print(f"{row['phase']:>9}  {row['spans_per_s']:>10.0f}  {row['seconds']:>8.2f}  "
               f"{row['seconds'] / base['seconds']:>15.1f}  {row['peak_rss_mb']:>11.1f}  "
-              f"{row['peak_rss_mb'] / base['peak_rss_mb']:>15.1f}  {row['work_rss_mb']:>11.1f}")
+              f"{row['peak_rss_mb'] / base['peak_rss_mb']:>15.1f}  {row['work_rss_mb']:>11.1f}  "
+              f"{table if table is not None else '':>8}  "
+              f"{row['work_rss_mb'] / table if table else float('nan'):>12.1f}")
     evaluate = rows[-1]
     print(f"evaluate: ingest {evaluate['ingest_s']:.2f} s, sessions {evaluate['sessions_s']:.2f} s, evaluators "
           f"{evaluate['seconds'] - evaluate['ingest_s'] - evaluate['sessions_s']:.2f} s; {evaluate['sessions']} "

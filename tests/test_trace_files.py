@@ -316,3 +316,9 @@ def test_the_bench_runs_at_a_tiny_size(tmp_path: Path) -> None:
              "Builtin.TrajectoryInOrderMatch": [_in_order(e, c) for c, e in zip(called, expected, strict=True)],
              "Builtin.TrajectoryAnyOrderMatch": [set(e) <= set(c) for c, e in zip(called, expected, strict=True)]}
     assert rows["evaluate"]["mean_scores"] == {k: round(sum(v) / len(v), 4) for k, v in means.items()}
+    from eval_pipeline.traces.files import read_files_source
+
+    bench.generate(tmp_path / "spans.jsonl", 120, 6)
+    frame = read_files_source(FilesSource(paths=["spans.jsonl"]), root=tmp_path)
+    table = sum(int(frame[name].memory_usage(deep=True, index=False)) for name in frame.columns) / 2**20
+    assert rows["ingest"]["table_mb"] == rows["evaluate"]["table_mb"] == round(table, 1) > 0

@@ -28,7 +28,7 @@ from eval_pipeline.traces.records import RawRecord
 from eval_pipeline.traces.scopes import DEFAULT_READER, memo, reader_for
 from eval_pipeline.traces.scopes.memo import messages_json
 from eval_pipeline.traces.scopes.record import EventRecord, SpanEvent, SpanReading, SpanRecord
-from eval_pipeline.traces.span_store import PackedEvent, PendingSpan, Resources, pack_event, unpack_events
+from eval_pipeline.traces.span_store import RecordStore, Resources, event_of, event_value
 from eval_pipeline.traces.spans import Span, SpanKind
 from eval_pipeline.traces.traces_table import CHUNK_ROWS, TracesTable
 
@@ -56,30 +56,32 @@ def traces_frame(records: Iterable[RawRecord], *, chunk_rows: int = CHUNK_ROWS) 
 
 def _read_spans(records: Iterable[RawRecord]) -> Iterator[Span]:
     """The spans, in the order their records first came, before trace sessions are filled in."""
-    pending: dict[Key, PendingSpan] = {}
-    events: dict[Key, list[PackedEvent]] = {}
+    store = RecordStore()
+    pending: dict[Key, tuple[Any, dict[str, Any], str | None]] = {}
+    events: dict[Key, list[Any]] = {}
     resources = Resources()
     for record in records:
         _object(record)
         key = (sys.intern(_hex_id(record, "traceId", 32)), _hex_id(record, "spanId", 16))
         if record.is_span:
-            _check_span(record)
+            parent_id = _check_span(record)
             if key not in pending:
-                pending[key] = _pending(record, resources)
+                pending[key] = _pending(record, parent_id, store, resources)
         else:
-            event = pack_event(_event_record(record))
+            reference = store.put(event_value(_event_record(record)))
             found = events.get(key)
             if found is None:
-                events[key] = [event]
+                events[key] = [reference]
             else:
-                found.append(event)
+                found.append(reference)
     order = deque(pending.items())
     pending.clear()
     try:
         while order:
-            key, span = order.popleft()  # each packed record is dropped as soon as its span is read
-            packed = events.pop(key, None)
-            yield _read_pending(key, span, unpack_events(packed) if packed else ())
+            key, (reference, resource, source) = order.popleft()
+            found = events.pop(key, None)
+            records_of_span = tuple(event_of(store.take(event)) for event in found) if found else ()
+            yield _read_pending(key, store.take(reference), resource, source, records_of_span)
     finally:
         memo.clear()
 
@@ -97,24 +99,26 @@ def read_span(record: RawRecord, key: tuple[str, str], events: list[EventRecord]
                  status_message=_text(status.get("message")), source=record.source, line=record.line)
 
 
-def _pending(record: RawRecord, resources: Resources) -> PendingSpan:
-    """A checked span record in its compact form."""
+def _pending(record: RawRecord, parent_id: str | None, store: RecordStore, resources: Resources
+             ) -> tuple[Any, dict[str, Any], str | None]:
+    """A checked span record in its compact form: (its stored fields, its shared resource attributes, its
+    source)."""
     data = record.data
     status = _mapping(data.get("status"))
-    return PendingSpan(name=str(data.get("name") or ""), scope=_scope_name(data), parent_id=_parent_id(record),
-                       start_ns=_nanos(data.get("startTimeUnixNano")), end_ns=_nanos(data.get("endTimeUnixNano")),
-                       status=_status(status), status_message=_text(status.get("message")),
-                       resource=resources.shared(_mapping(_mapping(data.get("resource")).get("attributes"))),
-                       attributes=_mapping(data.get("attributes")), events=data.get("events"),
-                       source=record.source, line=record.line)
+    fields = (str(data.get("name") or ""), _scope_name(data), parent_id,
+              _nanos(data.get("startTimeUnixNano")), _nanos(data.get("endTimeUnixNano")), _status(status),
+              _text(status.get("message")), record.line, _mapping(data.get("attributes")), data.get("events"))
+    return (store.put(fields), resources.shared(_mapping(_mapping(data.get("resource")).get("attributes"))),
+            record.source)
 
 
-def _read_pending(key: Key, span: PendingSpan, events: tuple[EventRecord, ...]) -> Span:
-    attributes, span_events = span.attributes_and_events()
-    view = SpanRecord(name=span.name, scope=span.scope, attributes=attributes, resource=dict(span.resource),
-                      parent_id=span.parent_id, events=_span_events(span_events), records=events)
-    return _span(key, view, start_ns=span.start_ns, end_ns=span.end_ns, status=span.status,
-                 status_message=span.status_message, source=span.source, line=span.line)
+def _read_pending(key: Key, fields: tuple[Any, ...], resource: dict[str, Any], source: str | None,
+                  events: tuple[EventRecord, ...]) -> Span:
+    name, scope, parent_id, start_ns, end_ns, status, status_message, line, attributes, span_events = fields
+    view = SpanRecord(name=name, scope=scope, attributes=attributes, resource=dict(resource), parent_id=parent_id,
+                      events=_span_events(span_events), records=events)
+    return _span(key, view, start_ns=start_ns, end_ns=end_ns, status=status, status_message=status_message,
+                 source=source, line=line)
 
 
 def _span(key: Key, view: SpanRecord, *, start_ns: int | None, end_ns: int | None, status: str,
@@ -184,7 +188,7 @@ def _hex_id(record: RawRecord, field: str, digits: int) -> str:
 def _parent_id(record: RawRecord) -> str | None:
     """The parent span's id; None for a root (no id, an empty one, or all zeros as some exporters write)."""
     value = record.data.get("parentSpanId")
-    if value is None or value == "" or (isinstance(value, str) and set(value) == {"0"}):
+    if value is None or value == "" or (isinstance(value, str) and not value.strip("0")):
         return None
     if not isinstance(value, str) or len(value) != 16 or not _HEX.match(value):
         raise EvalInputError(f"{value!r} is not 16 hex digits", file=record.source, line=record.line,
@@ -192,8 +196,9 @@ def _parent_id(record: RawRecord) -> str | None:
     return value.lower()
 
 
-def _check_span(record: RawRecord) -> None:
-    _parent_id(record)
+def _check_span(record: RawRecord) -> str | None:
+    """The checked record's parent span id."""
+    parent_id = _parent_id(record)
     for field in ("startTimeUnixNano", "endTimeUnixNano"):
         _checked_nanos(record, record.data.get(field), field)
     for name in ("attributes", "status"):
@@ -211,6 +216,7 @@ def _check_span(record: RawRecord) -> None:
         if event.get("attributes") is not None and not isinstance(event["attributes"], dict):
             raise EvalInputError("is a JSON object", file=record.source, line=record.line,
                                  field=f"events[{index}].attributes")
+    return parent_id
 
 
 def _checked_nanos(record: RawRecord, value: Any, field: str) -> int | None:

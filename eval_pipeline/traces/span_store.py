@@ -1,11 +1,11 @@
 """Span and event records kept small while the input streams in.
 
 A span cannot be read until the input ends (an event record for it may come later), so each checked record is
-kept in a compact form instead of as its parsed JSON: the few scalar fields a span needs, its attributes and span
-events (and an event record's attributes and body) pickled to one ``bytes`` value, and the resource attributes,
-which every span of a service repeats, kept once. Pickling is exact (a tuple stays a tuple, ``1`` stays an int);
-a value that cannot be pickled is kept as it is. ``bytes`` are not containers, so the garbage collector never
-walks them: holding a million records costs their size and nothing on every collection.
+kept in a compact form instead of as its parsed JSON: pickled (exact: a tuple stays a tuple, ``1`` stays an int)
+into large blocks of bytes, with only an integer reference kept per record; resource attributes, which every span
+of a service repeats, are kept once. A block is released as soon as every record in it has been read, so while
+spans are read (in about the order they came) the store shrinks as the table grows. A value that cannot be pickled
+is kept as it is. Blocks are not containers: the garbage collector never walks them.
 """
 
 from __future__ import annotations
@@ -15,70 +15,65 @@ from typing import Any
 
 from eval_pipeline.traces.scopes.record import EventRecord
 
+BLOCK_BYTES = 8 * 2**20
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
-_NOTHING = pickle.dumps(None, protocol=_PROTOCOL)
-
-
-def pack(value: Any) -> Any:
-    """``value`` as pickle bytes (or itself, when it cannot be pickled); ``unpack`` gives it back."""
-    if value is None:
-        return _NOTHING
-    try:
-        return pickle.dumps(value, protocol=_PROTOCOL)
-    except Exception:  # kept as it is
-        return _Kept(value)
-
-
-def unpack(packed: Any) -> Any:
-    if isinstance(packed, _Kept):
-        return packed.value
-    return pickle.loads(packed)
+_OFFSET_BITS = 40
 
 
 class _Kept:
+    """A value that could not be pickled, kept as it is."""
+
     __slots__ = ("value",)
 
     def __init__(self, value: Any) -> None:
         self.value = value
 
 
-class PendingSpan:
-    """A checked span record waiting for the end of the input: its scalar fields, its resource attributes (shared
-    between spans with equal ones) and its attributes and span events packed."""
+class RecordStore:
+    """Values packed into blocks; ``put`` gives a reference, ``take`` the value back, once."""
 
-    __slots__ = ("end_ns", "line", "name", "packed", "parent_id", "resource", "scope", "source", "start_ns", "status",
-                 "status_message")
+    def __init__(self, block_bytes: int = BLOCK_BYTES) -> None:
+        self.block_bytes = block_bytes
+        self._blocks: list[bytearray | None] = []
+        self._live: list[int] = []
+        self._used = 0
 
-    def __init__(self, *, name: str, scope: str | None, parent_id: str | None, start_ns: int | None,
-                 end_ns: int | None, status: str, status_message: str | None, resource: dict[str, Any],
-                 attributes: dict[str, Any], events: list[Any] | None, source: str | None,
-                 line: int | None) -> None:
-        self.name, self.scope, self.parent_id = name, scope, parent_id
-        self.start_ns, self.end_ns, self.status, self.status_message = start_ns, end_ns, status, status_message
-        self.resource, self.source, self.line = resource, source, line
-        self.packed = pack((attributes, events) if attributes or events else None)
+    def put(self, value: Any) -> int | _Kept:
+        try:
+            data = pickle.dumps(value, protocol=_PROTOCOL)
+        except Exception:  # kept as it is
+            return _Kept(value)
+        size = len(data)
+        if not self._blocks or self._used + size > len(self._blocks[-1] or b""):
+            self._blocks.append(bytearray(max(self.block_bytes, size)))
+            self._live.append(0)
+            self._used = 0
+        index = len(self._blocks) - 1
+        block = self._blocks[index]
+        assert block is not None
+        block[self._used:self._used + size] = data
+        reference = (index << _OFFSET_BITS) | self._used
+        self._used += size
+        self._live[index] += 1
+        return reference
 
-    def attributes_and_events(self) -> tuple[dict[str, Any], list[Any] | None]:
-        """The span's attributes and its raw span events, as recorded."""
-        value = unpack(self.packed)
-        return value if value is not None else ({}, None)
+    def take(self, reference: int | _Kept) -> Any:
+        """The value put under ``reference``; its block is released when nothing in it is left to take."""
+        if isinstance(reference, _Kept):
+            return reference.value
+        index, offset = reference >> _OFFSET_BITS, reference & ((1 << _OFFSET_BITS) - 1)
+        block = self._blocks[index]
+        assert block is not None
+        value = pickle.loads(memoryview(block)[offset:])  # what follows the value's pickle is ignored
+        self._live[index] -= 1
+        if self._live[index] == 0 and index != len(self._blocks) - 1:
+            self._blocks[index] = None
+        return value
 
-
-PackedEvent = tuple[str | None, int | None, Any]
-"""An event record kept small: its name, its time and its attributes and body packed."""
-
-
-def pack_event(event: EventRecord) -> PackedEvent:
-    return (event.name, event.time_ns, pack((event.attributes, event.body)))
-
-
-def unpack_events(packed: list[PackedEvent]) -> tuple[EventRecord, ...]:
-    """The event records, in the order they were packed."""
-    records = []
-    for name, time_ns, value in packed:
-        attributes, body = unpack(value)
-        records.append(EventRecord(name=name, time_ns=time_ns, attributes=attributes, body=body))
-    return tuple(records)
+    @property
+    def held_bytes(self) -> int:
+        """The size of the blocks still held."""
+        return sum(len(block) for block in self._blocks if block is not None)
 
 
 class Resources:
@@ -95,3 +90,13 @@ class Resources:
         except Exception:  # not shared
             return attributes
         return self._known.setdefault(key, attributes)
+
+
+def event_value(event: EventRecord) -> tuple[Any, ...]:
+    """What is stored of an event record."""
+    return (event.name, event.time_ns, event.attributes, event.body)
+
+
+def event_of(value: tuple[Any, ...]) -> EventRecord:
+    name, time_ns, attributes, body = value
+    return EventRecord(name=name, time_ns=time_ns, attributes=attributes, body=body)

@@ -64,8 +64,36 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+TEXT_MEMO_CHARS = 16_384
+"""Text payloads up to this long are decoded once per (text, role) (``clear_text_memo`` forgets them): a session's
+later model calls repeat the JSON-encoded content blocks of its earlier messages."""
+TEXT_MEMO_ENTRIES = 8192
+TEXT_MEMO_TOTAL_CHARS = 32 * 2**20
+_text_memo: dict[tuple[str, str], tuple[ChatMessage, ...]] = {}
+_text_memo_chars = [0]
+
+
+def clear_text_memo() -> None:
+    _text_memo.clear()
+    _text_memo_chars[0] = 0
+
+
 def decode_messages(value: Any, role: str) -> list[ChatMessage]:
     """The chat messages in a payload (``role``: the role of text that does not name one)."""
+    if type(value) is str and len(value) <= TEXT_MEMO_CHARS:
+        key = (value, role)
+        found = _text_memo.get(key)
+        if found is None:
+            found = tuple(_decode_messages(value, role))
+            if len(_text_memo) >= TEXT_MEMO_ENTRIES or _text_memo_chars[0] >= TEXT_MEMO_TOTAL_CHARS:
+                clear_text_memo()
+            _text_memo[key] = found
+            _text_memo_chars[0] += len(value)
+        return list(found)
+    return _decode_messages(value, role)
+
+
+def _decode_messages(value: Any, role: str) -> list[ChatMessage]:
     if value is None:
         return []
     parsed = parse_json(value)

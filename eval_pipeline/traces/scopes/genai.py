@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eval_pipeline.data.messages import ChatMessage
@@ -24,7 +24,7 @@ from eval_pipeline.traces.scopes.content import (
     parse_json,
     text_of,
 )
-from eval_pipeline.traces.scopes.memo import decoded_messages
+from eval_pipeline.traces.scopes.memo import decoded_payload
 from eval_pipeline.traces.scopes.record import Payload, Side, SpanReading, SpanRecord
 from eval_pipeline.traces.spans import SpanKind
 
@@ -177,19 +177,19 @@ class GenAIReader:
         """The payloads decoded, in order. A payload that wraps a conversation (``input.value``) whose messages
         all appear in the side's other payloads is a copy and is dropped: ADOT's event body puts OpenInference's
         ``input.value`` next to the ``llm.input_messages`` it repeats."""
-        decoded: list[tuple[Payload, list[ChatMessage]]] = []
+        decoded: list[tuple[Payload, Sequence[ChatMessage], bool | None]] = []
         for payload in payloads:
             try:
-                decoded.append((payload, decoded_messages(payload.value, payload.role)))
+                decoded.append((payload, *decoded_payload(payload.value, payload.role)))
             except BodyShapeError as error:
                 record.note(f"{payload.origin}: {error}")
         dropped: set[int] = set()
-        for index, (payload, messages) in enumerate(decoded):
-            if messages and len(decoded) > 1 and is_container(payload.value):
-                others = [m for j, (_, ms) in enumerate(decoded) if j != index and j not in dropped for m in ms]
+        for index, (payload, messages, container) in enumerate(decoded):
+            if messages and len(decoded) > 1 and (is_container(payload.value) if container is None else container):
+                others = [m for j, (_, ms, _) in enumerate(decoded) if j != index and j not in dropped for m in ms]
                 if all(m in others for m in messages):
                     dropped.add(index)
-        return [m for index, (_, messages) in enumerate(decoded) if index not in dropped for m in messages]
+        return [m for index, (_, messages, _) in enumerate(decoded) if index not in dropped for m in messages]
 
     # -- tool calls ---------------------------------------------------------------------------------------------
 
