@@ -58,11 +58,10 @@ def read_cloudwatch_source(source: CloudWatchLogsSource, *, root: Path | None = 
     narrowed by ``filterConfig`` (whole sessions), with the event records of their traces from ``logGroupNames``,
     the groups matching ``logGroupNamePrefixes`` and the groups the spans name (``aws.log.group.names``)."""
     from eval_pipeline.traces.ingest import filter_spans
-    from eval_pipeline.traces.otel_records import spans_from_records
-    from eval_pipeline.traces.spans import spans_frame
+    from eval_pipeline.traces.otel_records import traces_frame
 
     records = cloudwatch_records(source, client=client or logs_client(source.region), log=log)
-    frame = spans_frame(spans_from_records(records))
+    frame = traces_frame(records)
     return filter_spans(frame, source.filterConfig or FilterConfig(), list(source.serviceNames))
 
 

@@ -82,14 +82,13 @@ def service_result(row: Mapping[str, Any], arns: Mapping[str, str]) -> dict[str,
 
 def _one_session(spans: list[Any]) -> Any:
     """The one session that the inline span and event records hold."""
-    from eval_pipeline.traces.otel_records import spans_from_records
+    from eval_pipeline.traces.otel_records import traces_frame
     from eval_pipeline.traces.records import RawRecord
     from eval_pipeline.traces.sessions import sessions_from_traces
-    from eval_pipeline.traces.spans import spans_frame
 
-    records = [RawRecord(dict(item), source="evaluationInput.sessionSpans", line=index + 1)
-               for index, item in enumerate(spans)]
-    sessions = sessions_from_traces(spans_frame(spans_from_records(records)))
+    records = (RawRecord(dict(item), source="evaluationInput.sessionSpans", line=index + 1)
+               for index, item in enumerate(spans))
+    sessions = sessions_from_traces(traces_frame(records))
     if len(sessions) != 1:
         raise ValidationException(f"the spans must hold exactly one session (they hold {len(sessions)})",
                                   field="evaluationInput.sessionSpans")

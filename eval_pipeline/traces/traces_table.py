@@ -46,7 +46,8 @@ class TracesTable:
         columns: dict[str, object] = {name: self._kept[name] for name in _KEPT}
         for name in _CHUNKED:
             chunks = self._chunks.pop(name)
-            columns[name] = _joined(chunks, rows) if chunks else []
+            empty = pd.array([], dtype="Int64") if name in INTEGER_COLUMNS else []
+            columns[name] = _joined(chunks, rows) if chunks else empty
         return pd.DataFrame({name: columns[name] for name in TRACES.names}, columns=TRACES.names, copy=False)
 
     def _flush(self) -> None:
