@@ -13,8 +13,8 @@ import pytest
 from eval_pipeline.agents.environment import AgentTask, AgentTurn, Reset, Step
 from eval_pipeline.agents.user_simulator import UserReply
 from eval_pipeline.data.messages import ChatMessage, ToolCall, ToolSpec, assistant, tool_result, user
-from eval_pipeline.tracking.mlflow_log import open_experiment, start_run
 from eval_pipeline.tracking.rollout_traces import log_rollout_traces, rollout_spans
+from tests.mlflow_stores import STORE_KINDS, fresh_run, tracking_store
 
 CALL = ToolCall(id="call-1", name="add", arguments='{"a": 2, "b": 3}')
 FIRST = assistant("", [CALL])
@@ -46,26 +46,15 @@ def rollout_row(rollout_id: str = "r-1", *, error: str | None = None, source: st
             "error_source": source}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "file"])
+@pytest.fixture(scope="module", params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A fresh store for the module: the SQLite file the pipeline uses by default, or MLflow's file store (spans
-    kept in the trace's artifact instead of a span table)."""
-    folder = tmp_path_factory.mktemp(f"mlflow-{request.param}")
-    with pytest.MonkeyPatch.context() as patch:
-        if request.param == "sqlite":
-            uri = f"sqlite:///{folder / 'mlflow.db'}"
-        else:
-            patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-            uri = (folder / "mlruns").as_uri()
-        _, experiment_id = open_experiment(uri, "eval/agents")
-        yield {"uri": uri, "experiment_id": experiment_id}
+    with tracking_store(request.param, tmp_path_factory.mktemp(f"mlflow-{request.param}"), "eval/agents") as found:
+        yield found
 
 
 @pytest.fixture
 def run(store: dict[str, str]) -> dict[str, str]:
-    """A fresh RUNNING run in the module's store: each test sees only its own traces."""
-    client, experiment_id = open_experiment(store["uri"], "eval/agents")
-    return {**store, "run_id": start_run(client, experiment_id, "agents/base", {})}
+    return fresh_run(store, "eval/agents", "agents/base")
 
 
 def search(run: dict[str, str], **kwargs: object) -> list[mlflow.entities.Trace]:

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from eval_pipeline.data.schemas import TRACE_EVALUATIONS, TRACES
-from eval_pipeline.tracking.mlflow_log import open_experiment, start_run
 from eval_pipeline.tracking.session_traces import log_session_traces
+from tests.mlflow_stores import STORE_KINDS, fresh_run, tracking_store
 
 T1, T2, T3 = "a1" * 16, "b2" * 16, "c3" * 16
 S = 10**18  # epoch ns base: 2001-09-09
@@ -90,26 +90,15 @@ def results_frame() -> pd.DataFrame:
     return pd.DataFrame(rows).reindex(columns=TRACE_EVALUATIONS.names)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "file"])
+@pytest.fixture(scope="module", params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One store for the module (creating a SQLite store's schema takes seconds): SQLite, or MLflow's file store
-    (spans kept in the trace's artifact instead of a span table)."""
-    folder = tmp_path_factory.mktemp(f"mlflow-{request.param}")
-    with pytest.MonkeyPatch.context() as patch:
-        if request.param == "sqlite":
-            uri = f"sqlite:///{folder / 'mlflow.db'}"
-        else:
-            patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-            uri = (folder / "mlruns").as_uri()
-        _, experiment_id = open_experiment(uri, "eval/traces")
-        yield {"uri": uri, "experiment_id": experiment_id}
+    with tracking_store(request.param, tmp_path_factory.mktemp(f"mlflow-{request.param}"), "eval/traces") as found:
+        yield found
 
 
 @pytest.fixture
 def run(store: dict[str, str]) -> dict[str, str]:
-    """A fresh run in the module's store: each test sees only its own traces (trace ids derive from the run)."""
-    client, experiment_id = open_experiment(store["uri"], "eval/traces")
-    return {**store, "run_id": start_run(client, experiment_id, "traces/shop", {})}
+    return fresh_run(store, "eval/traces", "traces/shop")
 
 
 def traces_of(run: dict[str, str]) -> dict[str, mlflow.entities.Trace]:

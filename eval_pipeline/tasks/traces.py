@@ -9,7 +9,6 @@ an interval that respects the clustering of a session's traces and tool calls.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,20 +29,26 @@ from eval_pipeline.registry import UnknownEntryError
 from eval_pipeline.suites.checks import SuiteProblem, field_path
 from eval_pipeline.tasks.base import Production, model_stages
 from eval_pipeline.traces.evaluation import JudgeSetup, run_evaluations
-from eval_pipeline.traces.evaluators.base import ErrorCode, EvaluationResult, Evaluator, Target
+from eval_pipeline.traces.evaluators.base import Evaluator
 from eval_pipeline.traces.evaluators.custom import custom_evaluator
 from eval_pipeline.traces.evaluators.registry import resolve_evaluator
 from eval_pipeline.traces.ground_truth import (
     MAX_SESSIONS,
-    ExpectedTurn,
-    GroundTruth,
     SessionMetadata,
     load_evaluation_metadata,
 )
 from eval_pipeline.traces.ingest import ingest
 from eval_pipeline.traces.result_events import result_destination, write_result_events
+from eval_pipeline.traces.result_tables import as_judgments, as_scores, results_of, session_not_found
 from eval_pipeline.traces.service_shapes import resource_arn
-from eval_pipeline.traces.sessions import Session, sessions_from_traces
+from eval_pipeline.traces.session_samples import (
+    missing_row,
+    missing_sessions,
+    sample_truths,
+    service_sessions,
+    session_row,
+)
+from eval_pipeline.traces.sessions import sessions_from_traces
 from eval_pipeline.traces.summary import evaluation_metrics
 
 if TYPE_CHECKING:
@@ -126,9 +131,9 @@ class TracesTask:
         truths = suite_ground_truth(suite)
         if sample_ids is not None:
             truths = {sid: truth for sid, truth in truths.items() if sid in set(sample_ids)}
-        rows = [_session_row(session, truths.get(session.session_id)) for session in sessions]
+        rows = [session_row(session, truths.get(session.session_id)) for session in sessions]
         found = {session.session_id for session in sessions}
-        rows += [_missing_row(truth) for session_id, truth in truths.items() if session_id not in found]
+        rows += [missing_row(truth) for session_id, truth in truths.items() if session_id not in found]
         rows = rows[:limit] if limit is not None else rows
         check_breakdown_keys(rows, suite.breakdown_keys, suite.resolve_uri(suite.dataset.uri), limit)
         return pd.DataFrame(rows, columns=SAMPLES.names)
@@ -136,7 +141,7 @@ class TracesTask:
     def produce(self, suite: Suite, model: ModelSpec, samples: pd.DataFrame, cache: RequestCache | None,
                 log: Callable[[str], None]) -> Production:
         """The agent's spans of the sessions in ``samples`` (read again from the source)."""
-        wanted = _agent_sessions(samples, model)
+        wanted = service_sessions(samples, model.model)
         frame = _ingest(suite, sorted(wanted))
         frame = frame[frame["session_id"].isin(wanted)].reset_index(drop=True).assign(**{AGENT_COLUMN: model.name})
         sessions = frame["session_id"].nunique()
@@ -159,7 +164,7 @@ class TracesTask:
         """The programmatic evaluators' results (trajectory matches, code evaluators)."""
         evaluators = [e for e in suite_evaluators(suite) if not e.judged]
         results = self._evaluate(suite, samples, produced, evaluators, judge=None)
-        return conform(_as_scores(results), SCORES).to_pandas()
+        return conform(as_scores(results), SCORES).to_pandas()
 
     def judge(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame, *, cache: RequestCache | None,
               on_progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, JudgeStats]:
@@ -174,7 +179,7 @@ class TracesTask:
                                        if judge.verdict == "likelihood" else None))
         results, run = self._evaluate(suite, samples, produced, evaluators, judge=setup, on_progress=on_progress,
                                       with_run=True)
-        frame = conform(_as_judgments(results), JUDGMENTS).to_pandas()
+        frame = conform(as_judgments(results), JUDGMENTS).to_pandas()
         stats = JudgeStats(requests=run.judge_requests, cached=run.judge_cached, sent=run.judge_sent,
                            errors=int(frame["error"].notna().sum()))
         return frame, stats
@@ -184,11 +189,11 @@ class TracesTask:
                   with_run: bool = False) -> Any:
         model = _partition_model(produced)
         sessions = sessions_from_traces(produced)
-        truths = _sample_truths(samples)
+        truths = sample_truths(samples)
         found = {session.session_id for session in sessions}
         run = run_evaluations(sessions, truths, evaluators, judge=judge, model=model, on_progress=on_progress)
         missing = [session_not_found(sid, e, model, truths[sid].test_scenario_id)
-                   for sid in _missing_sessions(samples) if sid not in found for e in evaluators]
+                   for sid in missing_sessions(samples) if sid not in found for e in evaluators]
         results = pd.concat([run.frame, pd.DataFrame(missing, columns=TRACE_EVALUATIONS.names)], ignore_index=True)
         return (results, run) if with_run else results
 
@@ -226,18 +231,16 @@ class TracesTask:
               judgments: pd.DataFrame | None) -> pd.DataFrame:
         """One row per evaluator result: the session, trace and span, the value and label, the explanation, the
         error and the ground-truth fields it ignored."""
-        frames = [scores] + ([judgments] if judgments is not None else [])
-        results = pd.concat([f.reindex(columns=TRACE_EVALUATIONS.names) for f in frames], ignore_index=True)
         columns = ["session_id", "trace_id", "span_id", "evaluator_id", "level", "value", "label", "explanation",
                    "ignored_reference_fields", "test_scenario_id", "error_code", "error"]
-        return results[columns]
+        return results_of(scores, judgments)[columns]
 
     def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame, scores: pd.DataFrame,
                    judgments: pd.DataFrame | None) -> None:
         """Each session as an MLflow trace, the evaluators' results attached as assessments."""
         from eval_pipeline.tracking.session_traces import log_session_traces
 
-        log_session_traces(produced, _results(scores, judgments), tracking_uri=tracking_uri, run_id=run_id)
+        log_session_traces(produced, results_of(scores, judgments), tracking_uri=tracking_uri, run_id=run_id)
 
 
     def export(self, suite: Suite, run_id: str, scores: pd.DataFrame,
@@ -249,7 +252,7 @@ class TracesTask:
             return {}
         job = {"batchEvaluationId": run_id, "batchEvaluationName": suite.suite,
                "batchEvaluationArn": resource_arn("local", "batch-evaluation", run_id)}
-        written = write_result_events(_results(scores, judgments), output.cloudWatchConfig, job=job)
+        written = write_result_events(results_of(scores, judgments), output.cloudWatchConfig, job=job)
         group, stream = result_destination(output.cloudWatchConfig, job)
         return {"result_events": written, "result_log_group": group, "result_log_stream": stream}
 
@@ -287,16 +290,6 @@ def suite_ground_truth(suite: Suite) -> dict[str, SessionMetadata]:
         value = value.model_dump(exclude_none=True, mode="json")
     root = Path(suite.base_dir) if suite.base_dir else None
     return load_evaluation_metadata(value, root=root, file=suite.source_path)
-
-
-def session_not_found(session_id: str, evaluator: Evaluator, model: str | None,
-                      test_scenario_id: str | None) -> dict[str, object]:
-    """The error row of an evaluator for a session the ground truth names and the source does not hold."""
-    result = EvaluationResult(
-        evaluator.evaluator_id, evaluator.name, str(evaluator.level), Target(session_id),
-        error_code=ErrorCode.SESSION_NOT_FOUND,
-        error=f"session {session_id!r} has ground truth but no spans in the source")
-    return result.as_row(model=model, test_scenario_id=test_scenario_id)
 
 
 def _spec(suite: Suite) -> TracesSpec:
@@ -340,105 +333,11 @@ def _source_uri(traces: Any) -> str:
     return "traces"
 
 
-RESERVED_METADATA = ("service", "traces", "spans", "missing", "testScenarioId", "groundTruth")
-"""The keys a session's samples row writes in ``metadata`` next to its ground truth's own ``metadata`` fields (which
-breakdown keys read); ours win over a field of the same name."""
-
-
-def _row_metadata(truth: SessionMetadata | None, **own: object) -> dict[str, Any]:
-    if truth is None:
-        return dict(own)
-    ground = truth.ground_truth
-    return {**truth.metadata, **own, "testScenarioId": truth.test_scenario_id,
-            "groundTruth": {"assertions": list(ground.assertions),
-                            "expectedToolNames": (list(ground.expected_tool_names)
-                                                  if ground.expected_tool_names is not None else None),
-                            "turns": [{"prompt": t.prompt, "expectedResponse": t.expected_response}
-                                      for t in ground.turns]}}
-
-
-def _session_row(session: Session, truth: SessionMetadata | None) -> dict[str, object]:
-    first = session.turns[0] if session.turns else None
-    metadata = _row_metadata(truth, service=session.service, traces=len(session.turns), spans=session.span_count)
-    digest = hashlib.sha256(json.dumps([session.session_id, session.span_count, session.start_ns, session.end_ns,
-                                        metadata], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return {"sample_id": session.session_id, "input": first.prompt if first else None, "input_kind": "text",
-            "reference": _first_expected(truth), "choices": None,
-            "category": truth.test_scenario_id if truth else None, "metadata": json.dumps(metadata, default=str),
-            "source": ",".join(session.sources) or None, "line": None, "row_hash": digest}
-
-
-def _missing_row(truth: SessionMetadata) -> dict[str, object]:
-    metadata = _row_metadata(truth, service=None, missing=True)
-    digest = hashlib.sha256(json.dumps(metadata, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return {"sample_id": truth.session_id, "input": None, "input_kind": "text", "reference": _first_expected(truth),
-            "choices": None, "category": truth.test_scenario_id, "metadata": json.dumps(metadata, default=str),
-            "source": None, "line": None, "row_hash": digest}
-
-
-def _first_expected(truth: SessionMetadata | None) -> str | None:
-    if truth is None:
-        return None
-    return next((t.expected_response for t in truth.ground_truth.turns if t.expected_response), None)
-
-
-def _metadata(samples: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    return {row.sample_id: json.loads(row.metadata or "{}") for row in samples.itertuples(index=False)}
-
-
-def _agent_sessions(samples: pd.DataFrame, model: ModelSpec) -> set[str]:
-    """The sessions of ``model``'s service (all of them when the model names none)."""
-    return {sid for sid, meta in _metadata(samples).items()
-            if not meta.get("missing") and (model.model is None or meta.get("service") == model.model)}
-
-
-def _missing_sessions(samples: pd.DataFrame) -> list[str]:
-    return [sid for sid, meta in _metadata(samples).items() if meta.get("missing")]
-
-
-def _sample_truths(samples: pd.DataFrame) -> dict[str, SessionMetadata]:
-    """The ground truth stored with each session's samples row."""
-    truths = {}
-    for sid, meta in _metadata(samples).items():
-        ground = meta.get("groundTruth")
-        if ground is None:
-            continue
-        expected = ground.get("expectedToolNames")
-        truth = GroundTruth(assertions=tuple(ground.get("assertions") or ()),
-                            expected_tool_names=tuple(expected) if expected is not None else None,
-                            turns=tuple(ExpectedTurn(t.get("prompt"), t.get("expectedResponse"))
-                                        for t in ground.get("turns") or ()))
-        user = {k: v for k, v in meta.items() if k not in RESERVED_METADATA}
-        truths[sid] = SessionMetadata(sid, meta.get("testScenarioId"), user, truth)
-    return truths
-
-
 def _partition_model(produced: pd.DataFrame) -> str | None:
     """The recorded agent (the partition) whose spans these are: ``produce`` writes it in the ``agent`` column."""
     if AGENT_COLUMN in produced.columns and len(produced):
         return str(produced[AGENT_COLUMN].iloc[0])
     return None
-
-
-def _as_scores(results: pd.DataFrame) -> pd.DataFrame:
-    return results.assign(sample_id=results["session_id"], sample_index=_target_index(results),
-                          scorer=results["evaluator_id"], extracted=results["label"],
-                          request_hash=results["judge_request_hash"])
-
-
-def _as_judgments(results: pd.DataFrame) -> pd.DataFrame:
-    return results.assign(sample_id=results["session_id"], sample_index=_target_index(results),
-                          metric=results["evaluator_id"])
-
-
-def _target_index(results: pd.DataFrame) -> pd.Series:
-    """Each result's ordinal among its evaluator's results in the session (the tables' ``sample_index``)."""
-    return results.groupby(["session_id", "evaluator_id"], sort=False).cumcount().astype("int64")
-
-
-def _results(scores: pd.DataFrame, judgments: pd.DataFrame | None) -> pd.DataFrame:
-    frames = [scores] + ([judgments] if judgments is not None else [])
-    return pd.concat([f.reindex(columns=TRACE_EVALUATIONS.names) for f in frames], ignore_index=True)
 
 
 TRACES_TASK = TracesTask()
