@@ -16,6 +16,7 @@ from typing import Any
 
 from eval_pipeline import paths
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.text_table import plain_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +105,7 @@ def _dry_run(suite: Any, args: argparse.Namespace) -> int:
         print(json.dumps({"suite": suite.suite, "dry_run": True, "plans": [asdict(p) for p in plans]}))
         return 0
     print(f"{suite.suite}: dry run, nothing sent")
-    print(_plain_table([{
+    print(plain_table([{
         "model": p.model, "backend": p.backend, "requests": str(p.requests), "cached": str(p.cached),
         "to send": str(p.to_send), "est. tokens in": str(p.est_tokens_in), "max tokens out": str(p.max_tokens_out),
         "est. cost (max)": "no price" if p.est_cost_usd is None else f"${p.est_cost_usd:.4f}"} for p in plans]))
@@ -162,7 +163,7 @@ def _print_result(result: Any) -> None:
             print(f"judging: {judged.get('requests', 0)} requests, {judged.get('cached', 0)} from cache, "
                   f"{judged.get('sent', 0)} sent, {judged.get('errors', 0)} errors"
                   + ("  (nothing sent: all cached)" if judged.get("sent") == 0 else ""))
-        print(_plain_table([_metric_cells(row) for row in model.metrics.itertuples(index=False)]))
+        print(plain_table([_metric_cells(row) for row in model.metrics.itertuples(index=False)]))
         for flag in _judge_flags(model):  # a warning, not a failure
             print(flag.line())
         print(f"outputs: {Path(model.outputs['metrics']).parent.parent}")
@@ -211,7 +212,7 @@ def _print_comparison(suite: str, comparison: Any) -> None:
     from eval_pipeline.assets.comparison import comparison_cells
 
     rows = comparison_cells(comparison.metrics).to_dict("records") if not comparison.metrics.empty else []
-    print(_plain_table(rows))
+    print(plain_table(rows))
     if comparison.mlflow_run_id:
         print(f"MLflow run: {comparison.mlflow_run_id}")
 
@@ -224,17 +225,6 @@ def _metric_cells(row: Any) -> dict[str, str]:
     method = getattr(row, "ci_method", None)
     return {"metric": label, "value": fmt(row.value) or "n/a", "stderr": fmt(row.stderr), "95% CI": ci,
             "CI method": "" if _missing(method) else str(method), "n": str(row.n), "errors": str(row.errors)}
-
-
-def _plain_table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return "(no metrics)"
-    columns = list(rows[0])
-    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(r[c].ljust(w) for c, w in zip(columns, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
 
 
 def _list(args: argparse.Namespace) -> int:

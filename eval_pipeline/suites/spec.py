@@ -10,8 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from eval_pipeline.agents.spec import EnvironmentSpec, RolloutSpec, UserSimulatorSpec
 from eval_pipeline.inference.backend_registry import likelihood_backends
+from eval_pipeline.inference.model_spec import (  # noqa: F401  (PriceSpec, EMBEDDED_MODEL: re-exported)
+    EMBEDDED_MODEL,
+    ModelSpec,
+    PriceSpec,
+)
 from eval_pipeline.inference.model_spec import MODEL_NAME_PATTERN as NAME_PATTERN
-from eval_pipeline.inference.model_spec import ModelSpec, PriceSpec  # noqa: F401  (PriceSpec: re-exported)
 from eval_pipeline.scoring.spec import ScorerSpec
 from eval_pipeline.suites.task_kinds import TASK_KINDS
 from eval_pipeline.traces.spec import TracesSpec
@@ -55,7 +59,6 @@ class GenerationSpec(_Strict):
     system_prompt: str | None = None
 
 
-EMBEDDED_MODEL = "smollm2-135m-instruct"
 
 
 class JudgeSpec(_Strict):

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from eval_pipeline.inference.base import GenerationParams
-from eval_pipeline.inference.model_spec import ModelSpec
+from eval_pipeline.inference.model_spec import EMBEDDED_MODEL, ModelSpec
 from eval_pipeline.traces.evaluators.base import Evaluator
 
 JUDGE_MAX_TOKENS = 256
@@ -18,9 +18,7 @@ JUDGE_MAX_TOKENS = 256
 
 def default_judge() -> ModelSpec:
     """The embedded local model, as a suite's judge defaults to (weak: configure a larger judge for real use)."""
-    from eval_pipeline.suites.spec import JudgeSpec
-
-    return JudgeSpec().model
+    return ModelSpec(name="judge", backend="local", model=EMBEDDED_MODEL)
 
 
 class BatchJudge:
