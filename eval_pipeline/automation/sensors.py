@@ -1,23 +1,22 @@
-"""Sensors: register declared models, evaluate each new checkpoint dropped into a watched folder, and evaluate each
-recorded session once it is complete (a traces suite reading CloudWatch Logs)."""
+"""Sensors: register declared models, evaluate each new checkpoint of a watched source (a folder, an S3 prefix, a
+SageMaker model package group, an MLflow registered model), and evaluate each recorded session once it is complete
+(a traces suite reading CloudWatch Logs)."""
 
 import hashlib
 import json
-import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from eval_pipeline.assets.partitions import model_partitions
 from eval_pipeline.automation.jobs import AssetJob
-from eval_pipeline.suites.spec import NAME_PATTERN, Suite
+from eval_pipeline.suites.checkpoint_sources import Checkpoint, CheckpointSource, checkpoint_source
+from eval_pipeline.suites.spec import Suite
 from eval_pipeline.traces.cloudwatch import logs_client
 from eval_pipeline.traces.session_activity import ActivityState, hand_out, observe, poll_spans, ready_sessions
-
-CHECKPOINT_MARKER = "config.json"
+from eval_pipeline.tracking.run_labels import MLFLOW_TAGS_TAG
 
 
 def declared_models_sensor(suite: Suite) -> dg.SensorDefinition:
@@ -37,34 +36,68 @@ def declared_models_sensor(suite: Suite) -> dg.SensorDefinition:
     return sensor
 
 
-def new_checkpoints(folder: Path, known: set[str]) -> list[str]:
-    """Checkpoint directories (holding a config.json) in the folder that are not partitions yet."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        entry.name for entry in folder.iterdir()
-        if entry.is_dir() and (entry / CHECKPOINT_MARKER).is_file() and entry.name not in known
-        and re.match(NAME_PATTERN, entry.name))
+def _s3_client(region: str | None) -> Any:
+    from dagster_aws.s3 import S3Resource  # the dagster-aws S3 resource: its region, endpoint and credentials
+    return S3Resource(region_name=region).get_client()
 
 
-def new_checkpoint_sensor(suite: Suite, job: AssetJob) -> dg.SensorDefinition:
-    """Registers each new checkpoint folder as a model partition and requests its evaluation."""
+def _aws_client(service: str) -> Callable[[str | None], Any]:
+    def build(region: str | None) -> Any:
+        import boto3
+        return boto3.client(service, region_name=region)
+    return build
+
+
+SOURCE_CLIENTS: dict[str, Callable[[str | None], Any]] = {"s3": _s3_client, "sagemaker": _aws_client("sagemaker")}
+"""How the sensor builds the client a checkpoint source lists with, by the source's ``service``."""
+
+
+def checkpoint_tags(source: CheckpointSource, checkpoint: Checkpoint) -> dict[str, str]:
+    """The run's tags naming where the model came from; also carried to the MLflow run (``run_labels``)."""
+    recorded = {"eval/checkpoint_source": source.uri, "eval/checkpoint_kind": source.kind,
+                "eval/checkpoint_uri": checkpoint.uri}
+    if checkpoint.version:
+        recorded["eval/checkpoint_version"] = checkpoint.version
+    return {"eval/trigger": "new_checkpoint", **recorded, MLFLOW_TAGS_TAG: json.dumps(recorded, sort_keys=True)}
+
+
+def checkpoint_run_key(source: CheckpointSource, checkpoint: Checkpoint) -> str:
+    """Unique per model and version, so a restarted daemon (or a lost cursor) never requests a model twice; a local
+    folder's checkpoints keep their first key, ``checkpoint:<name>``."""
+    if not checkpoint.version:
+        return f"checkpoint:{checkpoint.name}"
+    return f"checkpoint:{source.uri}:{checkpoint.name}:{checkpoint.version}"
+
+
+def new_checkpoint_sensor(suite: Suite, job: AssetJob, *, client: Any | None = None) -> dg.SensorDefinition:
+    """Registers each new model of the suite's watched source as a partition and requests its evaluation once. A
+    local folder's new checkpoints are the ones not partitions yet; a versioned source's (S3 etag, SageMaker package
+    version, MLflow version) are the versions not in the cursor, which maps each name to the version seen."""
     assert suite.watch is not None
-    folder = suite.resolve_path(suite.watch.dir)
+    watch = suite.watch
+    source = checkpoint_source(watch, suite)
     partitions = model_partitions(suite)
 
     @dg.sensor(name=f"{suite.suite}_new_checkpoints", job=job, minimum_interval_seconds=30,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description=f"Evaluates each new model directory that appears in {folder}.")
+               description=f"Evaluates each new model that appears in {source.uri}.")
     def sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        found = new_checkpoints(folder, set(context.instance.get_dynamic_partitions(partitions.name)))
+        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        known = set(context.instance.get_dynamic_partitions(partitions.name))
+        lister = client if client is not None or source.service is None else SOURCE_CLIENTS[source.service](
+            watch.region)
+        found = [c for c in source.list(lister)
+                 if (seen.get(c.name) != c.version if c.version else c.name not in known)]
         if not found:
-            return dg.SkipReason(f"no new checkpoint in {folder}")
-        context.log.info(f"new checkpoints: {', '.join(found)}")
+            return dg.SkipReason(f"no new checkpoint in {source.uri}")
+        context.log.info(f"new checkpoints: {', '.join(c.name for c in found)}")
+        added = [c.name for c in found if c.name not in known]
+        versioned = {c.name: c.version for c in found if c.version}
         return dg.SensorResult(
-            dynamic_partitions_requests=[partitions.build_add_request(found)],
-            run_requests=[dg.RunRequest(partition_key=name, run_key=f"checkpoint:{name}",
-                                        tags={"eval/trigger": "new_checkpoint"}) for name in found])
+            dynamic_partitions_requests=[partitions.build_add_request(added)] if added else [],
+            run_requests=[dg.RunRequest(partition_key=c.name, run_key=checkpoint_run_key(source, c),
+                                        tags=checkpoint_tags(source, c)) for c in found],
+            cursor=json.dumps({**seen, **versioned}, sort_keys=True) if versioned else None)
 
     return sensor
 

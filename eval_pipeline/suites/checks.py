@@ -54,7 +54,8 @@ def _generation(suite: Suite) -> Iterator[SuiteProblem]:
     temperature = suite.generation.temperature
     backends = [(m.name, m.backend) for m in suite.models]
     if suite.watch is not None:
-        backends.append((f"watched checkpoints in {suite.watch.dir}", suite.watch.backend))
+        watched = getattr(suite.watch, suite.watch.source_kind)
+        backends.append((f"watched checkpoints in {watched}", suite.watch.backend))
     for name, backend_name in backends:
         problem = backend(backend_name).temperature_problem(temperature)
         if problem is not None:

@@ -17,6 +17,7 @@ from eval_pipeline.inference.model_spec import (  # noqa: F401  (PriceSpec, EMBE
 )
 from eval_pipeline.inference.model_spec import MODEL_NAME_PATTERN as NAME_PATTERN
 from eval_pipeline.scoring.spec import ScorerSpec
+from eval_pipeline.suites import checkpoint_sources
 from eval_pipeline.suites.task_kinds import TASK_KINDS
 from eval_pipeline.traces.spec import TracesSpec
 
@@ -96,10 +97,45 @@ class JudgeSpec(_Strict):
 
 
 class WatchSpec(_Strict):
-    """A folder where new model checkpoints (one directory each) are registered as partitions and evaluated."""
+    """Where new models appear, each registered as a partition and evaluated once: exactly one of a local folder
+    (``dir``: one directory with a ``config.json`` each), an S3 prefix (``s3``: the same, one "folder" each), a
+    SageMaker model package group (its Approved packages) or an MLflow registered model (its new versions, or
+    with ``alias`` each version the alias moves to). Sources are entries of
+    ``checkpoint_sources.CHECKPOINT_SOURCES``."""
 
-    dir: str
-    backend: Literal["local"] = "local"
+    dir: str | None = None
+    s3: str | None = Field(default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+    sagemaker_model_package_group: str | None = None
+    mlflow_model: str | None = None
+    alias: str | None = None
+    """mlflow_model: follow this alias (``champion``) instead of every new version."""
+    region: str | None = None
+    """sagemaker_model_package_group: the AWS region (default: the environment's)."""
+    tracking_uri: str | None = None
+    """mlflow_model: the registry's tracking URI (default: the pipeline's MLflow store)."""
+    backend: str = "local"
+    """The backend that serves each watched model from its location (a folder, an ``s3://`` URI, model data, a
+    ``models:/`` URI)."""
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return ModelSpec._known_backend(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WatchSpec:
+        named = [kind for kind in checkpoint_sources.CHECKPOINT_SOURCES.names() if getattr(self, kind, None)]
+        if len(named) != 1:
+            raise ValueError("watch names exactly one source of "
+                             f"{', '.join(checkpoint_sources.CHECKPOINT_SOURCES.names())}; got {named or 'none'}")
+        if self.alias is not None and self.mlflow_model is None:
+            raise ValueError("watch.alias applies to mlflow_model only")
+        return self
+
+    @property
+    def source_kind(self) -> str:
+        """The field naming the source (``dir``, ``s3`` ...)."""
+        return next(kind for kind in checkpoint_sources.CHECKPOINT_SOURCES.names() if getattr(self, kind, None))
 
 
 class Suite(_Strict):
@@ -194,13 +230,14 @@ class Suite(_Strict):
         raise KeyError(f"suite {self.suite!r} has no model {name!r} (known: {known})")
 
     def watched_model(self, name: str) -> ModelSpec | None:
-        """A checkpoint directory in the watched folder, as a model spec; None if there is none."""
+        """A watched model as a model spec, its location (a checkpoint folder, an ``s3://`` folder, a SageMaker
+        package's model data, a ``models:/`` URI) in ``model``; None if the source has no such name."""
         if self.watch is None or not re.match(NAME_PATTERN, name):
             return None
-        folder = self.resolve_path(self.watch.dir) / name
-        if not folder.is_dir():
+        location = checkpoint_sources.checkpoint_source(self.watch, self).location(name)
+        if location is None:
             return None
-        return ModelSpec(name=name, backend=self.watch.backend, model=str(folder))
+        return ModelSpec(name=name, backend=self.watch.backend, model=location)
 
     def resolve_path(self, value: str) -> Path:
         """A path from the suite, relative paths taken from the project root (the folder holding ``evals/``)."""
