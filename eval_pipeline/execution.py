@@ -181,7 +181,8 @@ def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
     materializations = result.asset_materializations_for_node(node)
     if not materializations:
         return {}
-    return {key: getattr(value, "value", value) for key, value in materializations[-1].metadata.items()}
+    return {key: getattr(value, "value", value) for key, value in materializations[-1].metadata.items()
+            if not key.startswith("dagster/")}  # Dagster's own entries (the column schema) are no counts
 
 
 def run_gates(result: dg.ExecuteInProcessResult) -> list[GateResult]:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from eval_pipeline.assets.metadata import markdown_table, preview
+from eval_pipeline.assets.metadata import markdown_table, mlflow_run_metadata, preview
 from eval_pipeline.inference.backends import build_sampler
 from eval_pipeline.judging.run import judgment_scores, run_pairwise
 from eval_pipeline.judging.setup import judge_label, judge_params
@@ -57,6 +57,7 @@ def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
                                        tags={"dagster.run_id": context.run.run_id})
         yield dg.Output(table, output_name="comparison", metadata={
             "models": sorted(generations), "baseline": baseline, "mlflow_run_id": run_id or "",
+            **mlflow_run_metadata(mlflow.tracking_uri, run_id),
             "summary": dg.MetadataValue.md(comparison_summary(table))})
         if pairwise is not None:
             yield dg.Output(pairwise, output_name="pairwise", metadata={

@@ -1,12 +1,20 @@
-"""Dagster metadata for stage tables: previews and metric summaries."""
+"""Dagster metadata for stage tables: previews, metric summaries, metric values the UI plots, the MLflow run."""
 
 from __future__ import annotations
+
+import math
 
 import dagster as dg
 import pandas as pd
 
+from eval_pipeline.tracking.run_links import experiment_of, run_page_url, serves_pages
+
 PREVIEW_ROWS = 10
 _CELL_CHARS = 80
+METRIC_PREFIX = "metric/"
+MAX_PLOTTED_METRICS = 50
+"""At most this many metrics get numeric entries (each up to four: value, ci_low, ci_high, n), in table order."""
+MLFLOW_RUN_KEY = "mlflow_run"
 
 
 def preview(frame: pd.DataFrame, columns: list[str] | None = None) -> dg.MetadataValue:
@@ -42,3 +50,36 @@ def metrics_summary(metrics: pd.DataFrame) -> str:
         rows.append({"metric": label, "value": f"{row.value:.3f}" if not pd.isna(row.value) else "",
                      "95% CI": ci, "n": row.n, "errors": row.errors})
     return markdown_table(pd.DataFrame(rows))
+
+
+def metric_values(metrics: pd.DataFrame) -> dict[str, float | int]:
+    """The overall rows (no breakdown) as numeric entries Dagster charts across materializations:
+    ``metric/<name>`` = value, ``metric/<name>/ci_low``, ``…/ci_high`` (floats) and ``…/n`` (int). A missing value
+    (NaN) gets no entry; breakdown rows get none (their count is unbounded); a metric listed twice keeps its first."""
+    if metrics.empty:
+        return {}
+    overall = metrics[metrics["breakdown_key"].isna()].drop_duplicates("metric")
+    entries: dict[str, float | int] = {}
+    for row in overall.head(MAX_PLOTTED_METRICS).itertuples(index=False):
+        key = f"{METRIC_PREFIX}{row.metric}"
+        for name, value in ((key, row.value), (f"{key}/ci_low", row.ci_low), (f"{key}/ci_high", row.ci_high)):
+            if value is not None and not pd.isna(value) and math.isfinite(float(value)):
+                entries[name] = float(value)
+        if row.n is not None and not pd.isna(row.n):
+            entries[f"{key}/n"] = int(row.n)
+    return entries
+
+
+def mlflow_run_metadata(tracking_uri: str, run_id: str | None,
+                        experiment_id: str | None = None) -> dict[str, dg.MetadataValue]:
+    """The MLflow run as a link to its page when the tracking URI is an http(s) server, else its id as text
+    (nothing when no run was logged). The experiment id is asked of the server when not given."""
+    if not run_id:
+        return {}
+    if serves_pages(tracking_uri):
+        try:
+            experiment_id = experiment_id or experiment_of(tracking_uri, run_id)
+        except Exception:  # the server went away after logging: the id still names the run
+            return {MLFLOW_RUN_KEY: dg.MetadataValue.text(run_id)}
+        return {MLFLOW_RUN_KEY: dg.MetadataValue.url(run_page_url(tracking_uri, experiment_id, run_id) or "")}
+    return {MLFLOW_RUN_KEY: dg.MetadataValue.text(run_id)}

@@ -4,7 +4,8 @@ import dagster as dg
 import pandas as pd
 
 from eval_pipeline.assets.judgments import judge_flag_metadata
-from eval_pipeline.assets.metadata import metrics_summary, preview
+from eval_pipeline.assets.metadata import metric_values, metrics_summary, mlflow_run_metadata, preview
+from eval_pipeline.assets.run_tags import tag_run
 from eval_pipeline.assets.samples import dataset_digest
 from eval_pipeline.judging.degenerate import degenerate_judges
 from eval_pipeline.judging.quality import judge_agreement
@@ -38,6 +39,7 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
               description="Per metric (and breakdown value): mean, stderr, 95% CI, n, errors; logged to MLflow.")
     def metrics(context: dg.AssetExecutionContext, mlflow: MlflowTrackingResource, **tables: pd.DataFrame):
         model = suite.model(context.partition_key)
+        tag_run(context, suite.suite)  # a UI launch gets the suite/model tags a CLI run has
         samples, generations, scores = tables["samples"], tables[kind.production_stage], tables["scores"]
         judgments = tables.get("judgments")
         if judgments is not None:
@@ -72,6 +74,8 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             "summary": dg.MetadataValue.md(metrics_summary(table)),
             **({} if gate.observed is None else {"error_rate": gate.observed}),
             "mlflow_run_id": run_id or "",
+            **mlflow_run_metadata(mlflow.tracking_uri, run_id),
+            **metric_values(table),  # numeric: the UI charts each across materializations
             **judge_flag_metadata(flags),
             "preview": preview(table),
         })

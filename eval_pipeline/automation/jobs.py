@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 
 from eval_pipeline.assets.partitions import model_partitions
+from eval_pipeline.assets.run_tags import suite_run_tags
 from eval_pipeline.assets.suite_assets import suite_comparison_stages
 from eval_pipeline.suites.spec import Suite
 
@@ -31,7 +32,7 @@ def suite_eval_job(suite: Suite) -> AssetJob:
         partitions_def=model_partitions(suite),
         description=f"Evaluate one model partition of suite {suite.suite}: samples → generations → scores "
                     f"{'→ judgments ' if suite.judge else ''}→ metrics.",
-        tags={"eval/suite": suite.suite},
+        tags=suite_run_tags(suite.suite),
     )
 
 
@@ -43,5 +44,5 @@ def suite_compare_job(suite: Suite) -> AssetJob | None:
         name=compare_job_name(suite),
         selection=dg.AssetSelection.assets(*_comparison_keys(suite)),
         description=f"Compare every evaluated model of {suite.suite} with {suite.baseline}, item by item.",
-        tags={"eval/suite": suite.suite},
+        tags=suite_run_tags(suite.suite),
     )

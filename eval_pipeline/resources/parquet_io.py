@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from eval_pipeline.data.schemas import BY_STAGE, conform
+from eval_pipeline.resources.table_metadata import column_schema_metadata
 
 EXACT_INTEGER_STAGES = frozenset({"traces"})
 """Stages read with nullable integers: their nanosecond times would lose digits as float64."""
@@ -31,7 +32,8 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         else:
             with path.open("wb") as handle:
                 pq.write_table(table, handle)
-        context.add_output_metadata({"row_count": table.num_rows})
+        # the canonical schema of the stage (BY_STAGE), then any extra columns: what the file holds
+        context.add_output_metadata({"row_count": table.num_rows, **column_schema_metadata(table.schema)})
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
         with path.open("rb") as handle:
