@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import os
-import subprocess
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -156,7 +156,7 @@ def _print_result(result: Any) -> None:
         if not model.success and model.metrics.empty:
             print(f"{result.suite} / {model.model}: FAILED: {model.error}", file=sys.stderr)
             continue
-        print(f"\n{result.suite} / {model.model}  (Dagster run {model.dagster_run_id[:8]})")
+        print(f"\n{result.suite} / {model.model}  (Dagster run {model.dagster_run_id})")
         print(_production_line(model))
         if model.judging:
             judged = model.judging
@@ -208,7 +208,7 @@ def _print_comparison(suite: str, comparison: Any) -> None:
         print(f"{suite} / comparison: FAILED: {comparison.error}", file=sys.stderr)
         return
     print(f"\n{suite}: each model against the baseline, paired by item  (Dagster run "
-          f"{comparison.dagster_run_id[:8]})")
+          f"{comparison.dagster_run_id})")
     from eval_pipeline.assets.comparison import comparison_cells
 
     rows = comparison_cells(comparison.metrics).to_dict("records") if not comparison.metrics.empty else []
@@ -243,13 +243,14 @@ def _list(args: argparse.Namespace) -> int:
         run = record.dagster_run
         started = datetime.fromtimestamp(record.start_time).strftime("%Y-%m-%d %H:%M:%S") if record.start_time else ""
         partition = run.tags.get("dagster/partition", "")
-        print(f"  {run.run_id[:8]}  {run.job_name:<24} {partition:<20} {run.status.value:<10} {started}")
+        print(f"  {run.run_id}  {run.job_name:<24} {partition:<20} {run.status.value:<10} {started}")
     return 0
 
 
 def _ui(args: argparse.Namespace) -> int:
     from eval_pipeline.assets.partitions import register_declared_models
     from eval_pipeline.instance import local_instance
+    from eval_pipeline.process_tree import run_supervised
     from eval_pipeline.suites import load_suites
     from eval_pipeline.tracking import default_tracking_uri
 
@@ -260,7 +261,14 @@ def _ui(args: argparse.Namespace) -> int:
     print(f"Dagster UI: http://{args.host}:{args.port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
     print(f"MLflow UI:  mlflow ui --backend-store-uri {default_tracking_uri()} --host 127.0.0.1 --port 5000")
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
-    return subprocess.call(command)
+    sys.stdout.flush()
+    # its own process group; a stop signal ends the webserver, the daemon and every code server (exit 128 + signal)
+    return run_supervised(command, on_stop=_say_stopping)
+
+
+def _say_stopping(signum: int) -> None:
+    print(f"{signal.Signals(signum).name}: stopping the Dagster webserver, daemon and code servers", file=sys.stderr,
+          flush=True)
 
 
 if __name__ == "__main__":
