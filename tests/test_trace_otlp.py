@@ -51,7 +51,6 @@ def _document(*spans: dict[str, object]) -> dict[str, object]:
     return {"resourceSpans": [{"resource": RESOURCE, "scopeSpans": [{"scope": SCOPE, "spans": list(spans)}]}]}
 
 
-
 def flat_tool_span() -> dict[str, object]:
     """The flat record the test's tool span reads as, from OTLP/JSON and from protobuf alike."""
     return {
@@ -63,6 +62,7 @@ def flat_tool_span() -> dict[str, object]:
         "durationNano": 240000000, "attributes": EVERY_KIND_FLAT, "status": {"code": "OK"},
         "events": [{"name": "gen_ai.tool.message", "timeUnixNano": 1795165200100000000,
                     "attributes": {"id": "tooluse_1"}}]}
+
 
 def test_a_span_is_flattened_into_the_adot_shape() -> None:
     span = _span(attributes=EVERY_KIND, flags=256,
