@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/system_packages.sh
 .venv/bin/ruff check eval_pipeline tests bench
 exec .venv/bin/pytest -q "$@"
