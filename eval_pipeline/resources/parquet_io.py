@@ -64,3 +64,26 @@ class ParquetIOManager(dg.ConfigurableIOManagerFactory):
         """Where an asset's table (or one partition of it) lives."""
         path = UPath(self.base_path).joinpath(*asset_key)
         return str(path / f"{partition}.parquet" if partition is not None else path.with_suffix(".parquet"))
+
+    def model_stage_paths(self, asset_key: list[str], model: str) -> list[str]:
+        """Every file of one model's partition of a stage: ``<model>.parquet``, or one ``<model>/<shard>.parquet``
+        per shard when the suite is split into shards (Dagster writes a model × shard key as ``model/shard``)."""
+        folder = UPath(self.base_path).joinpath(*asset_key)
+        whole = folder / f"{model}.parquet"
+        if whole.exists():
+            return [str(whole)]
+        shards = folder / model
+        if not shards.is_dir():
+            return []
+        return [str(path) for path in sorted(shards.glob("*.parquet"), key=lambda p: int(p.stem))]
+
+    def read_model_stage(self, asset_key: list[str], model: str) -> pd.DataFrame | None:
+        """One model's table of a stage, all shards concatenated in shard order; None when never materialized."""
+        paths = self.model_stage_paths(asset_key, model)
+        if not paths:
+            return None
+        frames = []
+        for path in paths:
+            with UPath(path).open("rb") as handle:
+                frames.append(pq.read_table(handle).to_pandas())
+        return pd.concat(frames, ignore_index=True)
