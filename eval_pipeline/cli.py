@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from eval_pipeline import paths
@@ -64,9 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(handler=_ui)
 
+    from eval_pipeline.cli_backfill import add_parser as add_backfill
     from eval_pipeline.cli_batch import add_parser as add_batch_evaluation
 
     add_batch_evaluation(commands)
+    add_backfill(commands)
     return parser
 
 
@@ -85,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         return _dry_run(suite, args)
     from eval_pipeline.inference.cache import check_cache_files
 
-    check_cache_files([paths.generation_cache_path(), paths.judge_cache_path()])  # corrupt: exit 2, say which
+    check_cache_files([paths.generation_cache_location(), paths.judge_cache_location()])  # corrupt: exit 2
     result = run_suite(suite, local_instance(), models=args.model, limit=args.limit,
                        log_level="DEBUG" if args.verbose else "WARNING")
     if args.json:
@@ -166,11 +167,12 @@ def _print_result(result: Any) -> None:
         print(plain_table([_metric_cells(row) for row in model.metrics.itertuples(index=False)]))
         for flag in _judge_flags(model):  # a warning, not a failure
             print(flag.line())
-        print(f"outputs: {Path(model.outputs['metrics']).parent.parent}")
+        print(f"outputs: {_suite_folder(model.outputs['metrics'])}")
         if model.mlflow_run_id:
             print(f"MLflow run: {model.mlflow_run_id}")
         for gate in model.gates:
-            print(f"gate {gate.summary()}" if gate.passed else f"FAILED: gate {gate.summary()}")
+            passed = gate.detail.get("summary") or gate.summary()  # a release gate's numbers, when it passed
+            print(f"gate {passed}" if gate.passed else f"FAILED: gate {gate.summary()}")
         if not model.success:
             print(f"{result.suite} / {model.model}: FAILED: {model.error}", file=sys.stderr)
     if result.comparison is not None:
@@ -190,17 +192,26 @@ def _production_line(model: Any) -> str:
     return model.production_summary or f"{model.production_stage}: done"
 
 
+def _suite_folder(metrics_path: str) -> str:
+    """The suite's outputs folder of a metrics table path: a local folder or an ``s3://`` prefix."""
+    from upath import UPath  # Path would fold s3:// into s3:/
+
+    return str(UPath(metrics_path).parent.parent)
+
+
 def _judge_flags(model: Any) -> list[Any]:
     """The model's degenerate-judge flags, from its judgments and scores tables (none without a judge)."""
+    from upath import UPath  # the tables may be on S3 ($EVAL_PIPELINE_OUTPUTS)
+
     from eval_pipeline.judging.degenerate import degenerate_judges
 
     judgments, scores = model.outputs.get("judgments"), model.outputs.get("scores")
-    if not judgments or not Path(judgments).exists():
+    if not judgments or not UPath(judgments).exists():
         return []
     import pandas as pd
 
     return degenerate_judges(pd.read_parquet(judgments),
-                             pd.read_parquet(scores) if scores and Path(scores).exists() else None)
+                             pd.read_parquet(scores) if scores and UPath(scores).exists() else None)
 
 
 def _print_comparison(suite: str, comparison: Any) -> None:
@@ -235,7 +246,8 @@ def _list(args: argparse.Namespace) -> int:
     print(f"suites in {folder}:")
     for suite in load_suites(folder):
         models = ", ".join(f"{m.name} ({m.backend})" for m in suite.models)
-        print(f"  {suite.suite}: {suite.dataset.uri} | models: {models}")
+        shards = f" | {suite.shards} shards" if suite.shards > 1 else ""
+        print(f"  {suite.suite}: {suite.dataset.uri} | models: {models}{shards}")
     instance = existing_instance()  # None before the first run: nothing is created to list nothing
     records = instance.get_run_records(limit=args.runs) if instance is not None else []
     print(f"\npast runs ({dagster_home_path()}):" if records else "\nno past runs")

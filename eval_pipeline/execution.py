@@ -10,10 +10,16 @@ import pandas as pd
 
 from eval_pipeline import paths
 from eval_pipeline.assets.metrics import gate_from_metadata
-from eval_pipeline.assets.partitions import add_partitions, model_partitions, register_declared_models
+from eval_pipeline.assets.partitions import (
+    add_partitions,
+    model_partitions,
+    partition_shard,
+    register_declared_models,
+    shard_keys,
+)
 from eval_pipeline.assets.samples import refuse_empty_local_file, require_items
-from eval_pipeline.assets.suite_assets import model_stages, suite_comparison_stages
-from eval_pipeline.automation.jobs import compare_job_name, eval_job_name
+from eval_pipeline.assets.suite_assets import model_stages, shard_stages, suite_comparison_stages
+from eval_pipeline.automation.jobs import aggregate_job_name, compare_job_name, eval_job_name
 from eval_pipeline.errors import EvalInputError, input_error_in
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.planning import GenerationPlan
@@ -96,6 +102,9 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
     add_partitions(instance, model_partitions(suite).name, names)
     runs = []
     for name in names:
+        if suite.shards > 1:  # each shard of the model in turn, then the model's aggregation
+            runs.append(_run_sharded(suite, name, definitions, instance, run_config, run_tags, io_manager))
+            continue
         result = job.execute_in_process(instance=instance, partition_key=name, run_config=run_config,
                                         raise_on_error=False, tags=run_tags)
         runs.append(_collect(suite, name, result, io_manager))
@@ -117,7 +126,7 @@ def plan_suite(suite: Suite, *, models: list[str] | None = None, limit: int | No
     uri = suite.resolve_uri(suite.dataset.uri)
     samples = require_items(suite_samples(suite, limit), uri)
     kind = task_kind(suite)
-    cache = RequestCache(paths.generation_cache_path())
+    cache = RequestCache(paths.generation_cache_location())
     try:
         return [kind.plan(suite, suite.model(name), samples, cache) for name in _model_names(suite, models)]
     finally:
@@ -125,14 +134,16 @@ def plan_suite(suite: Suite, *, models: list[str] | None = None, limit: int | No
 
 
 def _model_names(suite: Suite, models: list[str] | None) -> list[str]:
-    """The requested models (all declared ones by default); an unknown name is an input error."""
+    """The requested models (all declared ones by default), the release gates' baseline first (every other model's
+    gate compares with its scores); an unknown name is an input error."""
     names = models or [m.name for m in suite.models]
     for name in names:
         try:
             suite.model(name)
         except KeyError as exc:
             raise EvalInputError(str(exc.args[0]), file=suite.source_path, field="models") from None
-    return names
+    baseline = suite.gates.baseline if suite.gates is not None else None
+    return sorted(names, key=lambda name: name != baseline)  # stable: the others keep their order
 
 
 def _node(suite: Suite, stage: str) -> str:
@@ -162,6 +173,64 @@ def _collect(suite: Suite, model: str, result: dg.ExecuteInProcessResult, io_man
     run.mlflow_run_id = _metadata(result, _node(suite, "metrics")).get("mlflow_run_id") or None
     run.metrics = pd.read_parquet(outputs["metrics"])
     return run
+
+
+def _run_sharded(suite: Suite, model: str, definitions: dg.Definitions, instance: dg.DagsterInstance,
+                 run_config: dict[str, Any], tags: dict[str, str], io_manager: ParquetIOManager) -> ModelRun:
+    """One model of a sharded suite: a run of the eval job per model × shard partition (samples and the per-item
+    stages), then, when every shard succeeded, the aggregate job's run of the model (its metrics and gates)."""
+    job = definitions.resolve_job_def(eval_job_name(suite))
+    shard_runs = []
+    for key in shard_keys(suite, model):
+        result = job.execute_in_process(instance=instance, partition_key=key, run_config=run_config,
+                                        raise_on_error=False, tags=tags)
+        shard_runs.append(result)
+        if not result.success:
+            _raise_input_error(result)
+            return ModelRun(model=model, dagster_run_id=result.run_id, success=False,
+                            error=f"shard {partition_shard(key)}: {_failure_message(result)}",
+                            outputs=_sharded_outputs(suite, model, io_manager))
+    aggregate = definitions.resolve_job_def(aggregate_job_name(suite)).execute_in_process(
+        instance=instance, partition_key=model, run_config={"loggers": run_config["loggers"]},
+        raise_on_error=False, tags=tags)
+    run = _collect(suite, model, aggregate, io_manager)
+    run.outputs = _sharded_outputs(suite, model, io_manager)
+    kind = task_kind(suite)  # every shard ran: the production and judging counts are theirs, summed
+    productions = [_metadata(r, _node(suite, kind.production_stage)) for r in shard_runs]
+    summaries = [str(p.pop("summary", "") or "") for p in productions]
+    run.production_stage = kind.production_stage
+    run.production_summary = "; ".join(f"shard {i}: {line}" for i, line in enumerate(summaries) if line)
+    run.generation = summed_counts(productions)
+    judging = summed_counts([_metadata(r, _node(suite, "judgments")) for r in shard_runs])
+    run.judging = {key: value for key, value in judging.items() if key in ("requests", "cached", "sent", "errors")}
+    return run
+
+
+def _sharded_outputs(suite: Suite, model: str, io_manager: ParquetIOManager) -> dict[str, str]:
+    """A sharded model's files: the samples and metrics tables, each per-item stage's folder of shards, and each
+    shard's file (``<stage>/<shard>``)."""
+    outputs = {"samples": io_manager.path_for([suite.suite, "samples"])}
+    for stage in shard_stages(suite):
+        outputs[stage] = io_manager.path_for([suite.suite, stage], model).removesuffix(".parquet")
+        for shard in range(suite.shards):
+            outputs[f"{stage}/{shard}"] = io_manager.path_for([suite.suite, stage, model], str(shard))
+    outputs["metrics"] = io_manager.path_for([suite.suite, "metrics"], model)
+    return outputs
+
+
+def summed_counts(metadata: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stage's metadata over its shards: counts (integers) and costs (``*_usd``) summed, a label (text) kept
+    when every shard agrees; other figures (a median latency, a rate) are left out, as no sum gives them."""
+    summed: dict[str, Any] = {}
+    for key in dict.fromkeys(k for entry in metadata for k in entry):
+        values = [entry[key] for entry in metadata if key in entry]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            summed[key] = sum(values)
+        elif key.endswith("_usd") and all(isinstance(v, int | float) for v in values):
+            summed[key] = float(sum(values))
+        elif all(isinstance(v, str) for v in values) and len(set(values)) == 1:
+            summed[key] = values[0]
+    return summed
 
 
 def _collect_comparison(suite: Suite, result: dg.ExecuteInProcessResult, io_manager: ParquetIOManager) -> ModelRun:

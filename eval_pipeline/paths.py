@@ -10,6 +10,11 @@ from eval_pipeline.errors import EvalInputError
 HOME_ENV = "EVAL_PIPELINE_HOME"
 MODEL_CACHE_ENV = "EVAL_PIPELINE_MODEL_CACHE"
 SUITES_DIR_ENV = "EVAL_PIPELINE_SUITES"
+OUTPUTS_ENV = "EVAL_PIPELINE_OUTPUTS"
+"""Where the stage tables go: a folder or an ``s3://bucket/prefix`` every worker shares (default: the state folder)."""
+CACHE_URL_ENV = "EVAL_PIPELINE_CACHE_URL"
+"""Where the request and judge caches live: ``postgresql://…`` (one database, a namespace each) that every worker
+shares, or a folder / ``sqlite:///folder`` for the two SQLite files (default: the state folder's ``cache/``)."""
 
 
 def home() -> Path:
@@ -53,6 +58,39 @@ def generation_cache_path() -> Path:
 def judge_cache_path() -> Path:
     """Judge replies, apart from generations: changing the judge re-runs judging only."""
     return cache_dir() / "judgments.sqlite"
+
+
+def outputs_location() -> str:
+    """The Parquet outputs' base: ``$EVAL_PIPELINE_OUTPUTS`` (a folder or ``s3://…``), else ``outputs_dir()``."""
+    location = os.environ.get(OUTPUTS_ENV, "").strip().rstrip("/")
+    if not location:
+        return str(outputs_dir())
+    return location if "://" in location else str(writable_folder(Path(location).expanduser().resolve(), OUTPUTS_ENV))
+
+
+def generation_cache_location() -> str:
+    """The generation cache: in ``$EVAL_PIPELINE_CACHE_URL`` when set (namespace ``generations``), else the
+    state folder's SQLite file."""
+    return _cache_location("generations") or str(generation_cache_path())
+
+
+def judge_cache_location() -> str:
+    """The judge cache: in ``$EVAL_PIPELINE_CACHE_URL`` when set (namespace ``judgments``), else the state
+    folder's SQLite file."""
+    return _cache_location("judgments") or str(judge_cache_path())
+
+
+def _cache_location(namespace: str) -> str | None:
+    """``namespace``'s cache in ``$EVAL_PIPELINE_CACHE_URL``: a database URL with ``namespace=`` added, or the
+    ``<namespace>.sqlite`` file in the folder a path or ``sqlite:///`` URL names; None when it is unset."""
+    url = os.environ.get(CACHE_URL_ENV, "").strip()
+    if not url:
+        return None
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() == "sqlite":
+        folder = rest[1:] if separator else url  # sqlite:///relative, sqlite:////absolute
+        return str(writable_folder(Path(folder).expanduser().resolve(), CACHE_URL_ENV) / f"{namespace}.sqlite")
+    return f"{url}{'&' if '?' in url else '?'}namespace={namespace}"
 
 
 def mlflow_dir() -> Path:

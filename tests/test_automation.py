@@ -239,7 +239,10 @@ def test_build_definitions_has_every_job_sensor_schedule_and_asset(tmp_path: Pat
         assert job.partitions_def.name == f"{suite}_models"
     repository = defs.get_repository_def()
     assert {s.name for s in repository.sensor_defs} == {
-        "demo_declared_models", "demo_new_checkpoints", "plain_declared_models"}
+        "demo_declared_models", "demo_new_checkpoints", "plain_declared_models",
+        *(f"{suite}_{kind}" for suite in ("demo", "plain") for kind in ("staleness", "dataset_version"))}
+    assert {s.name for s in repository.sensor_defs if s.default_status == dg.DefaultSensorStatus.STOPPED} == {
+        f"{suite}_{kind}" for suite in ("demo", "plain") for kind in ("staleness", "dataset_version")}  # opt-in
     assert {s.name for s in repository.schedule_defs} == {"demo_nightly"}
     assert set(defs.resolve_all_asset_keys()) == {
         dg.AssetKey([suite, stage]) for suite in ("demo", "plain") for stage in STAGES}

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from eval_pipeline.assets.metadata import markdown_table, mlflow_run_metadata, preview
+from eval_pipeline.assets.partitions import tables_by_model
 from eval_pipeline.inference.backends import build_sampler
 from eval_pipeline.judging.run import judgment_scores, run_pairwise
 from eval_pipeline.judging.setup import judge_label, judge_params
@@ -16,6 +17,7 @@ from eval_pipeline.resources.generation_cache import GenerationCacheResource
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
+from eval_pipeline.tasks.stage_versions import stage_version
 
 
 def comparison_stages(suite: Suite) -> tuple[str, ...]:
@@ -33,9 +35,11 @@ def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
     ins = {"samples": dg.AssetIn(key=[suite.suite, "samples"])} | {
         stage: dg.AssetIn(key=[suite.suite, stage], **all_models) for stage in stages}
     outs = {"comparison": dg.AssetOut(key=[suite.suite, "comparison"], kinds={"parquet", "mlflow"},
+                                      code_version=stage_version(suite, "comparison"),
                                       description=f"Each model minus {baseline}, per metric: paired CI and test.")}
     if "pairwise" in comparison_stages(suite):
         outs["pairwise"] = dg.AssetOut(key=[suite.suite, "pairwise"], kinds={"parquet"},
+                                       code_version=stage_version(suite, "pairwise"),
                                        description=f"Each model's answer against {baseline}'s, judged in both "
                                                    "orders; order-inconsistent verdicts are ties.")
 
@@ -44,7 +48,7 @@ def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
     def comparison(context: dg.AssetExecutionContext, mlflow: MlflowTrackingResource,
                    judge_cache: GenerationCacheResource, **tables: object) -> Iterator[dg.Output]:
         samples: pd.DataFrame = tables["samples"]  # type: ignore[assignment]
-        by_stage: dict[str, dict[str, pd.DataFrame]] = {s: tables[s] for s in stages}  # type: ignore[misc]
+        by_stage = {s: tables_by_model(tables[s], samples) for s in stages}  # type: ignore[arg-type]  # shards joined
         generations = by_stage[produced]
         if baseline not in generations:
             raise dg.Failure(f"the baseline model {baseline!r} has not been evaluated yet: materialize its "

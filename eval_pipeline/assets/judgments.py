@@ -11,6 +11,7 @@ from eval_pipeline.progress import Progress
 from eval_pipeline.resources.generation_cache import GenerationCacheResource
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
+from eval_pipeline.tasks.stage_versions import stage_version
 
 
 def judge_pool(suite: Suite) -> str:
@@ -32,6 +33,7 @@ def build_judgments_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> 
     produced_stage = kind.production_stage
 
     @dg.asset(key=[suite.suite, "judgments"], group_name=suite.suite, partitions_def=partitions,
+              code_version=stage_version(suite, "judgments"),
               pool=judge_pool(suite), kinds={"parquet"},
               ins={"samples": dg.AssetIn(key=[suite.suite, "samples"]),
                    produced_stage: dg.AssetIn(key=[suite.suite, produced_stage])},

@@ -5,6 +5,7 @@ import pandas as pd
 
 from eval_pipeline.assets.judgments import judge_flag_metadata
 from eval_pipeline.assets.metadata import metric_values, metrics_summary, mlflow_run_metadata, preview
+from eval_pipeline.assets.partitions import aggregation_condition, model_table, partition_model, shard_mapping
 from eval_pipeline.assets.run_tags import tag_run
 from eval_pipeline.assets.samples import dataset_digest
 from eval_pipeline.judging.degenerate import degenerate_judges
@@ -15,6 +16,7 @@ from eval_pipeline.metrics.gates import ERROR_RATE_GATE, GATE_METADATA_KEY, Gate
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
+from eval_pipeline.tasks.stage_versions import stage_version
 from eval_pipeline.tracking import EvaluationRecord
 from eval_pipeline.tracking.run_labels import run_labels
 
@@ -31,14 +33,18 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
     kind = task_kind(suite)
 
     @dg.asset(key=key, group_name=suite.suite, partitions_def=partitions, kinds={"parquet", "mlflow"},
-              ins={stage: dg.AssetIn(key=[suite.suite, stage]) for stage in metric_inputs(suite)},
+              code_version=stage_version(suite, "metrics"),
+              ins={stage: dg.AssetIn(key=[suite.suite, stage], **({} if stage == "samples" else shard_mapping(suite)))
+                   for stage in metric_inputs(suite)},
+              automation_condition=aggregation_condition(suite),
               check_specs=[dg.AssetCheckSpec(ERROR_RATE_CHECK, asset=key, blocking=True,
                                              description=f"Share of errored metric inputs (score and judgment "
                                                          f"rows) ≤ {suite.max_error_rate}, and no metric with "
                                                          f"n = 0; a failure fails the run")],
               description="Per metric (and breakdown value): mean, stderr, 95% CI, n, errors; logged to MLflow.")
     def metrics(context: dg.AssetExecutionContext, mlflow: MlflowTrackingResource, **tables: pd.DataFrame):
-        model = suite.model(context.partition_key)
+        model = suite.model(partition_model(context.partition_key))
+        tables = whole_tables(tables)  # a sharded suite's stages arrive as all shards of the model: put together
         tag_run(context, suite.suite)  # a UI launch gets the suite/model tags a CLI run has
         samples, generations, scores = tables["samples"], tables[kind.production_stage], tables["scores"]
         judgments = tables.get("judgments")
@@ -82,6 +88,14 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
         yield gate_check_result(gate)
 
     return metrics
+
+
+def whole_tables(tables: dict[str, object]) -> dict[str, pd.DataFrame]:
+    """The metrics asset's inputs, each stage one model's whole table: the shards of a sharded suite (a dict by
+    partition key) concatenated in the items' order, so the numbers are those of one unsharded run."""
+    samples = tables["samples"]
+    assert isinstance(samples, pd.DataFrame)
+    return {stage: model_table(table, samples) for stage, table in tables.items()}  # type: ignore[arg-type]
 
 
 def gate_check_result(gate: GateResult) -> dg.AssetCheckResult:

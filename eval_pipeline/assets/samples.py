@@ -1,6 +1,7 @@
 """The ``[suite, samples]`` asset: ingestion and format conversion."""
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,7 @@ from eval_pipeline.assets.metadata import preview
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks.base import suite_samples
+from eval_pipeline.tasks.stage_versions import stage_version
 
 
 class SamplesConfig(dg.Config):
@@ -23,16 +25,20 @@ def build_samples_asset(suite: Suite) -> dg.AssetsDefinition:
     uri = suite.resolve_uri(suite.dataset.uri)
 
     @dg.asset(key=[suite.suite, "samples"], group_name=suite.suite, kinds={"parquet"},
+              code_version=stage_version(suite, "samples"),
               description=f"Items of {suite.dataset.uri} in the canonical samples table.")
     def samples(context: dg.AssetExecutionContext, config: SamplesConfig) -> dg.Output[pd.DataFrame]:
         frame = require_items(suite_samples(suite, config.limit, config.sample_ids), uri)
         context.log.info(f"{len(frame)} samples from {uri}")
-        return dg.Output(frame, metadata={
-            "num_samples": len(frame),
-            "dataset_uri": uri,
-            "dataset_digest": dataset_digest(frame),
-            "preview": preview(frame, ["sample_id", "input", "reference", "category"]),
-        })
+        digest = dataset_digest(frame)  # the data version: a dataset that did not change is not a new version
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)  # Output(data_version=) is beta in Dagster 1.13
+            return dg.Output(frame, data_version=dg.DataVersion(digest), metadata={
+                "num_samples": len(frame),
+                "dataset_uri": uri,
+                "dataset_digest": digest,
+                "preview": preview(frame, ["sample_id", "input", "reference", "category"]),
+            })
 
     return samples
 

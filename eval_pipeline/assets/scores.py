@@ -6,6 +6,7 @@ import pandas as pd
 from eval_pipeline.assets.metadata import preview
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
+from eval_pipeline.tasks.stage_versions import stage_version
 
 
 def build_scores_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -13,6 +14,7 @@ def build_scores_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.
     produced_stage = kind.production_stage
 
     @dg.asset(key=[suite.suite, "scores"], group_name=suite.suite, partitions_def=partitions, kinds={"parquet"},
+              code_version=stage_version(suite, "scores"),
               ins={"samples": dg.AssetIn(key=[suite.suite, "samples"]),
                    produced_stage: dg.AssetIn(key=[suite.suite, produced_stage])},
               description="One row per generation × scorer.")

@@ -10,7 +10,8 @@ from typing import Any
 
 import dagster as dg
 
-from eval_pipeline.assets.partitions import model_partitions
+from eval_pipeline.assets.partitions import model_partitions, partition_shard, shard_keys
+from eval_pipeline.assets.run_tags import model_run_tags
 from eval_pipeline.automation.jobs import AssetJob
 from eval_pipeline.suites.checkpoint_sources import Checkpoint, CheckpointSource, checkpoint_source
 from eval_pipeline.suites.spec import Suite
@@ -95,11 +96,34 @@ def new_checkpoint_sensor(suite: Suite, job: AssetJob, *, client: Any | None = N
         versioned = {c.name: c.version for c in found if c.version}
         return dg.SensorResult(
             dynamic_partitions_requests=[partitions.build_add_request(added)] if added else [],
-            run_requests=[dg.RunRequest(partition_key=c.name, run_key=checkpoint_run_key(source, c),
-                                        tags=checkpoint_tags(source, c)) for c in found],
+            run_requests=[request for c in found for request in shard_run_requests(
+                suite, c.name, checkpoint_run_key(source, c), checkpoint_tags(source, c))],
             cursor=json.dumps({**seen, **versioned}, sort_keys=True) if versioned else None)
 
     return sensor
+
+
+def shard_run_requests(suite: Suite, model: str, run_key: str, tags: dict[str, str]) -> list[dg.RunRequest]:
+    """The runs that evaluate one model: one (``run_key``) unsharded, else one per shard (``<run_key>:shard<i>``,
+    each a model × shard partition of the eval job); the automation sensor aggregates the model after them."""
+    keys = shard_keys(suite, model)
+    tags = {**model_run_tags(suite, model), **tags}
+    if suite.shards == 1:
+        return [dg.RunRequest(partition_key=model, run_key=run_key, tags=tags)]
+    return [dg.RunRequest(partition_key=key, run_key=f"{run_key}:shard{partition_shard(key)}", tags=tags)
+            for key in keys]
+
+
+def shard_aggregation_sensor(suite: Suite) -> dg.AutomationConditionSensorDefinition:
+    """A sharded suite's automation sensor: evaluates the metrics asset's condition (``aggregation_condition``:
+    all shards of a model materialized, none in progress) and launches each model's aggregation once, with its
+    promotion when the suite promotes (in the same run, behind the metrics' blocking checks)."""
+    stages = ("metrics", "promotion") if suite.promote else ("metrics",)
+    keys = [dg.AssetKey([suite.suite, stage]) for stage in stages]
+    return dg.AutomationConditionSensorDefinition(
+        name=f"{suite.suite}_aggregate_shards", target=dg.AssetSelection.assets(*keys),
+        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+        description=f"Aggregates each model of {suite.suite} once all its {suite.shards} shards are materialized.")
 
 
 SESSION_POLL_OVERLAP_MS = 5 * 60_000
@@ -159,7 +183,8 @@ def session_run_requests(suite: Suite, sessions: list[str], services: dict[str, 
         requests.append(dg.RunRequest(
             partition_key=model.name, run_key=f"sessions:{model.name}:{key}",
             run_config={"ops": {f"{suite.suite}__samples": {"config": {"sample_ids": mine}}}},
-            tags={"eval/trigger": "completed_sessions", "eval/sessions": str(len(mine))}))
+            tags={**model_run_tags(suite, model.name), "eval/trigger": "completed_sessions",
+                  "eval/sessions": str(len(mine))}))
     return requests
 
 

@@ -48,6 +48,9 @@ class Backend:
     """Its sampler takes ``tools=`` and returns tool calls."""
     batch: bool = False
     """It accepts ``mode: batch`` (an offline batch-inference job)."""
+    model_files: bool = False
+    """Its ``model`` names model files: a folder, or a URI ``model_files`` fetches (``s3://``, ``models:/``,
+    ``runs:/``), whose form is checked when a suite loads."""
 
     @property
     def likelihoods(self) -> bool:

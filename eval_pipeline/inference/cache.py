@@ -1,8 +1,10 @@
 """A persistent cache of finished requests, keyed by a hash of everything that changes the answer.
 
-One SQLite file holds three tables: ``completions`` (generations, judge replies), ``scores`` (log-likelihood
-figures) and ``claims`` (which run is sending which missing key right now, so concurrent runs send each request
-once: see ``send_once``). Only successes are stored; a corrupt file is an ``EvalInputError`` naming it.
+Three tables: ``completions`` (generations, judge replies), ``scores`` (log-likelihood figures) and ``claims``
+(which run is sending which missing key right now, so concurrent runs send each request once: see ``send_once``).
+Only successes are stored. Where they live is chosen by the location's URL scheme (``CACHE_STORES``): a plain path
+or ``sqlite:///path`` is one SQLite file on this machine (a corrupt file is an ``EvalInputError`` naming it);
+``postgresql://…`` is a Postgres database that workers on several machines share (``cache_postgres``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from eval_pipeline.data.messages import ToolCall
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
 from eval_pipeline.process_identity import process_alive
+from eval_pipeline.registry import Registry
 
 _T = TypeVar("_T")
 _REQUEST_FIELDS = frozenset(f.name for f in fields(GenerationRequest)) - {"messages", "sample_index", "tools"}
@@ -97,11 +100,41 @@ def owner_alive(owner: str) -> bool:
     return host != socket.gethostname() or not pid_text.isdigit() or process_alive(int(pid_text))
 
 
-class RequestCache:
-    """SQLite-backed; safe for several processes (a backfill's runs) writing at once. Only successes go in."""
+SQLITE_SCHEME = "sqlite"
+CACHE_STORES: Registry[type[RequestCache]] = Registry("request cache store", "eval_pipeline.cache_stores")
+"""Request cache stores by URL scheme: ``sqlite`` (``RequestCache`` itself) and ``postgresql``/``postgres``."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
+
+def location_scheme(location: str | Path) -> str:
+    """The URL scheme of a cache location; a plain path is ``sqlite``."""
+    text = str(location)
+    scheme, separator, _ = text.partition("://")
+    return scheme.lower() if separator and scheme.replace("+", "").isalnum() else SQLITE_SCHEME
+
+
+def sqlite_file(location: str | Path) -> Path:
+    """The file of an SQLite location: a plain path, or ``sqlite:///relative`` / ``sqlite:////absolute``."""
+    text = str(location)
+    return Path(text[len("sqlite:///"):] if text.startswith("sqlite:///") else location)
+
+
+class RequestCache:
+    """The request cache: ``RequestCache(location)`` opens the store its URL scheme names (``CACHE_STORES``).
+    This class is the SQLite store; safe for several processes (a backfill's runs) writing at once. Only
+    successes go in. A store subclass changes only the connection, the transactions and the SQL dialect."""
+
+    def __new__(cls, location: str | Path, **_: Any) -> RequestCache:
+        if cls is RequestCache:
+            scheme = location_scheme(location)
+            if scheme not in CACHE_STORES:
+                raise EvalInputError(CACHE_STORES.unknown(scheme), file=str(location))
+            cls = CACHE_STORES.get(scheme)
+        return super().__new__(cls)
+
+    def __init__(self, location: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = sqlite_file(location)
+        self.location = str(self.path)
+        """Where the cache is, for messages (a database URL without its password)."""
         self.clock = clock
         """Wall-clock seconds, shared by every process using the file (claim leases); injectable for tests."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +158,10 @@ class RequestCache:
             self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
                              "expires REAL NOT NULL)")
+
+    def _table(self, name: str) -> str:
+        """The name of one of the three tables in this store (a shared database prefixes a namespace)."""
+        return name
 
     def _guarded(self, action: Callable[[], _T]) -> _T:
         """Run ``action``; a file SQLite cannot read is an EvalInputError naming it and the remedy."""
@@ -153,16 +190,23 @@ class RequestCache:
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(keys), 500):
             chunk = list(keys[start:start + 500])
-            rows += self._db.execute(sql.format(marks=",".join("?" * len(chunk))), chunk).fetchall()
+            rows += self._execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
         return rows
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (``?`` placeholders); its rows."""
+        return self._db.execute(sql, params).fetchall()
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
 
     # -- finished requests -----------------------------------------------------------------------------------
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
         keys = list(dict.fromkeys(keys))
         with self._lock:
-            rows = self._guarded(lambda: self._select("SELECT key, value FROM completions WHERE key IN ({marks})",
-                                                      keys))
+            rows = self._guarded(lambda: self._select(
+                f"SELECT key, value FROM {self._table('completions')} WHERE key IN ({{marks}})", keys))
         return {key: completion_from_json(value) for key, value in rows}
 
     def put_many(self, items: Iterable[tuple[str, Completion]]) -> int:
@@ -174,7 +218,8 @@ class RequestCache:
         """Stored log-likelihood figures (JSON objects) by key."""
         keys = list(dict.fromkeys(keys))
         with self._lock:
-            rows = self._guarded(lambda: self._select("SELECT key, value FROM scores WHERE key IN ({marks})", keys))
+            rows = self._guarded(lambda: self._select(
+                f"SELECT key, value FROM {self._table('scores')} WHERE key IN ({{marks}})", keys))
         return {key: json.loads(value) for key, value in rows}
 
     def put_scores(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
@@ -183,8 +228,9 @@ class RequestCache:
     def _put(self, table: str, rows: list[tuple[str, str]]) -> int:
         def write() -> None:
             with self._transaction():
-                self._db.executemany(f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)", rows)
-                self._db.executemany("DELETE FROM claims WHERE key = ?", [(key,) for key, _ in rows])
+                self._executemany(f"INSERT INTO {self._table(table)} (key, value) VALUES (?, ?) "
+                                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value", rows)
+                self._executemany(f"DELETE FROM {self._table('claims')} WHERE key = ?", [(key,) for key, _ in rows])
 
         if rows:
             with self._lock:
@@ -202,10 +248,10 @@ class RequestCache:
         def run() -> tuple[list[str], list[str]]:
             now = self.clock()
             with self._transaction():
-                stored = {row[0] for table in ("completions", "scores")
-                          for row in self._select(f"SELECT key FROM {table} WHERE key IN ({{marks}})", keys)}
+                stored = {row[0] for table in ("completions", "scores") for row in self._select(
+                    f"SELECT key FROM {self._table(table)} WHERE key IN ({{marks}})", keys)}
                 held = {key: (holder, expires) for key, holder, expires in self._select(
-                    "SELECT key, owner, expires FROM claims WHERE key IN ({marks})", keys)}
+                    f"SELECT key, owner, expires FROM {self._table('claims')} WHERE key IN ({{marks}})", keys)}
                 alive: dict[str, bool] = {}
                 mine, theirs = [], []
                 for key in keys:
@@ -216,8 +262,9 @@ class RequestCache:
                         theirs.append(key)
                     else:
                         mine.append(key)
-                self._db.executemany("INSERT OR REPLACE INTO claims (key, owner, expires) VALUES (?, ?, ?)",
-                                     [(key, owner, now + lease_s) for key in mine])
+                self._executemany(f"INSERT INTO {self._table('claims')} (key, owner, expires) VALUES (?, ?, ?) "
+                                  "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires = excluded.expires",
+                                  [(key, owner, now + lease_s) for key in mine])
             return mine, theirs
 
         if not keys:
@@ -229,7 +276,8 @@ class RequestCache:
         """Extend every claim of ``owner`` (its heartbeat while it sends)."""
         def run() -> None:
             with self._transaction():
-                self._db.execute("UPDATE claims SET expires = ? WHERE owner = ?", (self.clock() + lease_s, owner))
+                self._execute(f"UPDATE {self._table('claims')} SET expires = ? WHERE owner = ?",
+                              (self.clock() + lease_s, owner))
 
         with self._lock:
             self._guarded(run)
@@ -240,7 +288,7 @@ class RequestCache:
 
         def run() -> None:
             with self._transaction():
-                self._db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", rows)
+                self._executemany(f"DELETE FROM {self._table('claims')} WHERE key = ? AND owner = ?", rows)
 
         if rows:
             with self._lock:
@@ -249,18 +297,24 @@ class RequestCache:
     def claims(self) -> dict[str, str]:
         """Current claims, key → owner (for inspection and tests)."""
         with self._lock:
-            rows = self._guarded(lambda: self._db.execute("SELECT key, owner FROM claims").fetchall())
+            rows = self._guarded(lambda: self._execute(f"SELECT key, owner FROM {self._table('claims')}"))
         return dict(rows)
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._guarded(lambda: self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]))
+            return int(self._guarded(lambda: self._execute(f"SELECT COUNT(*) FROM {self._table('completions')}"))[0][0])
 
     def close(self) -> None:
         self._db.close()
 
 
 def check_cache_files(cache_paths: Iterable[str | Path]) -> None:
-    """Open each cache file once (creating it if missing): a corrupt one raises EvalInputError naming it."""
+    """Open each cache once (creating it if missing): a corrupt file or an unreachable database raises
+    EvalInputError naming it."""
     for path in cache_paths:
         RequestCache(path).close()
+
+
+CACHE_STORES.register(SQLITE_SCHEME, RequestCache)
+for _scheme in ("postgresql", "postgres"):
+    CACHE_STORES.register(_scheme, "eval_pipeline.inference.cache_postgres:PostgresRequestCache")

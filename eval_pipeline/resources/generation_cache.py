@@ -8,9 +8,11 @@ from eval_pipeline.inference.cache import RequestCache
 
 
 class GenerationCacheResource(dg.ConfigurableResource):
-    """Finished generations keyed by request hash, shared by every run on this machine."""
+    """Finished requests keyed by request hash, shared by every run that opens the same location: an SQLite file
+    (a path or ``sqlite:///…``: the runs of one machine) or ``postgresql://…?namespace=…`` (every worker)."""
 
     path: str
+    """The cache's location: a path, or a URL whose scheme names the store (``CACHE_STORES``)."""
     enabled: bool = True
 
     def open(self) -> RequestCache | None:

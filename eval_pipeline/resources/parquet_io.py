@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import dagster as dg
 import pandas as pd
@@ -19,8 +19,31 @@ EXACT_INTEGER_STAGES = frozenset({"traces"})
 """Stages read with nullable integers: their nanosecond times would lose digits as float64."""
 
 
+@runtime_checkable
+class StageReader(Protocol):
+    """Reads one model's stored table of a stage, all shards: the ``ParquetIOManager`` factory and the manager it
+    creates (which Dagster hands to assets and checks) both do, through one implementation."""
+
+    def model_stage_paths(self, asset_key: list[str], model: str) -> list[str]: ...
+
+    def read_model_stage(self, asset_key: list[str], model: str) -> pd.DataFrame | None: ...
+
+
 class _ParquetUPathIOManager(dg.UPathIOManager):
     extension = ".parquet"
+
+    def __init__(self, base_path: UPath) -> None:
+        super().__init__(base_path=base_path)
+        self.root = base_path
+        """Where the stages are stored (a folder or an ``s3://`` prefix)."""
+
+    def model_stage_paths(self, asset_key: list[str], model: str) -> list[str]:
+        """Every file of one model's partition of a stage (``model_stage_paths``)."""
+        return model_stage_paths(self.root, asset_key, model)
+
+    def read_model_stage(self, asset_key: list[str], model: str) -> pd.DataFrame | None:
+        """One model's table of a stage, all shards (``read_model_stage``); None when never materialized."""
+        return read_model_stage(self.root, asset_key, model)
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         table = _as_table(obj, context.asset_key.path[-1])
@@ -41,6 +64,14 @@ class _ParquetUPathIOManager(dg.UPathIOManager):
         if context.asset_key.path[-1] in EXACT_INTEGER_STAGES:
             return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
         return table.to_pandas()
+
+
+def forget_listings(folder: UPath) -> None:
+    """Drop the filesystem's cached listings of ``folder`` and its parents (s3fs keeps them for the life of the
+    process)."""
+    invalidate = getattr(getattr(folder, "fs", None), "invalidate_cache", None)
+    if invalidate is not None:
+        invalidate(folder.path)
 
 
 def _as_table(obj: Any, stage: str) -> pa.Table:
@@ -66,24 +97,37 @@ class ParquetIOManager(dg.ConfigurableIOManagerFactory):
         return str(path / f"{partition}.parquet" if partition is not None else path.with_suffix(".parquet"))
 
     def model_stage_paths(self, asset_key: list[str], model: str) -> list[str]:
-        """Every file of one model's partition of a stage: ``<model>.parquet``, or one ``<model>/<shard>.parquet``
-        per shard when the suite is split into shards (Dagster writes a model × shard key as ``model/shard``)."""
-        folder = UPath(self.base_path).joinpath(*asset_key)
-        whole = folder / f"{model}.parquet"
-        if whole.exists():
-            return [str(whole)]
-        shards = folder / model
-        if not shards.is_dir():
-            return []
-        return [str(path) for path in sorted(shards.glob("*.parquet"), key=lambda p: int(p.stem))]
+        """Every file of one model's partition of a stage (``model_stage_paths``)."""
+        return model_stage_paths(UPath(self.base_path), asset_key, model)
 
     def read_model_stage(self, asset_key: list[str], model: str) -> pd.DataFrame | None:
-        """One model's table of a stage, all shards concatenated in shard order; None when never materialized."""
-        paths = self.model_stage_paths(asset_key, model)
-        if not paths:
-            return None
-        frames = []
-        for path in paths:
-            with UPath(path).open("rb") as handle:
-                frames.append(pq.read_table(handle).to_pandas())
-        return pd.concat(frames, ignore_index=True)
+        """One model's table of a stage, all shards (``read_model_stage``); None when never materialized."""
+        return read_model_stage(UPath(self.base_path), asset_key, model)
+
+
+def model_stage_paths(base: UPath, asset_key: list[str], model: str) -> list[str]:
+    """Every file of one model's partition of a stage under ``base``: ``<model>.parquet``, or one
+    ``<model>/<shard>.parquet`` per shard when the suite is split into shards (Dagster writes a model × shard key
+    as ``model/shard``)."""
+    folder = base.joinpath(*asset_key)
+    forget_listings(folder / model)  # another worker (machine) may have written a shard since we last looked
+    whole = folder / f"{model}.parquet"
+    if whole.exists():
+        return [str(whole)]
+    shards = folder / model
+    if not shards.is_dir():
+        return []
+    return [str(path) for path in sorted(shards.glob("*.parquet"), key=lambda p: int(p.stem))]
+
+
+def read_model_stage(base: UPath, asset_key: list[str], model: str) -> pd.DataFrame | None:
+    """One model's table of a stage under ``base``, all shards concatenated in shard order; None when never
+    materialized."""
+    paths = model_stage_paths(base, asset_key, model)
+    if not paths:
+        return None
+    frames = []
+    for path in paths:
+        with UPath(path).open("rb") as handle:
+            frames.append(pq.read_table(handle).to_pandas())
+    return pd.concat(frames, ignore_index=True)

@@ -175,11 +175,11 @@ def launch(suite: Suite, how: Launch) -> EvaluationExecution:
     execution_id = new_execution_id(suite.suite, how.id_prefix)
     suite = load_suite(write_suite(suite, f"Written by {how.writer} for execution {execution_id}; re-written by "
                                           f"each evaluate()."))
-    local_outputs = how.output_path if how.output_path and not how.dagster_url else str(paths.outputs_dir())
+    local_outputs = how.output_path if how.output_path and not how.dagster_url else paths.outputs_location()
     outputs, comparison = table_paths(suite, local_outputs)
     models = [m.name for m in suite.models]
     tags = {**how.run_tags, EXECUTION_TAG: execution_id, EVALUATOR_TAG: how.evaluator}
-    root = how.output_path or str(paths.outputs_dir())
+    root = how.output_path or paths.outputs_location()
     record = {
         "id": execution_id, "arn": f"arn:eval-pipeline:local:{how.arn_kind}/execution/{execution_id}",
         "evaluator": how.evaluator, "suite": suite.suite, "suite_path": suite.source_path,

@@ -156,8 +156,20 @@ class SageMakerPackageGroup:
                 containers = described.get("InferenceSpecification", {}).get("Containers", [])
                 if not containers:
                     return package["ModelPackageArn"]
-                return containers[0].get("ModelDataUrl") or containers[0].get("Image")
+                return model_data_uri(containers[0]) or containers[0].get("Image")
         return None
+
+
+def model_data_uri(container: dict[str, Any]) -> str | None:
+    """A SageMaker container's model files as a URI ``model_files`` loads: its ``ModelDataUrl`` (a
+    ``model.tar.gz``), else its uncompressed ``ModelDataSource`` (an S3 prefix, ending in ``/``, or one object)."""
+    if container.get("ModelDataUrl"):
+        return str(container["ModelDataUrl"])
+    source = container.get("ModelDataSource", {}).get("S3DataSource", {})
+    uri = source.get("S3Uri")
+    if not uri:
+        return None
+    return f"{uri.rstrip('/')}/" if source.get("S3DataType") == "S3Prefix" else str(uri)
 
 
 @dataclass(frozen=True)

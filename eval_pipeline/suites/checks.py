@@ -7,6 +7,7 @@ this module may import them without an import cycle.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ from eval_pipeline.suites.cron import cron_problem
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.suites.task_kinds import TASK_KINDS
 from eval_pipeline.suites.yaml_source import KeyPath
+from eval_pipeline.tracking.promotion import target_kind
 
 
 class SuiteProblem(EvalInputError):
@@ -32,7 +34,7 @@ class SuiteProblem(EvalInputError):
 
 def suite_problems(suite: Suite) -> Iterator[SuiteProblem]:
     """Every problem found, in file order of the keys concerned (the caller usually reports the first)."""
-    for check in (_scorers, _generation, _pass_k, _schedule, _judge, _task_kind):
+    for check in (_scorers, _generation, _pass_k, _schedule, _judge, _task_kind, _gates):
         yield from check(suite)
 
 
@@ -112,6 +114,54 @@ def _task_kind(suite: Suite) -> Iterator[SuiteProblem]:
     problems = getattr(kind, "problems", None)
     if problems is not None:
         yield from problems(suite)
+
+
+def gateable_metrics(suite: Suite) -> list[str]:
+    """The per-item metric names a release gate may name (the ``scorer`` values of the scores table, and the
+    judge's metrics): those a task kind lists as ``item_metrics(suite)`` when it does (its scores table holds them,
+    whatever ``scorers`` says), else the scorers and the metrics the kind scores with its own ranges."""
+    kind = TASK_KINDS.get(suite.task)
+    own = getattr(kind, "item_metrics", None)
+    names = list(own(suite)) if own is not None else [spec.name for spec in suite.scorers] + \
+        list(kind.score_ranges(suite))
+    if suite.judge is not None and getattr(kind, "reads_judge_metrics", True):
+        with contextlib.suppress(JudgeMetricError):  # reported by _judge
+            names += [metric.name for metric in suite_judge_metrics(suite)]
+    return list(dict.fromkeys(names))
+
+
+def _gates(suite: Suite) -> Iterator[SuiteProblem]:
+    """The gates' baseline is one of the suite's models and their metrics are metrics the suite scores; ``promote``
+    needs gates, and an MLflow or SageMaker target that is a registry entry."""
+    gates, file = suite.gates, suite.source_path
+    if gates is not None:
+        declared = [m.name for m in suite.models]
+        if gates.baseline not in declared:
+            yield SuiteProblem(f"baseline {gates.baseline!r} is not one of the suite's models ({', '.join(declared)})",
+                               ("gates", "baseline"), file=file)
+            return
+        known = gateable_metrics(suite)
+        refused = getattr(TASK_KINDS.get(suite.task), "ungateable_metrics", lambda _: {})(suite)
+        for name in gates.metrics:
+            if name in refused:
+                yield SuiteProblem(f"{name!r} cannot be gated: {refused[name]}", ("gates", "metrics", name),
+                                   file=file)
+                return
+            if name not in known:
+                yield SuiteProblem(f"unknown gated metric {name!r}: the suite scores "
+                                   f"{', '.join(known) or 'no metric'} per item", ("gates", "metrics", name), file=file)
+                return
+    if suite.promote is not None:
+        if gates is None:
+            yield SuiteProblem("promote needs 'gates': a model is promoted only when its release gates pass",
+                               ("promote",), file=file)
+            return
+        for name, targets in suite.promote.targets.items():
+            for target in [targets] if isinstance(targets, str) else targets:
+                if target_kind(target) is None:
+                    yield SuiteProblem(f"target of {name!r} must be a models:/<name>/<version> URI or a SageMaker "
+                                       f"model package ARN, got {target!r}", ("promote", "targets", name), file=file)
+                    return
 
 
 def field_path(field: str) -> KeyPath:

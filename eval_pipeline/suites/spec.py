@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from eval_pipeline.agents.spec import EnvironmentSpec, RolloutSpec, UserSimulatorSpec
 from eval_pipeline.inference.backend_registry import likelihood_backends
@@ -32,6 +32,9 @@ def __getattr__(name: str) -> object:
 SUITE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
 DATASET_FORMATS = ("auto", "gen_qa", "bedrock", "messages", "humaneval", "multiple_choice", "text")
 
+
+MAX_SHARDS = 1024
+"""The most shards a suite may be split into (each shard of each model is a partition, and a run)."""
 
 MAX_NUM_SAMPLES = 1000
 """The most samples per item a suite may ask for (HumanEval's pass@k convention is 200); more is a typo, and would
@@ -138,6 +141,62 @@ class WatchSpec(_Strict):
         return next(kind for kind in checkpoint_sources.CHECKPOINT_SOURCES.names() if getattr(self, kind, None))
 
 
+class MetricGateSpec(_Strict):
+    """One gated metric's rule, exactly one of: ``max_regression: X`` (fail when the model is significantly worse
+    than the baseline by more than X) or ``min_improvement: X`` (pass only when significantly better by more
+    than X). X is in the metric's units (0.02 = two points of a 0–1 score)."""
+
+    max_regression: float | None = Field(default=None, ge=0.0)
+    min_improvement: float | None = Field(default=None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> MetricGateSpec:
+        if (self.max_regression is None) == (self.min_improvement is None):
+            raise ValueError("a gated metric takes exactly one of 'max_regression' and 'min_improvement'")
+        return self
+
+    @property
+    def rule(self) -> str:
+        return "max_regression" if self.max_regression is not None else "min_improvement"
+
+    @property
+    def threshold(self) -> float:
+        return float(self.max_regression if self.max_regression is not None else self.min_improvement)
+
+
+class GatesSpec(_Strict):
+    """Release gates (``metrics/release_gates.py``): every model against ``baseline`` on the same items, paired,
+    Holm-adjusted over ``metrics`` at level ``alpha``; a failure fails the run and blocks ``promote``."""
+
+    baseline: str
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    max_unpaired: int = Field(default=0, ge=0)
+    """Items scored by only one side (or errored on both) tolerated per metric before the gate fails."""
+    metrics: dict[str, MetricGateSpec] = Field(min_length=1)
+
+
+class PromoteSpec(_Strict):
+    """What to do with a model whose release gates passed: move an MLflow alias and/or set tags on its registered
+    model version, and/or approve its SageMaker model package. A model's registry entry is found from ``targets``
+    (model name → ``models:/<name>/<version>`` or a model package ARN), else its ``model`` field (a ``models:/``
+    URI or a model package ARN), else the checkpoint sensor's run tags (``eval/checkpoint_uri``)."""
+
+    mlflow_alias: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    mlflow_tags: dict[str, str] = Field(default_factory=dict)
+    sagemaker_approve: bool = False
+    targets: dict[str, str | list[str]] = Field(default_factory=dict)
+    """Model name → its registry entries (a ``models:/`` URI, a model package ARN, or a list of both)."""
+    tracking_uri: str | None = None
+    """The MLflow registry (default: the watched registry's, else the pipeline's MLflow store)."""
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _does_something(self) -> PromoteSpec:
+        if self.mlflow_alias is None and not self.mlflow_tags and not self.sagemaker_approve:
+            raise ValueError("promote names no action: set mlflow_alias, mlflow_tags or sagemaker_approve")
+        return self
+
+
 class Suite(_Strict):
     suite: str = Field(pattern=SUITE_NAME_PATTERN, max_length=63)
     description: str = ""
@@ -161,6 +220,11 @@ class Suite(_Strict):
     """A sample succeeds (for pass@k and pass^k) when its score is at least this (a finite number: NaN would make
     every comparison false and every pass@k 0)."""
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    shards: int = Field(default=1, ge=1, le=MAX_SHARDS)
+    """Split the items into this many shards (by a stable hash of ``sample_id``): the per-item stages are then
+    partitioned by model × shard, so a backfill fans out across run workers, and the metrics of a model aggregate
+    all its shards (the same numbers as one shard). A shard may hold no item. Task kinds whose production table is
+    not one row set per item (``traces``) take 1 only."""
     environment: EnvironmentSpec | None = None
     """task rollout: the environment the models act in (``python``), or the agent service rolled out
     (``agentcore``, ``lambda``)."""
@@ -172,6 +236,10 @@ class Suite(_Strict):
     """task traces: recorded agent sessions evaluated as AgentCore's batch evaluation does (evaluators, data source,
     ground truth per session)."""
     watch: WatchSpec | None = None
+    gates: GatesSpec | None = None
+    """Release gates against a pinned baseline (blocking asset checks ``release_gate``)."""
+    promote: PromoteSpec | None = None
+    """What a model whose release gates pass gets (the ``[suite, promotion]`` asset); needs ``gates``."""
     schedule: str | None = "0 2 * * *"
     source_path: str | None = None
     base_dir: str | None = None
@@ -199,6 +267,15 @@ class Suite(_Strict):
     def _known_task_kind(cls, value: str) -> str:
         if value not in TASK_KINDS:
             raise ValueError(TASK_KINDS.unknown(value))
+        return value
+
+    @field_validator("shards")
+    @classmethod
+    def _shardable_kind(cls, value: int, info: ValidationInfo) -> int:
+        task = info.data.get("task")
+        if value > 1 and task in TASK_KINDS and not getattr(TASK_KINDS.get(task), "shardable", True):
+            raise ValueError(f"task {task!r} cannot be split into shards (its production table is not one set of "
+                             "rows per item): leave shards at 1")
         return value
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from eval_pipeline.inference.likelihood import LikelihoodScorer
 from eval_pipeline.inference.likelihood_runner import run_choice_likelihoods
 from eval_pipeline.inference.planning import GenerationPlan, plan_choice_likelihoods
 from eval_pipeline.metrics.aggregate import aggregate_scores
-from eval_pipeline.scoring.likelihood_scores import score_choices
+from eval_pipeline.scoring.likelihood_scores import CHOICE_METRICS, score_choices
 from eval_pipeline.tasks.likelihood import LikelihoodTask
 from eval_pipeline.tasks.passk import with_pass_k
 
@@ -33,6 +33,10 @@ class MultipleChoiceTask(LikelihoodTask):
 
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         return score_choices(samples, produced)
+
+    def item_metrics(self, suite: Suite) -> tuple[str, ...]:
+        """``acc`` and ``acc_norm``, 0 or 1 per item: what a release gate may pair by item."""
+        return CHOICE_METRICS
 
     def aggregate(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame,
                   scores: pd.DataFrame) -> pd.DataFrame:

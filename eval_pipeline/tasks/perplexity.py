@@ -11,7 +11,7 @@ import pandas as pd
 from eval_pipeline.inference.likelihood import LikelihoodScorer
 from eval_pipeline.inference.likelihood_runner import run_text_likelihoods
 from eval_pipeline.inference.planning import GenerationPlan, plan_text_likelihoods
-from eval_pipeline.metrics.corpus import aggregate_corpus
+from eval_pipeline.metrics.corpus import CORPUS_METRICS, aggregate_corpus
 from eval_pipeline.scoring.likelihood_scores import score_texts
 from eval_pipeline.tasks.likelihood import LikelihoodTask
 from eval_pipeline.tasks.passk import with_pass_k
@@ -34,6 +34,15 @@ class PerplexityTask(LikelihoodTask):
 
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         return score_texts(produced)
+
+    def item_metrics(self, suite: Suite) -> tuple[str, ...]:
+        """None: every metric of the suite is a corpus figure (``ungateable_metrics``)."""
+        return ()
+
+    def ungateable_metrics(self, suite: Suite) -> dict[str, str]:
+        """The corpus metrics, with why a release gate cannot pair them by item."""
+        return dict.fromkeys(CORPUS_METRICS, "a corpus metric (sums over all texts, then one ratio) has no value per "
+                                             "item to pair with the baseline's, and its mean over texts is not it")
 
     def aggregate(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame,
                   scores: pd.DataFrame) -> pd.DataFrame:

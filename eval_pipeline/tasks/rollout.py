@@ -49,6 +49,15 @@ class RolloutTask:
     judgeable = False
     suite_keys = ("environment", "rollout", "user_simulator")
 
+    def version_code(self, suite: Suite) -> dict[str, tuple[str, ...]]:
+        """The code behind a rollout beyond the usual (``tasks/stage_versions.py``): the agents package and a
+        local environment's own module (``module:Class``, or a file relative to the project root)."""
+        environment = suite.environment
+        target = environment.path.rsplit(":", 1)[0] if environment is not None and environment.path else None
+        if target is not None and (target.endswith(".py") or "/" in target):
+            target = str(suite.resolve_path(target))
+        return {"production": ("eval_pipeline.agents", *((target,) if target else ()))}
+
     def validate(self, suite: Suite) -> None:
         if suite.environment is None:
             raise ValueError("task 'rollout' needs an 'environment': {kind: python, path: 'module:Class'} for a local "
@@ -93,6 +102,11 @@ class RolloutTask:
     def score_ranges(self, suite: Suite) -> dict[str, ValueRange]:
         """A reward is whatever the environment or service gives (τ-bench's are 0 or 1; others are not)."""
         return {"reward": UNBOUNDED}
+
+    def item_metrics(self, suite: Suite) -> tuple[str, ...]:
+        """``reward`` and ``success`` per rollout, averaged over a task's rollouts: what a release gate pairs by
+        task."""
+        return ROLLOUT_SCORERS
 
     def pool(self, suite: Suite) -> str:
         """``rollouts-<environment kind>``: rollouts against one service share one limit."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
@@ -72,6 +72,19 @@ class TracesTask:
     reads_judge_metrics = False
     """Its judge rates with the evaluators' rubrics; the suite's judge block names the model only."""
     suite_keys = ("traces",)
+    shardable = False
+    """Its production table is spans keyed by session, and new sessions arrive through the sessions sensor: a
+    suite of recorded traces is not split into shards (``Suite.shards`` must stay 1)."""
+    version_fields: ClassVar[dict[str, tuple[str, ...]]] = {"samples": ("traces",), "production": ("traces",)}
+    """The traces spec picks the sessions (samples) and their spans (production); ``tasks/stage_versions.py``."""
+
+    def version_code(self, suite: Suite) -> dict[str, tuple[str, ...]]:
+        """The trace parsing and evaluators behind each stage, beyond the usual (``tasks/stage_versions.py``), and
+        a ground-truth file (``evaluationMetadata`` as a path) by its content for the scores and judgments."""
+        code = ("eval_pipeline.traces",)
+        truth = suite.traces.evaluationMetadata if suite.traces is not None else None
+        files = (str(suite.resolve_path(truth)),) if isinstance(truth, str) else ()
+        return {"samples": code, "production": code, "scores": (*code, *files), "judgments": (*code, *files)}
 
     def default_fields(self, data: dict[str, Any]) -> dict[str, Any]:
         """One recorded agent (every session of the source) and, as the dataset, the recorded spans' source."""
@@ -219,6 +232,15 @@ class TracesTask:
     def score_ranges(self, suite: Suite) -> dict[str, ValueRange]:
         """None: every evaluator's score is normalized to [0, 1]."""
         return {}
+
+    def item_metrics(self, suite: Suite) -> tuple[str, ...]:
+        """The evaluator ids: the ``scorer`` values of its scores and judgments."""
+        return tuple(suite.traces.evaluator_ids()) if suite.traces is not None else ()
+
+    def ungateable_metrics(self, suite: Suite) -> dict[str, str]:
+        """Every evaluator: a release gate pairs items, and different agents' sessions are not the same items."""
+        return dict.fromkeys(self.item_metrics(suite), "each recorded agent has sessions of its own, so there is "
+                                                       "no item to pair with the baseline's")
 
     def usage(self, produced: pd.DataFrame) -> dict[str, float]:
         return {"spans": float(len(produced)), "sessions": float(produced["session_id"].nunique()),

@@ -431,7 +431,36 @@ def _log_failed_gates(client: MlflowClient, run_id: str, failed: Mapping[str, st
         return
     client.set_tag(run_id, GATE_FAILED_TAG, ",".join(failed))
     for gate, reason in failed.items():
-        client.set_tag(run_id, f"gate.{sanitize_name(gate)}"[:MAX_KEY_LENGTH], _truncate(reason, MAX_TAG_VAL_LENGTH))
+        client.set_tag(run_id, gate_tag(gate), _truncate(reason, MAX_TAG_VAL_LENGTH))
+
+
+def gate_tag(gate: str) -> str:
+    """The tag holding one gate's verdict on a run: ``gate.<name>``."""
+    return f"gate.{sanitize_name(gate)}"[:MAX_KEY_LENGTH]
+
+
+def record_gate_verdict(client: MlflowClient, run_id: str, gate: str, reason: str | None) -> None:
+    """One gate's verdict on a run logged before the gate ran (a Dagster asset check on the metrics): failed
+    (``reason`` given) is recorded as ``log_evaluation`` records a failed gate (its name added to ``gate.failed``,
+    the reason in ``gate.<name>``) and the run ends FAILED; passed sets ``gate.<name>`` to ``passed`` and takes
+    the gate out of ``gate.failed``, and a run that only this gate had failed ends FINISHED again."""
+    from mlflow.entities import RunStatus
+
+    failed = [name for name in client.get_run(run_id).data.tags.get(GATE_FAILED_TAG, "").split(",") if name]
+    others = [name for name in failed if name != gate]
+    if reason is not None:
+        client.set_tag(run_id, GATE_FAILED_TAG, ",".join([*others, gate]))
+        client.set_tag(run_id, gate_tag(gate), _truncate(reason or "failed", MAX_TAG_VAL_LENGTH))
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        return
+    client.set_tag(run_id, gate_tag(gate), "passed")
+    if gate not in failed:
+        return
+    if others:
+        client.set_tag(run_id, GATE_FAILED_TAG, ",".join(others))
+        return
+    client.delete_tag(run_id, GATE_FAILED_TAG)
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
 
 def _log_extra_artifacts(client: MlflowClient, run_id: str, extra: Mapping[str, Path]) -> None:
