@@ -23,6 +23,7 @@ from eval_pipeline.traces.batch import (
     ResourceNotFoundException,
     ValidationException,
 )
+from tests.clocks import SettableClock
 from tests.cloudwatch_spans import hex_id, turn_records
 
 TRAJECTORY = [{"evaluatorId": "Builtin.TrajectoryExactOrderMatch"}, {"evaluatorId": "Builtin.TrajectoryAnyOrderMatch"}]
@@ -32,15 +33,6 @@ SESSIONS = {"sess-a": ["search_flights", "book_flight"], "sess-b": ["book_flight
 TRUTH = {"sess-a": ["search_flights", "book_flight"], "sess-b": ["search_flights", "book_flight"],
          "sess-c": ["search_flights"]}
 
-
-class Clock:
-    """An injected clock: seconds since the epoch, advanced by hand."""
-
-    def __init__(self, start: float = 1_767_225_600.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def write_spans(path: Path, sessions: dict[str, list[str]] = SESSIONS, *, start_ns: int = START_NS) -> Path:
@@ -83,7 +75,7 @@ def spans(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(eval_home: Path, tmp_path: Path) -> BatchEvaluationClient:
-    return quiet_client(eval_home, tmp_path, background=False, clock=Clock())
+    return quiet_client(eval_home, tmp_path, background=False, clock=SettableClock(1_767_225_600.0))
 
 
 # --- validation before acceptance --------------------------------------------------------------------------
@@ -159,7 +151,7 @@ def test_names_are_unique_among_jobs_not_deleted(client: BatchEvaluationClient, 
 
 
 def test_the_status_sequence_and_the_start_response(eval_home: Path, tmp_path: Path, spans: Path) -> None:
-    clock = Clock()
+    clock = SettableClock(1_767_225_600.0)
     seen: list[tuple[str, str, datetime]] = []
 
     def hook(job_id: str, step: str) -> None:
@@ -245,7 +237,7 @@ def test_stop_during_the_run_keeps_the_results_so_far(eval_home: Path, tmp_path:
         if step == "evaluate":
             assert client.stop_batch_evaluation(batchEvaluationId=job_id)["status"] == "STOPPING"
 
-    client = quiet_client(eval_home, tmp_path, background=False, clock=Clock(), on_step=hook)
+    client = quiet_client(eval_home, tmp_path, background=False, clock=SettableClock(1_767_225_600.0), on_step=hook)
     job_id = client.start_batch_evaluation(**request(spans))["batchEvaluationId"]
     got = client.get_batch_evaluation(batchEvaluationId=job_id)
     assert got["status"] == "STOPPED"
@@ -263,7 +255,7 @@ def test_stop_of_a_background_job_waiting_at_a_step(eval_home: Path, tmp_path: P
             reached.set()
             assert release.wait(30)
 
-    client = quiet_client(eval_home, tmp_path, background=True, clock=Clock(), on_step=hook)
+    client = quiet_client(eval_home, tmp_path, background=True, clock=SettableClock(1_767_225_600.0), on_step=hook)
     job_id = client.start_batch_evaluation(**request(spans))["batchEvaluationId"]
     assert reached.wait(30)
     assert client.get_batch_evaluation(batchEvaluationId=job_id)["status"] == "IN_PROGRESS"
@@ -299,7 +291,7 @@ def test_deleting_a_running_job_stops_it_first(eval_home: Path, tmp_path: Path, 
             reached.set()
             assert release.wait(30)
 
-    client = quiet_client(eval_home, tmp_path, background=True, clock=Clock(), on_step=hook)
+    client = quiet_client(eval_home, tmp_path, background=True, clock=SettableClock(1_767_225_600.0), on_step=hook)
     job_id = client.start_batch_evaluation(**request(spans))["batchEvaluationId"]
     assert reached.wait(30)
     assert client.delete_batch_evaluation(batchEvaluationId=job_id)["status"] == "DELETING"
@@ -358,7 +350,7 @@ def test_a_job_left_in_progress_by_a_dead_process_is_resumed(eval_home: Path, tm
         if step == "evaluate":
             raise Killed
 
-    first = quiet_client(eval_home, tmp_path, background=False, clock=Clock(), on_step=die)
+    first = quiet_client(eval_home, tmp_path, background=False, clock=SettableClock(1_767_225_600.0), on_step=die)
     with pytest.raises(Killed):
         first.start_batch_evaluation(**request(spans))
     [job] = first.list_batch_evaluations()["batchEvaluations"]
@@ -367,7 +359,7 @@ def test_a_job_left_in_progress_by_a_dead_process_is_resumed(eval_home: Path, tm
     assert quiet_client(eval_home, tmp_path, background=False).resumed == []
     # ... and once its process is gone, the next client runs it again
     first.store.update(job["batchEvaluationId"], owner=dead_owner())
-    second = quiet_client(eval_home, tmp_path, background=False, clock=Clock())
+    second = quiet_client(eval_home, tmp_path, background=False, clock=SettableClock(1_767_225_600.0))
     assert second.resumed == [job["batchEvaluationId"]]
     got = second.get_batch_evaluation(batchEvaluationId=job["batchEvaluationId"])
     assert got["status"] == "COMPLETED" and got["evaluationResults"]["numberOfSessionsCompleted"] == 3

@@ -200,3 +200,20 @@ def test_ui_launches_carry_the_cli_tags_and_the_cli_prints_the_full_run_id(
     ui_tags = instance.get_run_by_id(result.run_id).tags
     for key in ("eval/suite", "eval/model", "dagster/partition"):
         assert ui_tags[key] == cli_runs["blank"].tags[key]
+
+
+def test_a_run_is_tagged_from_its_first_stage_and_a_shard_names_its_model(eval_home: Path, tmp_path: Path) -> None:
+    """A UI launch of the production stage alone (no metrics step) is found by its suite/model tags while it runs;
+    in a sharded suite the model tag is the model, not the ``model|shard`` key."""
+    path = precomputed_suite(tmp_path / "project")
+    path.write_text(path.read_text() + "shards: 2\n")
+    suite = load_suite(path)
+    instance = local_instance()
+    instance.add_dynamic_partitions("plotted_models", ["oracle"])
+    job = build_definitions([suite], default_resources()).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance, partition_key=dg.MultiPartitionKey({"model": "oracle", "shard": "1"}),
+        raise_on_error=False, asset_selection=[dg.AssetKey(["plotted", s]) for s in ("samples", "generations")])
+    assert result.success
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert (tags["eval/suite"], tags["eval/model"]) == ("plotted", "oracle")

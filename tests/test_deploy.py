@@ -429,12 +429,7 @@ def test_a_run_launched_from_the_code_location_starts_an_ecs_task(tmp_path: Path
                 "subnets": [subnet], "securityGroups": [group], "assignPublicIp": "DISABLED"}}})
 
     home = _instance_home(tmp_path, "ecs", outside_ecs)
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-m", "eval_pipeline.definitions",
-         "-j", "quickstart_eval", "--tags", json.dumps({"dagster/partition": "smollm2-135m"})],
-        cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=300,
-        check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _launch_quickstart_run(home)
 
     (task_arn,) = ecs.list_tasks(cluster="eval")["taskArns"]
     (task,) = ecs.describe_tasks(cluster="eval", tasks=[task_arn], include=["TAGS"])["tasks"]
@@ -516,12 +511,7 @@ def test_a_run_launched_from_the_code_location_creates_a_kubernetes_job(
         config["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
 
     home = _instance_home(tmp_path, "k8s", launch_now)
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-m", "eval_pipeline.definitions",
-         "-j", "quickstart_eval", "--tags", json.dumps({"dagster/partition": "smollm2-135m"})],
-        cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=300,
-        check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _launch_quickstart_run(home)
 
     ((namespace, posted),) = kubernetes_api.jobs
     job = K8S._ApiClient__deserialize(posted, "V1Job")
@@ -541,3 +531,13 @@ def test_a_run_launched_from_the_code_location_creates_a_kubernetes_job(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()
     assert run.status == dg.DagsterRunStatus.STARTING and run.run_id in " ".join(container.args)
+
+
+def _launch_quickstart_run(home: Path) -> None:
+    """``dagster job launch`` of one quickstart partition on the instance in ``home`` (its run launcher acts)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-m", "eval_pipeline.definitions",
+         "-j", "quickstart_eval", "--tags", json.dumps({"dagster/partition": "smollm2-135m"})],
+        cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=300,
+        check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

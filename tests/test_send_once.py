@@ -23,20 +23,12 @@ from eval_pipeline.inference.runner import complete_requests, run_generations
 from eval_pipeline.inference.send_once import SendOnce
 from eval_pipeline.judging import parse_custom_metrics
 from eval_pipeline.judging.run import run_judgments
+from tests.clocks import SettableClock
 from tests.fakes import FakeLLMServer
 
 PARAMS = GenerationParams(max_tokens=8)
 REPO = Path(__file__).resolve().parent.parent
 
-
-class Clock:
-    """A settable wall clock shared by the caches of one test."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Upper:
@@ -68,9 +60,9 @@ def requests(n: int = 3) -> list[GenerationRequest]:
 
 
 @pytest.fixture
-def two_runs(tmp_path: Path) -> Iterator[tuple[RequestCache, RequestCache, Clock]]:
+def two_runs(tmp_path: Path) -> Iterator[tuple[RequestCache, RequestCache, SettableClock]]:
     """Two connections to one cache file (two runs), on one injected clock."""
-    clock = Clock()
+    clock = SettableClock()
     first, second = (RequestCache(tmp_path / "generations.sqlite", clock=clock) for _ in range(2))
     yield first, second, clock
     first.close()
@@ -153,7 +145,7 @@ def test_a_dead_owner_is_taken_over_at_once(two_runs: Any) -> None:
 
 
 def test_the_heartbeat_renews_claims_while_sending(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = SettableClock()
     cache = RequestCache(tmp_path / "c.sqlite", clock=clock)
     how = SendOnce(lease_s=60.0, heartbeat_s=0.01)
     seen: list[float] = []
@@ -334,7 +326,7 @@ def test_one_heartbeat_thread_serves_every_call(tmp_path: Path) -> None:
 def test_an_owner_with_two_sends_in_flight_is_renewed_until_the_last_ends(tmp_path: Path) -> None:
     """Two concurrent sends sharing one SendOnce (rollouts of one run): the second one ending must not stop the
     heartbeat of the first, still sending."""
-    clock = Clock()
+    clock = SettableClock()
     cache = RequestCache(tmp_path / "c.sqlite", clock=clock)
     how = SendOnce(lease_s=60.0, heartbeat_s=0.01)
     started, finish = threading.Event(), threading.Event()

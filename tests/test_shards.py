@@ -348,6 +348,9 @@ def test_checkpoint_sensor_requests_one_run_per_shard(tmp_path: Path, instance: 
     assert [(r.partition_key, r.run_key) for r in data.run_requests] == [
         (f"ckpt-{c}|{s}", f"checkpoint:ckpt-{c}:shard{s}") for c in (1, 2) for s in range(3)]
     assert all(r.tags["eval/trigger"] == "new_checkpoint" for r in data.run_requests)
+    backend = suite.model("ckpt-1").backend  # the run queue limits runs per backend: every request names it
+    assert {(r.tags["eval/suite"], r.tags["eval/model"], r.tags["eval/backend"]) for r in data.run_requests} == {
+        ("sharded", f"ckpt-{c}", backend) for c in (1, 2)}
     apply_partition_requests(instance, data)
     assert tick(sensor, instance, defs).run_requests == []  # each once
 
@@ -370,6 +373,8 @@ def test_nightly_schedule_requests_every_shard(tmp_path: Path, instance: dg.Dags
     requests = list(defs.resolve_schedule_def("sharded_nightly").evaluate_tick(context).run_requests or [])
     assert [(r.partition_key, r.run_key) for r in requests] == [
         (f"{m}|{s}", f"2026-01-02:{m}:shard{s}") for m in ("guess", "oracle") for s in range(2)]
+    assert [(r.tags["eval/model"], r.tags["eval/backend"]) for r in requests] == [
+        (m, suite.model(m).backend) for m in ("guess", "oracle") for _shard in range(2)]
 
 
 def test_aggregation_fires_once_all_shards_are_done(tmp_path: Path, instance: dg.DagsterInstance) -> None:

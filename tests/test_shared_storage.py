@@ -34,20 +34,12 @@ from eval_pipeline.inference.runner import build_requests, complete_requests, ru
 from eval_pipeline.inference.send_once import SendOnce
 from eval_pipeline.resources.parquet_io import ParquetIOManager
 from eval_pipeline.suite_definitions import default_resources
+from tests.clocks import SettableClock
 from tests.fakes import FakeLLMServer, FakeLLMServerProcess
 
 PARAMS = GenerationParams(max_tokens=8)
 REPO = Path(__file__).resolve().parent.parent
 
-
-class Clock:
-    """A settable wall clock for claim leases."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Upper:
@@ -142,7 +134,7 @@ def test_postgres_round_trip_keeps_the_sqlite_semantics(postgres_url: str) -> No
 
 
 def test_claims_follow_the_leases_on_postgres(postgres_url: str) -> None:
-    clock = Clock()
+    clock = SettableClock()
     cache = RequestCache(namespaced(postgres_url, "generations"), clock=clock)
     other_host = "another-machine|4242|beef"  # a worker elsewhere: its lease decides, never a pid check here
     assert cache.claim(["a", "b"], other_host, lease_s=60.0) == (["a", "b"], [])

@@ -6,6 +6,7 @@ import pandas as pd
 
 from eval_pipeline.assets.metadata import preview
 from eval_pipeline.assets.partitions import partition_model, partition_shard
+from eval_pipeline.assets.run_tags import tag_run
 from eval_pipeline.data.shards import shard_rows
 from eval_pipeline.resources.generation_cache import GenerationCacheResource
 from eval_pipeline.suites.spec import Suite
@@ -31,6 +32,7 @@ def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -
     def generations(context: dg.AssetExecutionContext, samples: pd.DataFrame,
                     generation_cache: GenerationCacheResource) -> dg.Output[pd.DataFrame]:
         model = suite.model(partition_model(context.partition_key))
+        tag_run(context, suite.suite)  # a UI launch is found by its suite/model tags while it generates
         shard = partition_shard(context.partition_key)
         if shard is not None:  # a suite split into shards: this partition's items only
             samples = shard_rows(samples, shard, suite.shards)
