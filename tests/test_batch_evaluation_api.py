@@ -22,7 +22,7 @@ from eval_pipeline.traces.batch import (
 )
 from tests.fakes import FakeLLMServer
 from tests.fakes.judge import ModelRouter, scripted_judge
-from tests.test_batch_evaluation_jobs import Clock, metadata, request, write_spans
+from tests.test_batch_evaluation_jobs import job_clock, metadata, request, write_spans
 
 TOKEN = "nightly-2026-12-02-0000000000000000000000"
 HELPFUL = [{"evaluatorId": "Builtin.Helpfulness"}, {"evaluatorId": "Builtin.TrajectoryExactOrderMatch"}]
@@ -68,7 +68,7 @@ def spans(tmp_path: Path) -> Path:
 @pytest.fixture
 def client(eval_home: Path, tmp_path: Path, server: FakeLLMServer) -> BatchEvaluationClient:
     """MLflow logging off (its store's first migration costs seconds); the outputs test turns it on."""
-    return BatchEvaluationClient(judge=judge_spec(server), home=eval_home, background=False, clock=Clock(),
+    return BatchEvaluationClient(judge=judge_spec(server), home=eval_home, background=False, clock=job_clock(),
                                  root=tmp_path, log_to_mlflow=False)
 
 
@@ -98,7 +98,7 @@ def test_judged_results_have_the_scripted_values(client: BatchEvaluationClient, 
 def test_client_token_replay_returns_the_job_and_does_no_new_work(eval_home: Path, tmp_path: Path, spans: Path,
                                                                   server: FakeLLMServer) -> None:
     steps: list[str] = []
-    client = BatchEvaluationClient(judge=judge_spec(server), home=eval_home, background=False, clock=Clock(),
+    client = BatchEvaluationClient(judge=judge_spec(server), home=eval_home, background=False, clock=job_clock(),
                                    root=tmp_path, on_step=lambda job_id, step: steps.append(step), log_to_mlflow=False)
     first = client.start_batch_evaluation(**judged_request(spans, clientToken=TOKEN))
     calls, ran = server.requests_total, list(steps)

@@ -35,6 +35,11 @@ TRUTH = {"sess-a": ["search_flights", "book_flight"], "sess-b": ["search_flights
 
 
 
+def job_clock() -> SettableClock:
+    """The jobs' injected clock, at 2026-01-01T00:00:00Z."""
+    return SettableClock(1_767_225_600.0)
+
+
 def write_spans(path: Path, sessions: dict[str, list[str]] = SESSIONS, *, start_ns: int = START_NS) -> Path:
     """One JSONL file of span and event records: session i starts i minutes after ``start_ns``, one trace per
     tool call."""
@@ -75,7 +80,7 @@ def spans(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(eval_home: Path, tmp_path: Path) -> BatchEvaluationClient:
-    return quiet_client(eval_home, tmp_path, background=False, clock=SettableClock(1_767_225_600.0))
+    return quiet_client(eval_home, tmp_path, background=False, clock=job_clock())
 
 
 # --- validation before acceptance --------------------------------------------------------------------------
@@ -151,7 +156,7 @@ def test_names_are_unique_among_jobs_not_deleted(client: BatchEvaluationClient, 
 
 
 def test_the_status_sequence_and_the_start_response(eval_home: Path, tmp_path: Path, spans: Path) -> None:
-    clock = SettableClock(1_767_225_600.0)
+    clock = job_clock()
     seen: list[tuple[str, str, datetime]] = []
 
     def hook(job_id: str, step: str) -> None:
@@ -237,7 +242,7 @@ def test_stop_during_the_run_keeps_the_results_so_far(eval_home: Path, tmp_path:
         if step == "evaluate":
             assert client.stop_batch_evaluation(batchEvaluationId=job_id)["status"] == "STOPPING"
 
-    client = quiet_client(eval_home, tmp_path, background=False, clock=SettableClock(1_767_225_600.0), on_step=hook)
+    client = quiet_client(eval_home, tmp_path, background=False, clock=job_clock(), on_step=hook)
     job_id = client.start_batch_evaluation(**request(spans))["batchEvaluationId"]
     got = client.get_batch_evaluation(batchEvaluationId=job_id)
     assert got["status"] == "STOPPED"
@@ -255,7 +260,7 @@ def test_stop_of_a_background_job_waiting_at_a_step(eval_home: Path, tmp_path: P
             reached.set()
             assert release.wait(30)
 
-    client = quiet_client(eval_home, tmp_path, background=True, clock=SettableClock(1_767_225_600.0), on_step=hook)
+    client = quiet_client(eval_home, tmp_path, background=True, clock=job_clock(), on_step=hook)
     job_id = client.start_batch_evaluation(**request(spans))["batchEvaluationId"]
     assert reached.wait(30)
     assert client.get_batch_evaluation(batchEvaluationId=job_id)["status"] == "IN_PROGRESS"
@@ -291,7 +296,7 @@ def test_deleting_a_running_job_stops_it_first(eval_home: Path, tmp_path: Path, 
             reached.set()
             assert release.wait(30)
 
-    client = quiet_client(eval_home, tmp_path, background=True, clock=SettableClock(1_767_225_600.0), on_step=hook)
+    client = quiet_client(eval_home, tmp_path, background=True, clock=job_clock(), on_step=hook)
     job_id = client.start_batch_evaluation(**request(spans))["batchEvaluationId"]
     assert reached.wait(30)
     assert client.delete_batch_evaluation(batchEvaluationId=job_id)["status"] == "DELETING"
@@ -350,7 +355,7 @@ def test_a_job_left_in_progress_by_a_dead_process_is_resumed(eval_home: Path, tm
         if step == "evaluate":
             raise Killed
 
-    first = quiet_client(eval_home, tmp_path, background=False, clock=SettableClock(1_767_225_600.0), on_step=die)
+    first = quiet_client(eval_home, tmp_path, background=False, clock=job_clock(), on_step=die)
     with pytest.raises(Killed):
         first.start_batch_evaluation(**request(spans))
     [job] = first.list_batch_evaluations()["batchEvaluations"]
@@ -359,7 +364,7 @@ def test_a_job_left_in_progress_by_a_dead_process_is_resumed(eval_home: Path, tm
     assert quiet_client(eval_home, tmp_path, background=False).resumed == []
     # ... and once its process is gone, the next client runs it again
     first.store.update(job["batchEvaluationId"], owner=dead_owner())
-    second = quiet_client(eval_home, tmp_path, background=False, clock=SettableClock(1_767_225_600.0))
+    second = quiet_client(eval_home, tmp_path, background=False, clock=job_clock())
     assert second.resumed == [job["batchEvaluationId"]]
     got = second.get_batch_evaluation(batchEvaluationId=job["batchEvaluationId"])
     assert got["status"] == "COMPLETED" and got["evaluationResults"]["numberOfSessionsCompleted"] == 3
