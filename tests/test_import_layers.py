@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "eval_pipeline"
 LIBRARY = ("data", "inference", "judging", "scoring", "metrics", "evaluations", "tracking", "suites", "errors",
            "paths", "file_lock", "process_identity", "agents", "registry", "tasks", "sandbox", "traces",
-           "text_table")
+           "text_table", "report")
 DAGSTER_LAYER = ("assets", "resources", "automation", "definitions", "suite_definitions", "sdk", "cli", "cli_batch",
                  "cli_backfill", "backfills", "run_executors", "execution", "instance", "stale_runs")
 
