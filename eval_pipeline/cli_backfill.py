@@ -25,10 +25,28 @@ QUIET_SECONDS = 30.0
 """With nothing new, a progress line at least this often."""
 
 
+DESCRIPTION = """\
+Submit a Dagster asset backfill of a suite's model (x shard) partitions.
+
+The backfill is recorded in the instance ($DAGSTER_HOME, SQLite or PostgreSQL)
+and run by dagster-daemon (eval-pipeline ui starts one) through the run queue.
+The command prints each backfill id; with --wait it follows the backfill (asset
+partitions done/total, rate, time left) to its end."""
+EPILOG = """\
+examples:
+  eval-pipeline backfill --suite quickstart
+  eval-pipeline backfill --suite evals/judged.yaml --models smollm2-135m,reference-answers --wait
+
+exit codes: 0 submitted (or, with --wait, completed successfully), 1 a backfill
+that failed or was canceled, or that Dagster refused, 2 bad input, 130
+interrupted (the backfill goes on)"""
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``backfill`` on the top-level subparsers."""
     parser = commands.add_parser("backfill", help="backfill a suite's model (× shard) partitions with dagster-daemon",
-                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 description=DESCRIPTION, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True, help="a suite file (evals/x.yaml) or a suite name")
     parser.add_argument("--models", help="comma-separated model names (default: every model the suite declares)")
     parser.add_argument("--wait", action="store_true", help="follow the backfill to its end; exit 1 if it fails")

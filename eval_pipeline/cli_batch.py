@@ -36,14 +36,58 @@ POLL_SECONDS = 0.5
 _DETACHED = "--detached-worker"
 
 
+HELP = ("AgentCore's batch-evaluation API, self-hosted: each subcommand calls one method of BatchEvaluationClient "
+        "with the service's argument names and prints the response as a table, or with --json exactly.")
+EXIT_CODES = ("exit codes: 0 done, 1 a job that ended FAILED, COMPLETED_WITH_ERRORS or STOPPED (or an evaluate call "
+              "with an error result), 2 bad input (file, line and field named), 130 interrupted")
+EXAMPLES = {
+    "": ["eval-pipeline batch-evaluation start --request travel.json --wait",
+         "eval-pipeline batch-evaluation list",
+         "eval-pipeline batch-evaluation get <batchEvaluationId> --json"],
+    "start": ["eval-pipeline batch-evaluation start --request travel.json --wait",
+              "eval-pipeline batch-evaluation start --request travel.yaml --name nightly --client-token run-42",
+              "eval-pipeline batch-evaluation start --request travel.json --judge-backend bedrock "
+              "--judge-model amazon.nova-pro-v1:0"],
+    "get": ["eval-pipeline batch-evaluation get <batchEvaluationId>",
+            "eval-pipeline batch-evaluation get <batchEvaluationId> --json"],
+    "list": ["eval-pipeline batch-evaluation list",
+             "eval-pipeline batch-evaluation list --max-results 10 --json"],
+    "stop": ["eval-pipeline batch-evaluation stop <batchEvaluationId>"],
+    "delete": ["eval-pipeline batch-evaluation delete <batchEvaluationId>"],
+    "evaluate": ["eval-pipeline batch-evaluation evaluate --evaluator-id Builtin.TrajectoryInOrderMatch "
+                 "--spans one_session.jsonl",
+                 "eval-pipeline batch-evaluation evaluate --evaluator-id Builtin.Helpfulness --spans one_session.jsonl "
+                 "--trace-id <traceId>"],
+    "create-evaluator": ["eval-pipeline batch-evaluation create-evaluator --config evaluator.yaml",
+                         "eval-pipeline batch-evaluation create-evaluator --config evaluator.json --json"],
+    "list-evaluators": ["eval-pipeline batch-evaluation list-evaluators",
+                        "eval-pipeline batch-evaluation list-evaluators --json"],
+    "delete-evaluator": ["eval-pipeline batch-evaluation delete-evaluator <evaluatorId>"],
+}
+"""Each subcommand's example command lines, shown under ``--help``."""
+
+
+def help_epilog(command: str) -> str:
+    """A subcommand's ``--help`` tail: its examples and the exit codes."""
+    import textwrap
+
+    lines = "\n".join(f"  {line}" for line in EXAMPLES[command])
+    return f"examples:\n{lines}\n\n{textwrap.fill(EXIT_CODES, width=79)}"
+
+
 def add_parser(commands: Any) -> None:
     """Register ``batch-evaluation`` and its subcommands on the top-level subparsers."""
+    import textwrap
+
     group = commands.add_parser("batch-evaluation",
-                                help="AgentCore batch evaluation of recorded agent sessions, run here")
-    sub = group.add_subparsers(dest="batch_command", required=True)
+                                help="AgentCore batch evaluation of recorded agent sessions, run here",
+                                description=textwrap.fill(HELP, width=79), epilog=help_epilog(""),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = group.add_subparsers(dest="batch_command", required=True, metavar="SUBCOMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=text, description=text)
+        parser = sub.add_parser(name, help=text, description=text, epilog=help_epilog(name),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--json", action="store_true", help="print the API response as JSON")
         parser.set_defaults(handler=handler)
         return parser
@@ -64,15 +108,16 @@ def add_parser(commands: Any) -> None:
     get = command("get", _get, "show a batch evaluation: status, session counts, per-evaluator summaries")
     get.add_argument("id", help="batchEvaluationId")
     listing = command("list", _list, "list batch evaluations, newest first")
-    listing.add_argument("--max-results", type=int, default=100)
-    listing.add_argument("--next-token")
+    listing.add_argument("--max-results", type=int, default=100, help="at most this many (default: 100)")
+    listing.add_argument("--next-token", help="the nextToken of the previous page")
     stop = command("stop", _stop, "stop a running batch evaluation (its results so far are kept)")
     stop.add_argument("id", help="batchEvaluationId")
     delete = command("delete", _delete, "delete a batch evaluation and its outputs")
     delete.add_argument("id", help="batchEvaluationId")
 
     evaluate = command("evaluate", _evaluate, "run one evaluator on one session's span records, now")
-    evaluate.add_argument("--evaluator-id", required=True)
+    evaluate.add_argument("--evaluator-id", required=True,
+                          help="a builtin (Builtin.Helpfulness) or custom evaluator's id")
     evaluate.add_argument("--spans", required=True, help="a JSONL file of one session's span and event records")
     target = evaluate.add_mutually_exclusive_group()
     target.add_argument("--trace-id", action="append", help="only this trace (repeatable)")
@@ -83,8 +128,8 @@ def add_parser(commands: Any) -> None:
     create.add_argument("--config", required=True,
                         help="the create_evaluator arguments (evaluatorName, level, evaluatorConfig, ...) as JSON/YAML")
     evaluators = command("list-evaluators", _list_evaluators, "list the builtin and custom evaluators")
-    evaluators.add_argument("--max-results", type=int, default=100)
-    evaluators.add_argument("--next-token")
+    evaluators.add_argument("--max-results", type=int, default=100, help="at most this many (default: 100)")
+    evaluators.add_argument("--next-token", help="the nextToken of the previous page")
     remove = command("delete-evaluator", _delete_evaluator, "delete a custom evaluator")
     remove.add_argument("id", help="evaluatorId")
 
@@ -240,7 +285,7 @@ class SessionProgress:
         if use_bar:
             from eval_pipeline.progress import Progress
 
-            self.bar = Progress(f"batch evaluation {job_id}", unit="session")
+            self.bar = Progress(f"batch evaluation {job_id}", unit="session", bar=True, stream=self.stream)
 
     def __call__(self, job: Mapping[str, Any]) -> None:
         counts = job.get("evaluationResults") or {}

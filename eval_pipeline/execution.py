@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
@@ -23,13 +24,18 @@ from eval_pipeline.automation.jobs import aggregate_job_name, compare_job_name, 
 from eval_pipeline.errors import EvalInputError, input_error_in
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.planning import GenerationPlan
+from eval_pipeline.judging.degenerate import FLAG_PREFIX
 from eval_pipeline.metrics.gates import GateResult
+from eval_pipeline.report import RunInfo, write_suite_report
+from eval_pipeline.resources.mlflow_tracking import logging_helper
 from eval_pipeline.resources.parquet_io import ParquetIOManager
 from eval_pipeline.stale_runs import end_orphaned_mlflow_runs, fail_orphaned_runs, process_tags
 from eval_pipeline.suite_definitions import build_definitions, default_resources
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
 from eval_pipeline.tasks.base import suite_samples
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +58,8 @@ class ModelRun:
     outputs: dict[str, str] = field(default_factory=dict)
     gates: list[GateResult] = field(default_factory=list)
     """The release gates evaluated in this run (passed or not); a failed one fails the run."""
+    judge_warnings: dict[str, str] = field(default_factory=dict)
+    """The degenerate-judge warnings of the metrics step: judge metric -> reason."""
 
     @property
     def failed_gates(self) -> list[GateResult]:
@@ -66,6 +74,8 @@ class SuiteRun:
     """The run of the ``<suite>_compare`` job (models against the baseline), when the suite has a baseline."""
     comparison_skipped: str | None = None
     """Why the suite's comparison did not run (a model's run or gate failed)."""
+    report: str | None = None
+    """The suite's report written at the end of the run (a path or ``s3://`` URI); None when none was written."""
 
     @property
     def success(self) -> bool:
@@ -85,7 +95,19 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
               limit: int | None = None, resources: dict[str, Any] | None = None,
               log_level: str = "WARNING", tags: dict[str, str] | None = None) -> SuiteRun:
     """Materialize every stage of the suite for each model, in this process (each Dagster run tagged ``tags``),
-    then, when the suite has a baseline, compare the models with it."""
+    then, when the suite has a baseline, compare the models with it. MLflow is imported and its store opened
+    meanwhile by a helper process that then does the run's logging (``logging_helper``)."""
+    _model_names(suite, models)  # bad input fails before the helper starts
+    refuse_empty_local_file(suite.resolve_uri(suite.dataset.uri))
+    resources = resources or default_resources()
+    with logging_helper(resources):
+        return _run_suite(suite, instance, models=models, limit=limit, resources=resources, log_level=log_level,
+                          tags=tags)
+
+
+def _run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] | None = None,
+               limit: int | None = None, resources: dict[str, Any] | None = None,
+               log_level: str = "WARNING", tags: dict[str, str] | None = None) -> SuiteRun:
     run_tags = {**process_tags(), **(tags or {})}
     names = _model_names(suite, models)
     refuse_empty_local_file(suite.resolve_uri(suite.dataset.uri))  # exit 2 at load; other sources: samples step
@@ -118,19 +140,56 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
                 instance=instance, run_config={"loggers": run_config["loggers"]}, raise_on_error=False,
                 tags=run_tags)
             comparison = _collect_comparison(suite, result, io_manager)
-    return SuiteRun(suite.suite, runs, comparison, skipped)
+    done = SuiteRun(suite.suite, runs, comparison, skipped)
+    done.report = write_run_report(suite, done, io_manager)
+    return done
+
+
+def write_run_report(suite: Suite, run: SuiteRun, reader: ParquetIOManager) -> str | None:
+    """The suite's report of this run's models (those with metrics), with their runs, gates and judge warnings, and
+    the comparison when there is one; its path, or None when no model has metrics or it could not be written (a
+    warning with the reason: the numbers are stored)."""
+    models = [m.model for m in run.models if not m.metrics.empty]
+    if not models:
+        return None
+    try:
+        return write_suite_report(suite, reader, models=models, runs={m.model: run_info(m) for m in run.models})
+    except Exception as exc:  # the page is a view of stored tables: it never fails the evaluation
+        logger.warning("the report of %s was not written: %s: %s", suite.suite, type(exc).__name__, exc)
+        return None
+
+
+def run_info(run: ModelRun) -> RunInfo:
+    """What the report shows of a model's run besides its tables: its Dagster and MLflow runs, gates, judge
+    warnings."""
+    return RunInfo(dagster_run_id=run.dagster_run_id, mlflow_run_id=run.mlflow_run_id,
+                   gates=[gate.as_dict() for gate in run.gates],
+                   judge_warnings=[{"metric": metric, "reason": reason}
+                                   for metric, reason in run.judge_warnings.items()])
 
 
 def plan_suite(suite: Suite, *, models: list[str] | None = None, limit: int | None = None) -> list[GenerationPlan]:
-    """What ``run_suite`` would send, per model, without sending anything (credentials are checked)."""
+    """What ``run_suite`` would send, per model, without sending anything (credentials are checked); with the
+    judge's requests for the model's answers when the suite has a judge and its task kind can plan them
+    (``plan_judge``)."""
     uri = suite.resolve_uri(suite.dataset.uri)
     samples = require_items(suite_samples(suite, limit), uri)
     kind = task_kind(suite)
+    plan_judge = getattr(kind, "plan_judge", None) if suite.judge is not None else None
     cache = RequestCache(paths.generation_cache_location())
+    judge_cache = RequestCache(paths.judge_cache_location()) if plan_judge is not None else None
     try:
-        return [kind.plan(suite, suite.model(name), samples, cache) for name in _model_names(suite, models)]
+        plans = []
+        for name in _model_names(suite, models):
+            plan = kind.plan(suite, suite.model(name), samples, cache)
+            if plan_judge is not None:
+                plan = replace(plan, judge=plan_judge(suite, suite.model(name), samples, cache, judge_cache))
+            plans.append(plan)
+        return plans
     finally:
         cache.close()
+        if judge_cache is not None:
+            judge_cache.close()
 
 
 def _model_names(suite: Suite, models: list[str] | None) -> list[str]:
@@ -170,7 +229,10 @@ def _collect(suite: Suite, model: str, result: dg.ExecuteInProcessResult, io_man
     run.generation = production
     run.judging = {key: value for key, value in _metadata(result, _node(suite, "judgments")).items()
                    if key in ("requests", "cached", "sent", "errors")}
-    run.mlflow_run_id = _metadata(result, _node(suite, "metrics")).get("mlflow_run_id") or None
+    metrics = _metadata(result, _node(suite, "metrics"))
+    run.mlflow_run_id = metrics.get("mlflow_run_id") or None
+    run.judge_warnings = {key.removeprefix(FLAG_PREFIX): str(value) for key, value in metrics.items()
+                          if key.startswith(FLAG_PREFIX)}
     run.metrics = pd.read_parquet(outputs["metrics"])
     return run
 

@@ -365,6 +365,11 @@ def test_the_humaneval_suite_reports_exact_pass_at_k(eval_home: Path) -> None:
         assert metrics.loc[f"code_exec.pass^{k}", "value"] == pytest.approx(
             float(exact_hat / len(CORRECT_PER_TASK)), abs=1e-12)
     assert metrics.loc["code_exec", "value"] == pytest.approx(9 / 18)
+    logged = [e.user_message for e in local_instance().all_logs(result.models[0].dagster_run_id)
+              if e.dagster_event is None and " verification: " in e.user_message]
+    counts = [int(m.split(": ", 1)[1].removeprefix("done ").split("/")[0]) for m in logged]
+    assert counts == list(range(19))  # every verified program (5% of 18 is one), the rate on the last line
+    assert logged[-1].startswith("humaneval_mini/") and " done 18/18 in " in logged[-1] and "check" in logged[-1]
 
 
 def test_benchmark_evaluator_gives_the_suites_pass_at_k(eval_home: Path) -> None:

@@ -128,7 +128,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
             try:
                 if requests.get(f"{url}/health", timeout=1).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or too slow to answer under load
                 time.sleep(0.1)
         assert requests.get(f"{url}/health", timeout=5).ok
         yield url
@@ -168,6 +168,21 @@ def test_every_stage_materialization_carries_its_column_schema(eval_home: Path, 
         assert [(c.name, c.type) for c in schema.columns] == [(f.name, str(f.type)) for f in BY_STAGE[stage]]
     [scores] = materializations(instance, "scores")
     assert [(c.name, c.type) for c in scores.metadata["dagster/column_schema"].schema.columns] == SCORES_COLUMNS
+
+    # the pages explain (tests/test_dagster_pages.py reads them whole): each output beside its prompt and reference,
+    # the summary's stderr and interval method, the gate's verdict on the metrics asset itself
+    outputs = eval_home / "outputs" / "plotted"
+    generations = pd.read_parquet(outputs / "generations" / "oracle.parquet")
+    samples = pd.read_parquet(outputs / "samples.parquet").set_index("sample_id")
+    [produced] = materializations(instance, "generations")
+    lines = produced.metadata["preview"].value.splitlines()
+    assert lines[0].startswith("| sample_id | sample_index | input | reference | output |")
+    for line, row in zip(lines[2:], generations.itertuples(index=False), strict=True):
+        assert line.startswith(f"| {row.sample_id} | {row.sample_index} | {samples.loc[row.sample_id, 'input']} | "
+                               f"{samples.loc[row.sample_id, 'reference']} | {row.output} |")
+    [metrics] = materializations(instance, "metrics")
+    assert metrics.metadata["summary"].value.startswith("| metric | value | stderr | 95% CI | CI method | n |")
+    assert metrics.metadata["gates"].value.splitlines()[2].startswith("| error_rate | oracle | passed | 0 | 0 |")
 
 
 def test_ui_launches_carry_the_cli_tags_and_the_cli_prints_the_full_run_id(

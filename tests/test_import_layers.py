@@ -12,7 +12,7 @@ LIBRARY = ("data", "inference", "judging", "scoring", "metrics", "evaluations", 
            "paths", "file_lock", "process_identity", "agents", "registry", "tasks", "sandbox", "traces",
            "text_table", "report")
 DAGSTER_LAYER = ("assets", "resources", "automation", "definitions", "suite_definitions", "sdk", "cli", "cli_batch",
-                 "cli_backfill", "backfills", "run_executors", "execution", "instance", "stale_runs")
+                 "cli_backfill", "cli_report", "backfills", "run_executors", "execution", "instance", "stale_runs")
 
 
 def _modules() -> dict[str, Path]:

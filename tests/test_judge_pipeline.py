@@ -145,8 +145,8 @@ def test_judged_suite_end_to_end(eval_home: Path, fake: FakeLLMServer, router: M
     client = MlflowClient(default_tracking_uri())
     experiment = client.get_experiment_by_name("judged-experiment")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["judged/base", "judged/comparison", "judged/tuned"]
-    base_run = next(r for r in runs if r.info.run_name == "judged/base")
+    assert sorted(r.data.tags.get("model", r.info.run_name) for r in runs) == ["base", "judged/comparison", "tuned"]
+    base_run = next(r for r in runs if r.data.tags.get("model") == "base")
     assert base_run.data.params["judge.model"] == f"bedrock:{JUDGE}" and base_run.data.params["judge.seed"] == "0"
     assert base_run.data.metrics["Correctness"] == pytest.approx(BASE_RIGHT / N)
 

@@ -79,7 +79,7 @@ def test_run_suite_materializes_every_stage_and_logs_to_mlflow(eval_home: Path, 
     dataset = run.inputs.dataset_inputs[0].dataset
     assert dataset.name == "tiny" and "qa.jsonl" in dataset.source
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"items.json", "metrics_by_breakdown.png"} <= artifacts
+    assert {"items.json", "metrics_by_breakdown.svg"} <= artifacts
     items = json.loads(Path(client.download_artifacts(run.info.run_id, "items.json")).read_text())
     assert len(items["data"]) == 12
     experiment = client.get_experiment(run.info.experiment_id)
@@ -98,7 +98,8 @@ def test_second_run_generates_nothing(eval_home: Path, suite_file: Path) -> None
     materializations = instance.fetch_materializations(dg.AssetKey(["tiny", "generations"]), limit=10).records
     assert len(materializations) == 2 and {r.partition_key for r in materializations} == {"tiny-lm"}
     messages = [entry.user_message for entry in instance.all_logs(first.models[0].dagster_run_id)]
-    assert "tiny/tiny-lm generation: 6/6 (100%)" in messages  # progress in the Dagster run log
+    finals = [m for m in messages if m.startswith("tiny/tiny-lm generation: done 6/6 in ")]
+    assert len(finals) == 1 and finals[0].endswith(" req/s")  # progress in the Dagster run log, with its rate
     assert any("6 requests: 0 from cache, 6 generated" in m for m in messages)
 
 
@@ -155,5 +156,6 @@ def test_cli_dry_run_sends_nothing(eval_home: Path, suite_file: Path, capsys: py
     assert "dry run, nothing sent" in out and "est. tokens in" in out and "no price" in out
     assert main(["run", str(suite_file), "--model", "oracle", "--dry-run", "--json"]) == 0
     [plan] = json.loads(capsys.readouterr().out)["plans"]
-    assert plan["model"] == "oracle" and plan["requests"] == 40 and plan["to_send"] == 40
+    assert plan["model"] == "oracle" and plan["requests"] == 40 and plan["to_send"] == 0  # read from its file
+    assert plan["note"].startswith("answers read from") and plan["judge"] is None
     assert not (eval_home / "outputs" / "tiny").exists()  # no stage ran

@@ -156,7 +156,7 @@ def test_notebook_flow_end_to_end(eval_home: Path, bedrock: tuple[FakeLLMServer,
 
     # MLflow: the model's run in the evaluator's experiment
     [run] = _experiment_runs("eval/notebook")
-    assert run.info.run_name == "notebook/amazon.nova-micro-v1-0"
+    assert re.fullmatch(r"amazon\.nova-micro-v1-0 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \([0-9a-f]{8}\)", run.info.run_name)
     assert run.data.metrics["Completeness"] == pytest.approx(0.75)
     assert run.data.tags["dagster.run_id"] == step.dagster_run_id
 
@@ -199,8 +199,9 @@ def test_base_vs_fine_tuned_in_one_experiment(eval_home: Path, bedrock: tuple[Fa
         "amazon.nova-micro-v1-0", "amazon.nova-lite-v1-0", "PositiveSentiment", 1.0)
     assert row["p_value"] < 0.2 and row["n"] == 4
 
-    runs = {r.info.run_name for r in _experiment_runs("eval/finetune")}
-    assert {"finetune/amazon.nova-micro-v1-0", "finetune/amazon.nova-lite-v1-0"} <= runs and len(runs) == 3
+    runs = [r.info.run_name for r in _experiment_runs("eval/finetune")]  # the model and when: all distinct
+    assert len(set(runs)) == 3 and {name.split(" ")[0] for name in runs} >= {"amazon.nova-micro-v1-0",
+                                                                             "amazon.nova-lite-v1-0"}
     keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="eval-out")["Contents"]}
     assert "eval/finetune/judgments/amazon.nova-micro-v1-0.parquet" in keys
     assert f"eval/finetune/bedrock_output/{execution.id}/amazon.nova-lite-v1-0_output.jsonl" in keys

@@ -8,6 +8,7 @@ import pandas as pd
 
 from eval_pipeline.assets.metadata import markdown_table, mlflow_run_metadata, preview
 from eval_pipeline.assets.partitions import tables_by_model
+from eval_pipeline.assets.report_output import stored_run_infos, write_step_report
 from eval_pipeline.inference.backends import build_sampler
 from eval_pipeline.judging.run import judgment_scores, run_pairwise
 from eval_pipeline.judging.setup import judge_label, judge_params
@@ -46,7 +47,8 @@ def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
     @dg.multi_asset(name=f"{suite.suite}__comparison", outs=outs, ins=ins, group_name=suite.suite, can_subset=False,
                     pool=f"judge-{judge.model.backend}" if judge else None)
     def comparison(context: dg.AssetExecutionContext, mlflow: MlflowTrackingResource,
-                   judge_cache: GenerationCacheResource, **tables: object) -> Iterator[dg.Output]:
+                   judge_cache: GenerationCacheResource, io_manager: dg.ResourceParam[dg.IOManager],
+                   **tables: object) -> Iterator[dg.Output]:
         samples: pd.DataFrame = tables["samples"]  # type: ignore[assignment]
         by_stage = {s: tables_by_model(tables[s], samples) for s in stages}  # type: ignore[arg-type]  # shards joined
         generations = by_stage[produced]
@@ -59,10 +61,15 @@ def build_comparison_asset(suite: Suite) -> dg.AssetsDefinition:
         table = compare_suite(suite.suite, baseline, scores, pairwise, value_ranges=kind.score_ranges(suite))
         run_id = mlflow.log_comparison(suite.suite, table, pairwise, experiment_name=suite.mlflow_experiment,
                                        tags={"dagster.run_id": context.run.run_id})
+        models = list(dict.fromkeys([*(m.name for m in suite.models), *sorted(generations)]))
+        report = write_step_report(  # every model evaluated so far and this comparison (not stored yet: handed over)
+            context.log, suite, io_manager, mlflow, mlflow_run_id=run_id, models=models,
+            pending={((suite.suite, "comparison"), None): table},
+            runs=stored_run_infos(context.instance, suite, models))
         yield dg.Output(table, output_name="comparison", metadata={
             "models": sorted(generations), "baseline": baseline, "mlflow_run_id": run_id or "",
             **mlflow_run_metadata(mlflow.tracking_uri, run_id),
-            "summary": dg.MetadataValue.md(comparison_summary(table))})
+            "summary": dg.MetadataValue.md(comparison_summary(table)), **report})
         if pairwise is not None:
             yield dg.Output(pairwise, output_name="pairwise", metadata={
                 "errors": int(pairwise["error"].notna().sum()),

@@ -4,7 +4,7 @@
 import dagster as dg
 import pandas as pd
 
-from eval_pipeline.assets.metadata import preview
+from eval_pipeline.assets.metadata import preview, rounded_usage
 from eval_pipeline.assets.partitions import partition_model, partition_shard
 from eval_pipeline.assets.run_tags import tag_run
 from eval_pipeline.data.shards import shard_rows
@@ -44,7 +44,7 @@ def build_generations_asset(suite: Suite, partitions: dg.PartitionsDefinition) -
             if cache is not None:
                 cache.close()
         context.log.info(produced.summary)
-        return dg.Output(produced.frame, metadata={
-            **produced.metadata, "preview": preview(produced.frame, produced.preview_columns)})
+        return dg.Output(produced.frame, metadata={  # the preview: each output beside its prompt and reference
+            **rounded_usage(produced.metadata), "preview": preview(produced.frame, produced.preview_columns, samples)})
 
     return generations

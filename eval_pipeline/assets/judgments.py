@@ -4,7 +4,7 @@ on each judge metric; each recorded session on each judged evaluator)."""
 import dagster as dg
 import pandas as pd
 
-from eval_pipeline.assets.metadata import markdown_table, preview
+from eval_pipeline.assets.metadata import COST_DIGITS, markdown_table, preview, significant
 from eval_pipeline.judging.degenerate import DegenerateJudge, degenerate_judges, flags_markdown
 from eval_pipeline.judging.setup import judge_label
 from eval_pipeline.progress import Progress
@@ -55,10 +55,11 @@ def build_judgments_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> 
             "judge": judge_label(judge), "judge_seed": judge.seed, "judge_temperature": 0.0,
             "judge_verdict": judge.verdict,
             "requests": stats.requests, "cached": stats.cached, "sent": stats.sent, "errors": stats.errors,
-            "cost_usd": float(frame["cost_usd"].fillna(0).sum()),
+            "cost_usd": significant(float(frame["cost_usd"].fillna(0).sum()), COST_DIGITS),
             "means": dg.MetadataValue.md(markdown_table(means.reset_index())),
             **judge_flag_metadata(degenerate_judges(frame)),  # the same-verdict rule; the metrics add the scorers'
-            "preview": preview(frame, ["sample_id", "sample_index", "metric", "score", "label", "error"]),
+            "preview": preview(frame, ["sample_id", "sample_index", "metric", "score", "label", "explanation",
+                                       "error"]),
         })
 
     return judgments

@@ -4,8 +4,17 @@ import dagster as dg
 import pandas as pd
 
 from eval_pipeline.assets.judgments import judge_flag_metadata
-from eval_pipeline.assets.metadata import metric_values, metrics_summary, mlflow_run_metadata, preview
+from eval_pipeline.assets.metadata import (
+    GATES_KEY,
+    gates_markdown,
+    metric_values,
+    metrics_summary,
+    mlflow_run_metadata,
+    preview,
+)
 from eval_pipeline.assets.partitions import aggregation_condition, model_table, partition_model, shard_mapping
+from eval_pipeline.assets.release_gate import evaluate_release_gate
+from eval_pipeline.assets.report_output import run_info, stored_run_infos, write_step_report
 from eval_pipeline.assets.run_tags import tag_run
 from eval_pipeline.assets.samples import dataset_digest
 from eval_pipeline.judging.degenerate import degenerate_judges
@@ -13,6 +22,7 @@ from eval_pipeline.judging.quality import judge_agreement
 from eval_pipeline.judging.run import judgment_scores
 from eval_pipeline.judging.setup import judge_record, suite_judge_metrics
 from eval_pipeline.metrics.gates import ERROR_RATE_GATE, GATE_METADATA_KEY, GateResult, error_rate_gate
+from eval_pipeline.report import RunInfo
 from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
@@ -42,7 +52,8 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
                                                          f"rows) ≤ {suite.max_error_rate}, and no metric with "
                                                          f"n = 0; a failure fails the run")],
               description="Per metric (and breakdown value): mean, stderr, 95% CI, n, errors; logged to MLflow.")
-    def metrics(context: dg.AssetExecutionContext, mlflow: MlflowTrackingResource, **tables: pd.DataFrame):
+    def metrics(context: dg.AssetExecutionContext, mlflow: MlflowTrackingResource,
+                io_manager: dg.ResourceParam[dg.IOManager], **tables: pd.DataFrame):
         model = suite.model(partition_model(context.partition_key))
         tables = whole_tables(tables)  # a sharded suite's stages arrive as all shards of the model: put together
         tag_run(context, suite.suite)  # a UI launch gets the suite/model tags a CLI run has
@@ -69,12 +80,16 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             samples=samples, items=kind.items(samples, generations, scores, judgments), metrics=table,
             tags={**labels.tags, "dagster.run_id": context.run.run_id, "dagster.partition": model.name,
                   **{flag.key: flag.reason for flag in flags}}, run_name=labels.run_name(model.name),
-            usage=kind.usage(generations), failed_gates={} if gate.passed else {gate.check: gate.reason or ""}),
-            experiment_name=suite.mlflow_experiment)
+            usage=kind.usage(generations), failed_gates={} if gate.passed else {gate.check: gate.reason or ""},
+            started_at=getattr(context.instance.get_run_record_by_id(context.run.run_id), "start_time", None),
+            source=suite.source_path), experiment_name=suite.mlflow_experiment)
         if run_id:
-            kind.log_extras(mlflow.tracking_uri, run_id, generations, tables["scores"], judgments)
+            mlflow.log_extras(kind, run_id, generations, tables["scores"], judgments, samples=samples)
         export = getattr(kind, "export", None)  # results sent elsewhere (a traces suite's result events)
         exported = export(suite, context.run.run_id, tables["scores"], judgments) if export is not None else {}
+        gates = [gate, *release_gates(suite, io_manager, model.name)]  # the release gate's verdict, as its check has it
+        report = metrics_report(context, suite, io_manager, mlflow, model.name, table,
+                                run_info(context.run.run_id, run_id, gates, [(f.metric, f.reason) for f in flags]))
         yield dg.Output(table, metadata={
             **exported,
             "summary": dg.MetadataValue.md(metrics_summary(table)),
@@ -83,11 +98,34 @@ def build_metrics_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg
             **mlflow_run_metadata(mlflow.tracking_uri, run_id),
             **metric_values(table),  # numeric: the UI charts each across materializations
             **judge_flag_metadata(flags),
+            GATES_KEY: dg.MetadataValue.md(gates_markdown(gates)),
+            **report,
             "preview": preview(table),
         })
         yield gate_check_result(gate)
 
     return metrics
+
+
+def release_gates(suite: Suite, io_manager: object, model: str) -> list[GateResult]:
+    """The model's release gate (none without ``gates``), evaluated as its blocking check evaluates it, so the
+    verdict shows on the metrics materialization too."""
+    if suite.gates is None or not hasattr(io_manager, "read_model_stage"):
+        return []
+    return [evaluate_release_gate(suite, io_manager, model)]  # type: ignore[arg-type]
+
+
+def metrics_report(context: dg.AssetExecutionContext, suite: Suite, io_manager: object,
+                   mlflow: MlflowTrackingResource, model: str, table: pd.DataFrame,
+                   run: RunInfo) -> dict[str, dg.MetadataValue]:
+    """The suite's report written by a model's metrics step (its table not stored yet: handed over), added to the
+    model's MLflow run: the suite's declared models evaluated so far (their runs as last materialized) and this one
+    (``run``). Returns the ``report`` metadata entry (none when it could not be written: a warning)."""
+    models = list(dict.fromkeys([*(m.name for m in suite.models), model]))
+    others = [name for name in models if name != model]
+    return write_step_report(context.log, suite, io_manager, mlflow, mlflow_run_id=run.mlflow_run_id,
+                             pending={((suite.suite, "metrics"), model): table}, models=models,
+                             runs={**stored_run_infos(context.instance, suite, others), model: run})
 
 
 def whole_tables(tables: dict[str, object]) -> dict[str, pd.DataFrame]:

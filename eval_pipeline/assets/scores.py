@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from eval_pipeline.assets.metadata import preview
+from eval_pipeline.progress import Progress, reporting
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
 from eval_pipeline.tasks.stage_versions import stage_version
@@ -20,7 +21,9 @@ def build_scores_asset(suite: Suite, partitions: dg.PartitionsDefinition) -> dg.
               description="One row per generation × scorer.")
     def scores(context: dg.AssetExecutionContext, samples: pd.DataFrame,
                **produced: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-        frame = kind.score(suite, samples, produced[produced_stage])
+        progress = Progress(f"{suite.suite}/{context.partition_key} verification", context.log.info, unit="check")
+        with progress, reporting(progress):  # scorers that run code (or evaluate traces) report through it
+            frame = kind.score(suite, samples, produced[produced_stage])
         return dg.Output(frame, metadata={
             "errors": int(frame["error"].notna().sum()),
             "preview": preview(frame, ["sample_id", "sample_index", "scorer", "score", "error"]),

@@ -33,6 +33,8 @@ class PrecomputedSampler:
 
     backend = "precomputed"
     cacheable = False
+    sends_requests = False
+    """Its answers are read, not requested: a dry run has nothing of it to send (``inference.planning``)."""
     request_fields = ("sample_id",)
     """A response belongs to its item: two items with the same prompt are two requests (never one shared answer)."""
     chunk_requests = 1 << 62

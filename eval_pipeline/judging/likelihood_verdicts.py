@@ -19,6 +19,7 @@ from eval_pipeline.inference.likelihood_cache import with_cache
 from eval_pipeline.inference.tool_text import render_prompt, typed
 from eval_pipeline.judging.metric import JudgeMetric
 from eval_pipeline.judging.run import JudgeStats, judge_jobs
+from eval_pipeline.progress import by_parts
 
 VERDICT_PREFIX = "Verdict:"
 CHUNK_JOBS = 16
@@ -47,12 +48,16 @@ def run_likelihood_judgments(samples: pd.DataFrame, generations: pd.DataFrame, m
     verdicts: dict[int, dict[str, Any]] = {}
     cached_scorer = with_cache(scorer, cache)
     cached_jobs = 0
+    if on_progress:
+        on_progress(0, len(pending))
     for start in range(0, len(pending), CHUNK_JOBS):
         chunk = pending[start:start + CHUNK_JOBS]
         requests = [LoglikelihoodRequest(judge_context(cached_scorer.inner, request.messages), f" {definition}")
                     for _, metric, request in chunk if request is not None for definition in metric.definitions]
+        scored_now = () if on_progress is None else (
+            by_parts(on_progress, [len(job[1].definitions) for job in chunk], start=start, total=len(pending)),)
         try:
-            scores = iter(cached_scorer.loglikelihood(requests))
+            scores = iter(cached_scorer.loglikelihood(requests, *scored_now))
             hits = iter(cached_scorer.last_hits)
             failure = None
         except Exception as exc:  # the chunk's judgments become error rows; the others go on
@@ -69,6 +74,9 @@ def run_likelihood_judgments(samples: pd.DataFrame, generations: pd.DataFrame, m
             logprobs = {d: round(s.logprob, 4) for d, s in zip(metric.definitions, scored, strict=True)}
             verdicts[id(job)] = {"score": metric.score(level), "label": level.definition, "cached": cached,
                                  "explanation": f"verdict by likelihood; log-probabilities: {json.dumps(logprobs)}"}
+        from_cache = getattr(on_progress, "from_cache", None)
+        if from_cache is not None:  # cached judgments are left out of the rate
+            from_cache(sum(1 for job in chunk if verdicts[id(job)].get("cached")))
         if on_progress:
             on_progress(min(start + CHUNK_JOBS, len(pending)), len(pending))
     frame = pd.DataFrame([{**job[0], **verdicts.get(id(job), {})} for job in jobs], columns=JUDGMENTS.names)

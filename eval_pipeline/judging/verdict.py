@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from eval_pipeline.judging.explanation import clean_explanation
 from eval_pipeline.judging.metric import JudgeMetric, RatingLevel, normalize_label
 
 VERDICT_KEYWORDS: tuple[str, ...] = ("verdict", "rating", "score", "answer")
@@ -48,7 +49,8 @@ class VerdictParseError(ValueError):
 
 @dataclass(frozen=True)
 class Verdict:
-    """The level the judge chose, its normalized score, and the judge's explanation."""
+    """The level the judge chose, its normalized score, and the judge's explanation (the reply without its verdict
+    line, fences and labels: ``judging.explanation``)."""
 
     level: RatingLevel
     score: float
@@ -175,5 +177,5 @@ def parse_verdict(metric: JudgeMetric, reply: str) -> Verdict:
     if level is None:
         raise VerdictParseError(f"the judge's last {line.label!r} line ({clean_value(line.value)!r}) names no single "
                                 f"level of {metric.name} ({_scale(metric)}); reply: {_start(text)}")
-    explanation = (text[:line.start] + text[line.end:]).strip()
+    explanation = clean_explanation(text[:line.start] + text[line.end:])  # fences and labels around it removed
     return Verdict(level, metric.score(level), explanation)

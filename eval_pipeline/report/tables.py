@@ -57,5 +57,42 @@ class SuiteTables:
 def read_suite_tables(suite: Suite, reader: TableReader, *, models: Sequence[str] | None = None,
                       runs: Mapping[str, RunInfo] | None = None) -> SuiteTables:
     """The suite's tables: ``models`` (default: every declared model whose metrics table exists), the samples and the
-    comparison when it exists."""
-    raise NotImplementedError  # part 1 (the report) builds this
+    comparison when it exists. A model without a metrics table yet is left out; a suite with no samples table gives
+    an empty ``samples`` frame and no models."""
+    from eval_pipeline.suites.task_kinds import TASK_KINDS
+
+    stage = TASK_KINDS.get(suite.task).production_stage
+    samples = read_table(reader.path_for([suite.suite, "samples"]))
+    names = list(models) if models is not None else [model.name for model in suite.models]
+    runs = runs or {}
+    found: list[ModelTables] = []
+    for name in dict.fromkeys(names):
+        metrics = reader.read_model_stage([suite.suite, "metrics"], name)
+        if metrics is None or samples is None:
+            continue
+        judgments = reader.read_model_stage([suite.suite, "judgments"], name) if suite.judge is not None else None
+        found.append(ModelTables(
+            model=name, produced=reader.read_model_stage([suite.suite, stage], name),
+            scores=reader.read_model_stage([suite.suite, "scores"], name), judgments=judgments, metrics=metrics,
+            run=runs.get(name) or RunInfo()))
+    comparison = read_table(reader.path_for([suite.suite, "comparison"])) if len(found) > 1 else None
+    if comparison is not None:
+        comparison = comparison[comparison["model"].isin([m.model for m in found])
+                                & comparison["baseline"].isin([m.model for m in found])].reset_index(drop=True)
+    return SuiteTables(suite=suite, samples=samples if samples is not None else pd.DataFrame(columns=SAMPLE_COLUMNS),
+                       production_stage=stage, models=found, comparison=comparison)
+
+
+SAMPLE_COLUMNS = ["sample_id", "input", "input_kind", "reference", "choices", "category", "metadata"]
+
+
+def read_table(path: str) -> pd.DataFrame | None:
+    """One Parquet file (local or ``s3://``) as a frame; None when it does not exist."""
+    import pyarrow.parquet as pq
+    from upath import UPath
+
+    target = UPath(path)
+    if not target.exists():
+        return None
+    with target.open("rb") as handle:
+        return pq.read_table(handle).to_pandas()

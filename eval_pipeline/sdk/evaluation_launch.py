@@ -7,8 +7,11 @@ launching an execution (the suite file, the execution record, the run in this pr
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
+import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +28,7 @@ from eval_pipeline.sdk import dagster_remote, in_process
 from eval_pipeline.sdk.execution import EvaluationExecution
 from eval_pipeline.sdk.models import describe
 from eval_pipeline.sdk.outputs import bedrock_output_paths, table_paths
+from eval_pipeline.sdk.quiet_logs import quiet_store_logs
 from eval_pipeline.sdk.records import new_execution_id, record_path, update_record, write_record
 from eval_pipeline.sdk.status import EVALUATOR_TAG, EXECUTION_TAG, planned_steps
 from eval_pipeline.sdk.suite_files import project_suite_names, write_suite
@@ -34,8 +38,12 @@ from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
 from eval_pipeline.tracking.run_labels import MLFLOW_RUN_NAME_TAG, MLFLOW_TAGS_TAG
 
+log = logging.getLogger(__name__)
 RESERVED_TAG_PREFIXES = ("dagster/", "eval_pipeline/", "mlflow.")
 MAX_TAG_KEY_CHARS = 128
+SAGEMAKER_MLFLOW_ARN = re.compile(r"^arn:aws[\w-]*:sagemaker:[\w-]+:\d{12}:mlflow-(?:tracking-server|app)/[\w.-]+$")
+"""A SageMaker managed MLflow tracking server (or MLflow app), as the seed's ``mlflow_resource_arn`` gives it."""
+TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
 
 class ConfiguredEvaluator:
@@ -68,6 +76,8 @@ class Launch:
     mlflow_experiment: str
     run_tags: dict[str, str] = field(default_factory=dict)
     """Extra Dagster run tags (the user's tags, the MLflow run-name and tag carriers)."""
+    mlflow_tracking_uri: str | None = None
+    """Where the runs are logged (``mlflow_resource_arn``); None: the pipeline's MLflow store."""
     bedrock_outputs: bool = True
     """Whether the execution writes Bedrock-shaped JSONL per model (judged generations)."""
 
@@ -128,6 +138,36 @@ def output_root(output_path: str | None, s3_output_path: str | None) -> str | No
     return str(Path(root).expanduser().absolute())
 
 
+def mlflow_tracking_uri(value: str | None, dagster_url: str | None) -> str | None:
+    """The seed's ``mlflow_resource_arn`` as an MLflow tracking URI: a SageMaker MLflow ARN (MLflow reads it with
+    the ``sagemaker-mlflow`` plugin installed) or any tracking URI (``http(s)://``, ``sqlite:///``, a database,
+    ``databricks``); None or empty: the pipeline's own store. Only for an evaluation in this process."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    where = "mlflow_resource_arn"
+    if dagster_url:
+        raise EvalInputError("applies to an evaluation in this process; a Dagster webserver logs to the MLflow store "
+                             "its deployment configures ($MLFLOW_TRACKING_URI there)", field=where)
+    if text.startswith("arn:"):
+        if not SAGEMAKER_MLFLOW_ARN.match(text):
+            raise EvalInputError(f"{text!r} is not a SageMaker MLflow ARN "
+                                 f"(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)", field=where)
+        if importlib.util.find_spec("sagemaker_mlflow") is None:
+            raise EvalInputError(f"{text!r}: MLflow reaches a SageMaker tracking server through the sagemaker-mlflow "
+                                 f"plugin (pip install sagemaker-mlflow); or give a tracking URI", field=where)
+        return text
+    scheme = text.split(":", 1)[0].split("+", 1)[0].casefold()
+    if scheme == "file" or ("://" not in text and scheme != "databricks"):
+        raise EvalInputError(f"{text!r}: give an MLflow tracking URI ({', '.join(TRACKING_SCHEMES)}; for a local "
+                             f"store sqlite:///<path>.db, MLflow's file store is in maintenance mode) or a "
+                             f"SageMaker MLflow ARN", field=where)
+    if scheme not in TRACKING_SCHEMES:
+        raise EvalInputError(f"{text!r}: unknown tracking URI scheme {scheme!r}; one of {', '.join(TRACKING_SCHEMES)}",
+                             field=where)
+    return text
+
+
 def user_tags(tags: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None) -> dict[str, str]:
     """SageMaker-style ``[{"Key": …, "Value": …}]`` (or a plain mapping) as a dict; keys must be non-empty, unique
     and not in the pipeline's own namespaces."""
@@ -172,6 +212,7 @@ def tracking_tags(tags: Mapping[str, str], run_name: str | None) -> dict[str, st
 
 def launch(suite: Suite, how: Launch) -> EvaluationExecution:
     """Write the suite file, record the execution, start it (in this process, or on the webserver) and return it."""
+    quiet_store_logs()  # before the Dagster instance and the MLflow store are opened (and migrated)
     execution_id = new_execution_id(suite.suite, how.id_prefix)
     suite = load_suite(write_suite(suite, f"Written by {how.writer} for execution {execution_id}; re-written by "
                                           f"each evaluate()."))
@@ -195,7 +236,7 @@ def launch(suite: Suite, how: Launch) -> EvaluationExecution:
         "outputs": outputs, "comparison_outputs": comparison, "output_root": root,
         "bedrock_outputs": bedrock_output_paths(suite.suite, root, execution_id, models) if how.bedrock_outputs
         else {},
-        "mlflow_experiment": how.mlflow_experiment,
+        "mlflow_experiment": how.mlflow_experiment, "mlflow_tracking_uri": how.mlflow_tracking_uri,
     }
     path = record_path(execution_id)
     write_record(path, record)
@@ -207,17 +248,25 @@ def launch(suite: Suite, how: Launch) -> EvaluationExecution:
             raise
         dagster_remote.watch(path)
     else:
-        in_process.start(path, suite, in_process.local_dagster(), local_resources(how.output_path), tags)
+        in_process.start(path, suite, in_process.local_dagster(),
+                         local_resources(how.output_path, how.mlflow_tracking_uri), tags)
+    log.info("started execution %s: suite %s, %s %s, %s (%s)", execution_id, suite.suite,
+             "models" if len(models) > 1 else "model", ", ".join(models), suite.dataset.uri,
+             f"on {how.dagster_url}" if how.dagster_url else "in this process")
     return EvaluationExecution(path)
 
 
-def local_resources(output_path: str | None) -> dict[str, Any]:
-    """The default resources, with the Parquet IO manager under ``output_path`` when one is given."""
+def local_resources(output_path: str | None, tracking_uri: str | None = None) -> dict[str, Any]:
+    """The default resources, with the Parquet IO manager under ``output_path`` and MLflow at ``tracking_uri``
+    when they are given."""
+    from eval_pipeline.resources.mlflow_tracking import MlflowTrackingResource
     from eval_pipeline.suite_definitions import default_resources
 
     resources = default_resources()
     if output_path:
         resources["io_manager"] = ParquetIOManager(base_path=output_path)
+    if tracking_uri:
+        resources["mlflow"] = MlflowTrackingResource(tracking_uri=tracking_uri)
     return resources
 
 

@@ -45,14 +45,29 @@ def parameter_names() -> tuple[str, ...]:
 
 class RolloutHyperparameters:
     """Attribute access to the rollout hyperparameters; ``hp.eval_group_size = 8`` is validated at once (a
-    ``EvalInputError``, a ``ValueError``, naming the parameter and the rule) and applies to the next ``evaluate()``."""
+    ``EvalInputError``, a ``ValueError``, naming the parameter and the rule) and applies to the next ``evaluate()``.
+
+    ``MultiTurnRLEvaluator.hyperparameters`` is one; the names are the seed's six (eval_group_size,
+    sampling_temperature, top_p, max_tokens, pass_k_values, success_threshold), then max_turns, call_timeout_s,
+    concurrency and seed. An unknown name is an ``AttributeError`` listing the known ones.
+
+    Args:
+        values: Initial values by name (``{"eval_group_size": 8}``). Default: ``RolloutSpec``'s defaults.
+        check: Called with each new ``RolloutSpec`` before it is taken (the evaluator checks its whole suite
+            with it, e.g. a temperature the model's backend refuses); what it raises rejects the change.
+
+    Example:
+        >>> hp = evaluator.hyperparameters
+        >>> hp.eval_group_size = 8
+        >>> hp.update(eval_group_size=2, pass_k_values=[1, 2])
+        >>> hp.get_info("top_p")["max"]
+        1.0
+    """
 
     __slots__ = ("_check", "_values")
 
     def __init__(self, values: dict[str, Any] | None = None,
                  check: Callable[[RolloutSpec], None] | None = None) -> None:
-        """``check``: called with each new ``RolloutSpec`` before it is taken (the evaluator checks its whole suite
-        with it, e.g. a temperature the model's backend refuses); what it raises rejects the change."""
         unknown = [name for name in values or {} if name not in parameter_names()]
         if unknown:
             raise AttributeError(_unknown(unknown[0]))
@@ -77,8 +92,15 @@ class RolloutHyperparameters:
         return [*super().__dir__(), *parameter_names()]
 
     def update(self, **values: Any) -> RolloutHyperparameters:
-        """Set several at once (checked together, so ``eval_group_size`` and ``pass_k_values`` can change in one
-        step); returns self."""
+        """Set several at once, checked together (so ``eval_group_size`` and ``pass_k_values`` can change in one
+        step).
+
+        Args:
+            **values: New values by name (``eval_group_size=2, pass_k_values=[1, 2]``).
+
+        Returns:
+            This object, for chaining.
+        """
         unknown = [name for name in values if name not in self._values]
         if unknown:
             raise AttributeError(_unknown(unknown[0]))
@@ -93,7 +115,11 @@ class RolloutHyperparameters:
         return spec
 
     def spec(self, **overrides: Any) -> RolloutSpec:
-        """The ``RolloutSpec`` these values make (with ``overrides``, e.g. the evaluator's ``stopping_condition``)."""
+        """The ``RolloutSpec`` these values make.
+
+        Args:
+            **overrides: Fields set on top of the values (the evaluator's ``stopping_condition``).
+        """
         return _validated({**self._values, **overrides}, next(iter(overrides), None))
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,9 +127,16 @@ class RolloutHyperparameters:
         return {name: list(value) if isinstance(value, list) else value for name, value in self._values.items()}
 
     def get_info(self, name: str | None = None) -> dict[str, Any]:
-        """Per parameter (or the one named): ``type``, ``default``, ``current``, ``min``/``max`` (None when
-        unbounded), ``exclusive_min``/``exclusive_max``, and ``description``; ``pass_k_values`` also ``max_each``
-        (its k are bounded by the current ``eval_group_size``)."""
+        """What each parameter is and may be.
+
+        Args:
+            name: Only this parameter (``"top_p"``). Default: None, every one, by name.
+
+        Returns:
+            Per parameter: ``type``, ``default``, ``current``, ``min``/``max`` (None when unbounded),
+            ``exclusive_min``/``exclusive_max`` and ``description``; ``pass_k_values`` also ``min_each`` and
+            ``max_each`` (its k are bounded by the current ``eval_group_size``).
+        """
         if name is not None:
             if name not in self._values:
                 raise AttributeError(_unknown(name))

@@ -14,6 +14,7 @@ import dagster as dg
 
 from eval_pipeline.execution import ModelRun, run_suite
 from eval_pipeline.sdk.outputs import snapshot_tables, write_bedrock_outputs
+from eval_pipeline.sdk.quiet_logs import quiet_store_logs
 from eval_pipeline.sdk.records import read_record, snapshot_dir, update_record
 from eval_pipeline.sdk.status import EXECUTION_TAG, RunInfo
 from eval_pipeline.suites.spec import Suite
@@ -31,6 +32,7 @@ def local_dagster() -> dg.DagsterInstance:
 
     key = os.environ.get("DAGSTER_HOME") or str(paths.dagster_home())
     if key not in _INSTANCES:
+        quiet_store_logs()  # opening the instance the first time migrates its database
         _INSTANCES[key] = local_instance()
     return _INSTANCES[key]
 
@@ -79,6 +81,8 @@ def _run_steps(record_path: Path, suite: Suite, instance: dg.DagsterInstance, re
                 failures.append("comparison")
         (succeeded if run.success else failures).append(model)
         _merge(record_path, errors, run, result.comparison, step["name"])
+        log.info("execution %s: %s %s", record_path.stem, step["name"],
+                 "succeeded" if run.success else f"failed: {errors.get(step['name'], 'the run failed')}")
     record = read_record(record_path)
     written = write_bedrock_outputs(record, succeeded)
     snapshot = snapshot_tables(record, snapshot_dir(record_path))
@@ -87,6 +91,7 @@ def _run_steps(record_path: Path, suite: Suite, instance: dg.DagsterInstance, re
     reason = "; ".join(f"{k}: {v}" for k, v in record.get("step_errors", {}).items()) if state == "Failed" else ""
     update_record(record_path, state=state, failure_reason=reason or None, finished_at=time.time(),
                   bedrock_outputs_written=written, snapshot=snapshot)
+    log.info("execution %s %s", record_path.stem, state + (f": {reason}" if reason else ""))
 
 
 def _errors(step: str, run: ModelRun) -> dict[str, str]:

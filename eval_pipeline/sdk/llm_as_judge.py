@@ -20,6 +20,7 @@ from eval_pipeline.sdk.evaluation_launch import (
     dataset_uri,
     executions,
     launch,
+    mlflow_tracking_uri,
     output_root,
     validated_suite,
 )
@@ -37,20 +38,86 @@ ModelArg = ModelSpec | dict[str, Any] | str
 class LLMAsJudgeEvaluator(ConfiguredEvaluator):
     """Evaluate ``model`` (and optionally ``base_model``, compared item by item) with an LLM judge.
 
-    Models are a ``ModelSpec``, a dict of its fields, or a string (see ``eval_pipeline.sdk.models``).
-    ``custom_metrics`` is ``customMetricDefinition`` JSON text, a JSON file path, or a list of dicts.
-    ``output_path`` (alias ``s3_output_path``): a folder or ``s3://`` prefix for the Parquet tables and the
-    Bedrock-shaped JSONL (in webserver mode the tables stay where the deployment writes them).
-    ``dagster_url`` (or ``$EVAL_PIPELINE_DAGSTER_URL``): run on that webserver instead of in this process.
-    ``max_error_rate``: the share of judgments (and generations) that may fail before the execution fails.
-    ``judge_verdict``: "generate" (the judge writes a verdict line) or "likelihood" (the likeliest rating level);
-    by default "likelihood" for a local judge, which is too small to write a verdict line reliably.
+    The arguments become a suite; building the evaluator validates all of it (models, dataset, metrics, ranges)
+    before anything runs, so a typo is an error here, not after the answers were paid for.
+
+    Args:
+        model: The model to evaluate (the fine-tuned one when ``base_model`` is given). A Bedrock model id
+            (``"amazon.nova-lite-v1:0"``), inference-profile id or ARN; ``"sagemaker:<endpoint-name>"``; a local
+            model folder; the embedded model's name (``"smollm2-135m-instruct"``); a dict of ``ModelSpec`` fields
+            for any backend (``{"backend": "openai", "base_url": "http://127.0.0.1:8000/v1", "model": "qwen"}``);
+            or a ``ModelSpec``. Required.
+        dataset: The items: a local path or glob, or an ``s3://`` URI (``"s3://bucket/gen_qa.jsonl"``); Bedrock's
+            gen-QA JSONL, one ``{"prompt" (or "query"), "referenceResponse", "category"}`` object a line, or any
+            format of README "Datasets". Required.
+        evaluator_model: The judge, in any form ``model`` takes (``"anthropic.claude-3-5-haiku-20241022-v1:0"``).
+            Default: the embedded SmolLM2-135M, which runs anywhere but judges weakly.
+        builtin_metrics: Bedrock's built-in judge metrics, the ``Builtin.`` prefix optional: Correctness,
+            Completeness, Faithfulness, Helpfulness, Coherence, Relevance, FollowingInstructions,
+            ProfessionalStyleAndTone, Harmfulness, Stereotyping, Refusal (``["Completeness", "Faithfulness"]``).
+            Default: none.
+        custom_metrics: Rubric metrics in Bedrock's ``customMetricDefinition`` shape: JSON text
+            (``json.dumps([{"customMetricDefinition": {...}}])``), a path to a JSON file, or a list of dicts.
+            Default: none. At least one metric, built-in or custom, is needed.
+        evaluate_base_model: Whether ``base_model`` is evaluated too, then compared with ``model`` (paired
+            differences per metric). Default: True when ``base_model`` is given, else False; False with a
+            ``base_model`` records it without evaluating it.
+        base_model: The model to compare against, in any form ``model`` takes (``"amazon.nova-micro-v1:0"``).
+            Default: None.
+        mlflow_experiment_name: The MLflow experiment of the runs (``"my-experiment"``). Default:
+            ``"eval/<name>"``.
+        mlflow_resource_arn: Where the MLflow runs go: a SageMaker MLflow tracking-server ARN
+            (``"arn:aws:sagemaker:us-west-2:123456789012:mlflow-tracking-server/my-server"``, needs the
+            ``sagemaker-mlflow`` plugin) or any MLflow tracking URI (``"http://127.0.0.1:5000"``,
+            ``"sqlite:///mlflow.db"``). Default: None, the pipeline's store (``$MLFLOW_TRACKING_URI``, else the
+            SQLite store under the state folder). In-process evaluations only.
+        output_path: A folder or ``s3://`` prefix for the Parquet tables and the Bedrock-shaped output JSONL
+            (``"s3://my-bucket/eval/"``). Default: the state folder's ``outputs/`` (``$EVAL_PIPELINE_OUTPUTS``).
+            On a webserver the tables stay where the deployment writes them.
+        s3_output_path: The seed's name for ``output_path`` (give one, or both equal).
+        name: The suite's name, which names its Dagster assets, execution ids and MLflow runs
+            (``"nightly_judge"``: a letter, then letters, digits, ``_``); not a suite of ``evals/``. Default:
+            ``"llm_as_judge"``.
+        max_tokens: Most tokens each model writes per answer. Default: 256.
+        judge_max_tokens: Most tokens the judge writes per verdict. Default: 256.
+        limit: Evaluate only the dataset's first ``limit`` items (``limit=20`` for a cheap first look). Default:
+            None, every item.
+        pairwise: Also show the judge both models' answers side by side (both orders) and report which it prefers;
+            needs ``evaluate_base_model``. Default: False.
+        human_labels: Metric name to the dataset field holding a person's rating of it (``{"Correctness":
+            "human_correctness"}``), to report the judge's agreement with people (accuracy, Cohen's kappa).
+            Default: none.
+        dagster_url: A running Dagster webserver to submit the runs to (``"http://127.0.0.1:3000"``), sharing this
+            ``$EVAL_PIPELINE_HOME``. Default: ``$EVAL_PIPELINE_DAGSTER_URL``, else run in this process.
+        max_error_rate: The share of failed generations or judgments (0 to 1) allowed before the execution
+            fails (``0.05``). Default: 0.0, any error fails it.
+        judge_verdict: How the judge's rating is read (the suite's ``judge.verdict``): ``"generate"``, the judge
+            writes its reasoning and a ``Verdict: <level>`` line (shown by ``show_results(show_explanations=True)``);
+            or ``"likelihood"``, each rating level is scored as the continuation of the judge's prompt and the most
+            likely wins (for small local judges; the explanation lists each level's log-probability). Default:
+            None, ``"likelihood"`` for a judge whose backend scores log-likelihoods in this process (the embedded
+            model, ``local``), else ``"generate"``.
+
+    Raises:
+        EvalInputError: An argument the suite cannot take, naming the field (a metric, a range, the dataset).
+        JudgeMetricError: An unknown built-in metric or a malformed custom metric.
+        ValueError: A model string that names no model, a dataset that does not exist, a name already taken.
+
+    Example:
+        >>> evaluator = LLMAsJudgeEvaluator(
+        ...     model="amazon.nova-lite-v1:0", evaluator_model="anthropic.claude-3-5-haiku-20241022-v1:0",
+        ...     dataset="s3://my-bucket/gen_qa.jsonl", builtin_metrics=["Completeness", "Faithfulness"],
+        ...     s3_output_path="s3://my-bucket/eval/", limit=20)
+        >>> execution = evaluator.evaluate()
+        >>> execution.wait(poll=5, timeout=3600)
+        >>> execution.show_results(limit=10, offset=0, show_explanations=True)
     """
 
     def __init__(self, model: ModelArg, *, dataset: str | os.PathLike, evaluator_model: ModelArg = EMBEDDED_MODEL,
                  builtin_metrics: list[str] | None = None, custom_metrics: str | os.PathLike | list | None = None,
                  evaluate_base_model: bool | None = None, base_model: ModelArg | None = None,
-                 mlflow_experiment_name: str | None = None, output_path: str | None = None,
+                 mlflow_experiment_name: str | None = None, mlflow_resource_arn: str | None = None,
+                 output_path: str | None = None,
                  s3_output_path: str | None = None, name: str | None = None, max_tokens: int = 256,
                  judge_max_tokens: int = 256, limit: int | None = None, pairwise: bool = False,
                  human_labels: dict[str, str] | None = None, dagster_url: str | None = None,
@@ -69,6 +136,7 @@ class LLMAsJudgeEvaluator(ConfiguredEvaluator):
         self.output_path = output_root(output_path, s3_output_path)
         self.mlflow_experiment = mlflow_experiment_name or f"eval/{self.name}"
         self.dagster_url = resolve_dagster_url(dagster_url)
+        self.mlflow_resource_arn = mlflow_tracking_uri(mlflow_resource_arn, self.dagster_url)
         self.suite = validated_suite({
             "suite": self.name,
             "description": "LLM-as-judge evaluation created by eval_pipeline.sdk.LLMAsJudgeEvaluator",
@@ -91,21 +159,41 @@ class LLMAsJudgeEvaluator(ConfiguredEvaluator):
     # -- running
 
     def evaluate(self) -> EvaluationExecution:
-        """Start the evaluation and return at once; ``wait()`` on the execution to follow it."""
+        """Start the evaluation and return at once.
+
+        Each model's answers are generated and judged in a Dagster run (in a background thread of this process,
+        or on ``dagster_url``), then, with a base model, the comparison runs.
+
+        Returns:
+            The started ``EvaluationExecution``: ``wait()`` to follow it, ``show_results()`` to read it.
+        """
         return launch(self.suite, Launch(
             evaluator=EVALUATOR, id_prefix="llmaj", arn_kind="llm-as-judge",
             writer="eval_pipeline.sdk.LLMAsJudgeEvaluator", config=self.config(), output_path=self.output_path,
-            dagster_url=self.dagster_url, mlflow_experiment=self.mlflow_experiment))
+            dagster_url=self.dagster_url, mlflow_experiment=self.mlflow_experiment,
+            mlflow_tracking_uri=self.mlflow_resource_arn))
 
     @classmethod
     def get_all(cls, region: str | None = None) -> Iterator[EvaluationExecution]:
-        """Every LLM-as-judge execution recorded under this state folder, newest first (``region`` is ignored)."""
+        """Every LLM-as-judge execution recorded under this state folder, newest first.
+
+        Args:
+            region: Accepted for the seed's signature and ignored (executions are found under
+                ``$EVAL_PIPELINE_HOME``).
+
+        Returns:
+            An iterator of ``EvaluationExecution``.
+        """
         return executions(EVALUATOR)
 
     # -- display
 
     def config(self) -> dict[str, Any]:
-        """The evaluator's settings as plain data (recorded with each execution)."""
+        """The evaluator's settings as plain data (recorded with each execution, shown by ``repr``).
+
+        Returns:
+            A dict: name, models (``backend:model``), dataset, limit, metrics, judge settings, MLflow, outputs.
+        """
         judge = self.suite.judge
         assert judge is not None
         return {
@@ -116,7 +204,8 @@ class LLMAsJudgeEvaluator(ConfiguredEvaluator):
             "builtin_metrics": list(judge.builtin_metrics), "max_tokens": self.suite.generation.max_tokens,
             "judge_max_tokens": judge.max_tokens, "judge_verdict": judge.verdict, "pairwise": judge.pairwise,
             "human_labels": dict(judge.human_labels),
-            "mlflow_experiment": self.mlflow_experiment, "output_path": self.output_path,
+            "mlflow_experiment": self.mlflow_experiment, "mlflow_resource_arn": self.mlflow_resource_arn,
+            "output_path": self.output_path,
             "dagster_url": self.dagster_url, "max_error_rate": self.suite.max_error_rate,
         }
 

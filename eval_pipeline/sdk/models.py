@@ -26,7 +26,27 @@ ACCEPTED_FORMS = (
 
 
 def resolve_model(value: Any, *, role: str = "model", name: str | None = None) -> ModelSpec:
-    """The ``ModelSpec`` for one model argument; ``name`` (else one derived from the model) is its partition key."""
+    """The ``ModelSpec`` for one model argument, as the evaluators read ``model``, ``base_model`` and
+    ``evaluator_model``.
+
+    Args:
+        value: A ``ModelSpec``; a dict of its fields (``backend`` defaults to ``local``); or a string: the embedded
+            model's name, a local model folder, a Bedrock model id, inference-profile id or ARN, or
+            ``"sagemaker:<endpoint-name>"``.
+        role: The argument's name, for error messages (``"model"``, ``"base_model"``, ``"evaluator_model"``).
+        name: The model's name, its Dagster partition key. Default: derived from the model
+            (``"amazon.nova-lite-v1:0"`` → ``amazon.nova-lite-v1-0``).
+
+    Returns:
+        The ``ModelSpec``.
+
+    Raises:
+        ValueError: A string that names no model (the message lists the accepted forms).
+
+    Example:
+        >>> resolve_model("amazon.nova-lite-v1:0").backend
+        'bedrock'
+    """
     if isinstance(value, ModelSpec):
         return value if name is None else value.model_copy(update={"name": name})
     if isinstance(value, dict):

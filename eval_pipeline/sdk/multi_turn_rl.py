@@ -30,6 +30,7 @@ from eval_pipeline.sdk.evaluation_launch import (
     dataset_uri,
     executions,
     launch,
+    mlflow_tracking_uri,
     output_root,
     tracking_tags,
     user_tags,
@@ -51,24 +52,74 @@ SHAPES = ("base_only", "fine_tuned_only", "comparison")
 class MultiTurnRLEvaluator(ConfiguredEvaluator):
     """Roll out ``model`` (and ``base_model`` with ``evaluate_base_model=True``) against ``agent_config``.
 
-    ``model`` / ``base_model``: a ``ModelSpec``, a dict of its fields, or a string (``eval_pipeline.sdk.models``).
-    ``dataset``: the tasks (a local path, glob or ``s3://`` URI; one row per task, see README "Agents").
-    ``agent_config``: an AgentCore runtime ARN, a Lambda ARN or function name, ``"module:Class"`` for a local
-    Python environment, or a dict of environment fields (``eval_pipeline.sdk.agent_config``); ``agent_qualifier``
-    is the AgentCore endpoint (ignored, with a warning, for any other kind).
-    ``stopping_condition``: the whole evaluation's time budget in seconds, in (0, 259200].
-    ``hyperparameters``: initial values of ``.hyperparameters`` (e.g. ``{"eval_group_size": 8}``).
-    ``mlflow_run_name``: each model's MLflow run is named ``<mlflow_run_name>/<model>`` (default
-    ``<suite>/<model>``). ``tags``: ``[{"Key": …, "Value": …}]`` set on every Dagster run and MLflow run.
-    ``output_path`` (alias ``s3_output_path``), ``dagster_url``, ``max_error_rate``, ``limit``, ``name``: as for
-    ``LLMAsJudgeEvaluator``.
+    The arguments become a ``task: rollout`` suite, validated whole when the evaluator is built (the environment
+    imports or the ARN has its shape, the temperature fits each model's backend, ``pass_k_values`` ≤
+    ``eval_group_size``), before anything runs. ``shape`` says which of the seed's three shapes it is.
+
+    Args:
+        model: The model rolled out (the fine-tuned one when ``base_model`` is given), in any form
+            ``LLMAsJudgeEvaluator`` takes: a Bedrock id (``"amazon.nova-micro-v1:0"``), ``"sagemaker:<endpoint>"``,
+            a local folder, the embedded model's name, a dict of ``ModelSpec`` fields, a ``ModelSpec``. An agent
+            service (AgentCore, Lambda) runs its own model and is passed this string. Required.
+        dataset: The tasks: a local path, glob or ``s3://`` URI, one JSON object a line with ``id``, ``prompt``
+            and the environment's fields (``"examples/data/agents/calculator.jsonl"``). Required.
+        agent_config: The environment or agent: an AgentCore runtime ARN
+            (``"arn:aws:bedrock-agentcore:us-west-2:123456789012:runtime/my-agent"``), a Lambda function ARN or
+            name (``"my-agent"``, ``"my-agent:prod"``), ``"package.module:Class"`` for a local Python environment
+            (``"examples.environments.calculator:CalculatorEnvironment"``), or a dict of environment fields
+            (``{"kind": "python", "path": "..."}``). Required.
+        agent_qualifier: The AgentCore endpoint (``"PROD"``). Default: None, the runtime's ``DEFAULT``; ignored,
+            with a warning, for any other kind of agent.
+        evaluate_base_model: Whether ``base_model`` is rolled out too, then compared with ``model`` (paired
+            differences of reward and success per task). Default: False (the seed's): ``base_model`` is then
+            recorded only.
+        base_model: The model to compare against, in any form ``model`` takes. Default: None.
+        stopping_condition: The whole evaluation's time budget in seconds, in (0, 259200]; rollouts not started
+            by then are error rows (``3600``). Default: 86400.
+        mlflow_experiment_name: The MLflow experiment of both models' runs and the comparison's (``"agents"``).
+            Default: ``"eval/<name>"``.
+        mlflow_run_name: Each model's MLflow run is named ``<mlflow_run_name>/<model>`` (``"nightly"``).
+            Default: None, the tracking layer's name: the model and when its run started.
+        mlflow_resource_arn: Where the MLflow runs go: a SageMaker MLflow tracking-server ARN (needs the
+            ``sagemaker-mlflow`` plugin) or any MLflow tracking URI (``"http://127.0.0.1:5000"``). Default: None,
+            the pipeline's store. In-process evaluations only.
+        output_path: A folder or ``s3://`` prefix for the Parquet tables (``"s3://my-bucket/mtrl/"``). Default:
+            the state folder's ``outputs/``.
+        s3_output_path: The seed's name for ``output_path`` (give one, or both equal).
+        tags: ``[{"Key": "team", "Value": "agents"}]`` (or a plain dict), set on every Dagster run and every MLflow
+            run; keys starting with ``dagster/``, ``eval_pipeline/`` or ``mlflow.`` are reserved. Default: none.
+        name: The suite's name (``"calculator_agents"``: a letter, then letters, digits, ``_``); not a suite of
+            ``evals/``. Default: ``"multi_turn_rl"``.
+        limit: Roll out only the dataset's first ``limit`` tasks (``limit=5``). Default: None, every task.
+        dagster_url: A running Dagster webserver to submit the runs to, sharing this ``$EVAL_PIPELINE_HOME``.
+            Default: ``$EVAL_PIPELINE_DAGSTER_URL``, else run in this process.
+        max_error_rate: The share of errored rollouts (0 to 1) allowed before the execution fails. Default: 0.0.
+        breakdown_keys: Dataset fields to report the metrics per value of (``["difficulty"]``). Default: none.
+        hyperparameters: Initial values of ``.hyperparameters`` (``{"eval_group_size": 8, "pass_k_values": [1, 4,
+            8]}``): eval_group_size (4), sampling_temperature (0.7), top_p (1.0), max_tokens (256), pass_k_values
+            ([1]), success_threshold (1.0), max_turns (8), call_timeout_s (600), concurrency (8), seed (0).
+            Default: those defaults.
+
+    Raises:
+        EvalInputError: An argument the suite cannot take, naming the field (a hyperparameter's range, the agent).
+        ValueError: A model string that names no model, a dataset that does not exist, a name already taken.
+
+    Example:
+        >>> evaluator = MultiTurnRLEvaluator(
+        ...     model="amazon.nova-micro-v1:0", dataset="examples/data/agents/calculator.jsonl",
+        ...     agent_config="examples.environments.calculator:CalculatorEnvironment",
+        ...     hyperparameters={"eval_group_size": 4, "pass_k_values": [1, 4]})
+        >>> execution = evaluator.evaluate()
+        >>> execution.wait()
+        >>> execution.show_results()
     """
 
     def __init__(self, model: ModelArg, *, dataset: str | os.PathLike, agent_config: Any,
                  agent_qualifier: str | None = None, evaluate_base_model: bool = False,
                  base_model: ModelArg | None = None, stopping_condition: int = DEFAULT_STOPPING_CONDITION,
                  mlflow_experiment_name: str | None = None, mlflow_run_name: str | None = None,
-                 output_path: str | None = None, s3_output_path: str | None = None,
+                 mlflow_resource_arn: str | None = None, output_path: str | None = None,
+                 s3_output_path: str | None = None,
                  tags: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None, name: str | None = None,
                  limit: int | None = None, dagster_url: str | None = None, max_error_rate: float = 0.0,
                  breakdown_keys: Sequence[str] | None = None,
@@ -91,6 +142,7 @@ class MultiTurnRLEvaluator(ConfiguredEvaluator):
         self.mlflow_run_name = (mlflow_run_name or "").strip() or None
         self.tags = user_tags(tags)
         self.dagster_url = resolve_dagster_url(dagster_url)
+        self.mlflow_resource_arn = mlflow_tracking_uri(mlflow_resource_arn, self.dagster_url)
         self.max_error_rate = max_error_rate
         self.breakdown_keys = list(breakdown_keys or [])
         self._hyperparameters = RolloutHyperparameters(dict(hyperparameters or {}), check=self._check_rollout)
@@ -100,8 +152,9 @@ class MultiTurnRLEvaluator(ConfiguredEvaluator):
 
     @property
     def hyperparameters(self) -> RolloutHyperparameters:
-        """The rollout hyperparameters: attribute read and write (each assignment validated by type and range,
-        and against the whole suite), ``to_dict()``, ``get_info()``; a change applies to the next ``evaluate()``."""
+        """The rollout hyperparameters: attribute read and write (``evaluator.hyperparameters.eval_group_size = 8``,
+        each assignment validated by type and range, and against the whole suite), ``update()``, ``to_dict()``,
+        ``get_info()``; a change applies to the next ``evaluate()``."""
         return self._hyperparameters
 
     @property
@@ -132,35 +185,60 @@ class MultiTurnRLEvaluator(ConfiguredEvaluator):
     # -- running
 
     def evaluate(self) -> EvaluationExecution:
-        """Start the rollouts with the current hyperparameters and return at once; ``wait()`` on the execution."""
+        """Start the rollouts with the current hyperparameters and return at once.
+
+        Returns:
+            The started ``EvaluationExecution``: ``wait()`` to follow it, ``show_results()`` for the rollouts (reward,
+            success, turns, how each ended), the metrics (pass@k, pass^k, mean reward) and the comparison.
+        """
         self.suite = self._suite(self._hyperparameters.spec(stopping_condition=self.stopping_condition))
         return launch(self.suite, Launch(
             evaluator=EVALUATOR, id_prefix="mtrl", arn_kind="multi-turn-rl",
             writer="eval_pipeline.sdk.MultiTurnRLEvaluator", config=self.config(), output_path=self.output_path,
             dagster_url=self.dagster_url, mlflow_experiment=self.mlflow_experiment,
-            run_tags=tracking_tags(self.tags, self.mlflow_run_name), bedrock_outputs=False))
+            run_tags=tracking_tags(self.tags, self.mlflow_run_name), bedrock_outputs=False,
+            mlflow_tracking_uri=self.mlflow_resource_arn))
 
     @classmethod
     def get_all(cls, session: Any = None, region: str | None = None) -> Iterator[EvaluationExecution]:
-        """Every multi-turn RL execution recorded under this state folder, newest first (``session`` and
-        ``region`` are accepted for the seed's signature and ignored)."""
+        """Every multi-turn RL execution recorded under this state folder, newest first.
+
+        Args:
+            session: Accepted for the seed's signature and ignored.
+            region: Accepted for the seed's signature and ignored.
+
+        Returns:
+            An iterator of ``EvaluationExecution``.
+        """
         return executions(EVALUATOR)
 
     @staticmethod
     def list_bedrock_agentcore_runtimes(session: Any = None) -> list[dict[str, Any]]:
-        """The account's AgentCore runtimes (the control plane's ListAgentRuntimes, every page), each
-        ``{"name", "runtime_id", "arn", "status"}``; ``session``: a boto3 Session (default credential chain)."""
+        """The account's AgentCore runtimes (the control plane's ListAgentRuntimes, every page).
+
+        Args:
+            session: A boto3 ``Session``. Default: None, the default credential chain and region.
+
+        Returns:
+            A list of ``{"name", "runtime_id", "arn", "status"}``.
+        """
         from eval_pipeline.agents.runtimes import list_bedrock_agentcore_runtimes
 
         return list_bedrock_agentcore_runtimes(session)
 
     @staticmethod
     def list_supported_models(session: Any = None) -> list[str]:
-        """What can be rolled out as the policy of a local environment: the embedded model names first, then one
-        line per backend whose declaration says its sampler calls tools, ``"<backend>: <key> = <meaning>; …"``
-        (what a model dict for it needs). An agent service (AgentCore, Lambda) runs its own model: any model
-        string is passed to it. ``session`` is accepted for the seed's signature and ignored (nothing is listed
-        remotely)."""
+        """What can be rolled out as the policy of a local environment.
+
+        An agent service (AgentCore, Lambda) runs its own model: any model string is passed to it.
+
+        Args:
+            session: Accepted for the seed's signature and ignored (nothing is listed remotely).
+
+        Returns:
+            The embedded model names first, then one line per backend whose declaration says its sampler calls
+            tools, ``"<backend>: <key> = <meaning>; …"`` (what a model dict for it needs).
+        """
         from eval_pipeline.inference.backend_registry import backend, backend_names
         from eval_pipeline.inference.embedded import EMBEDDED_MODELS
 
@@ -175,7 +253,11 @@ class MultiTurnRLEvaluator(ConfiguredEvaluator):
     # -- display
 
     def config(self) -> dict[str, Any]:
-        """The evaluator's settings as plain data (recorded with each execution)."""
+        """The evaluator's settings as plain data (recorded with each execution, shown by ``repr``).
+
+        Returns:
+            A dict: name, shape, models, dataset, environment, hyperparameters, MLflow, tags, outputs.
+        """
         return {
             "name": self.name, "shape": self.shape, "model": describe(self.model),
             "base_model": describe(self.base_model) if self.base_model else None,
@@ -183,6 +265,7 @@ class MultiTurnRLEvaluator(ConfiguredEvaluator):
             "environment": self.environment.model_dump(exclude_none=True),
             "stopping_condition": self.stopping_condition, "hyperparameters": self._hyperparameters.to_dict(),
             "mlflow_experiment": self.mlflow_experiment, "mlflow_run_name": self.mlflow_run_name,
+            "mlflow_resource_arn": self.mlflow_resource_arn,
             "tags": dict(self.tags), "output_path": self.output_path, "dagster_url": self.dagster_url,
             "max_error_rate": self.max_error_rate, "breakdown_keys": list(self.breakdown_keys),
         }

@@ -4,25 +4,42 @@ n, errors) and, with a base model, the comparison (difference, CI, p-value); pri
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from eval_pipeline.judging.degenerate import degenerate_judges
+from eval_pipeline.judging.explanation import clean_explanation
 from eval_pipeline.sdk.outputs import read_table
 from eval_pipeline.sdk.rollout_results import rollout_items
 
 CELL_CHARS = 160
+EXPLANATION_CHARS = 600
+"""An explanation longer than this is cut (with "…") in the printed table; ``results()`` keeps it whole."""
+PLAIN_WIDTH = 100
+"""The width plain-text output wraps prompts, responses and explanations to."""
 PIPE_WIDTH = 160
 WARNING_COLUMNS = ["model", "metric", "reason"]
 
 
 @dataclass
 class EvaluationResults:
+    """What ``EvaluationExecution.results()`` returns.
+
+    Attributes:
+        items: One row per item × model (below).
+        summary: Per model × metric (below).
+        comparison: Per model × metric against the base model (below).
+        total_items: How many items the dataset has (``items`` holds one page of them).
+        judge_warnings: The degenerate-judge flags (below).
+    """
+
     items: pd.DataFrame
     """One row per item × model: sample_id, model, prompt, response, one score column per metric (NaN when the
-    judgment failed; ``errors`` says why), and ``<metric> explanation`` columns when explanations are asked for."""
+    judgment failed; ``errors`` says why), and ``<metric> explanation`` columns when explanations are asked for
+    (the judge's reasoning without its verdict line, fences or labels: ``judging.explanation``)."""
     summary: pd.DataFrame
     """Per model × metric: mean, ci_low, ci_high, ci_method (how the interval was computed), n, errors."""
     comparison: pd.DataFrame | None
@@ -93,12 +110,18 @@ def _items(samples: pd.DataFrame, generations: pd.DataFrame, judgments: pd.DataF
     if explanations:
         for metric in metrics:
             rows = judged[judged["metric"] == metric].set_index("sample_id")["explanation"]
-            frame[f"{metric} explanation"] = frame["sample_id"].map(rows)
+            frame[f"{metric} explanation"] = frame["sample_id"].map(rows).map(_readable_explanation)
     failed = judged[judged["error"].notna()]
     errors = failed.groupby("sample_id")[["metric", "error"]].apply(
         lambda g: "; ".join(f"{m}: {e}" for m, e in zip(g["metric"], g["error"], strict=True)))
     frame["errors"] = frame["sample_id"].map(errors) if len(failed) else None
     return frame
+
+
+def _readable_explanation(text: Any) -> Any:
+    """A stored explanation cleaned for reading (tables written before the judge's explanations were cleaned at
+    the source still hold fences and labels); a missing one stays missing."""
+    return (clean_explanation(text) or None) if isinstance(text, str) else text
 
 
 ITEM_TABLES = {"generations": _items, "rollouts": rollout_items}
@@ -149,9 +172,28 @@ def _ci(row: Any) -> str:
     return "-" if pd.isna(row["ci_low"]) else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
 
-def _shown_items(results: EvaluationResults, offset: int) -> tuple[str, pd.DataFrame]:
+def _explanation_lines(text: str, width: int | None) -> list[str]:
+    """An explanation under its score: cleaned, cut at ``EXPLANATION_CHARS``, indented by two spaces; with
+    ``width``, each paragraph wrapped to it (plain text), else one line per paragraph (rich wraps them)."""
+    cleaned = clean_explanation(text)
+    if len(cleaned) > EXPLANATION_CHARS:
+        cleaned = cleaned[:EXPLANATION_CHARS - 1].rstrip() + "…"
+    lines = []
+    for paragraph in cleaned.split("\n"):
+        if not paragraph.strip():
+            continue
+        if width is None:
+            lines.append(f"  {paragraph}")
+        else:
+            lines += textwrap.wrap(paragraph, width, initial_indent="  ", subsequent_indent="  ",
+                                   break_on_hyphens=False) or [""]
+    return lines
+
+
+def _shown_items(results: EvaluationResults, offset: int,
+                 width: int | None = None) -> tuple[str, pd.DataFrame]:
     """A caption, and the items as display rows: item, model, prompt, response, and one ``scores`` cell listing
-    each metric's score (with its explanation, or its error, below it)."""
+    each metric's score (with its explanation, or its error, below it); ``width``: wrap explanations to it."""
     items = results.items
     n = items["sample_id"].nunique()
     caption = f"items {offset + 1}-{offset + n} of {results.total_items}" if n else "no items"
@@ -165,8 +207,9 @@ def _shown_items(results: EvaluationResults, offset: int) -> tuple[str, pd.DataF
             value = row[metric]
             lines.append(f"{metric}: {_cell(value)}" + (f" (error: {_cell(errors[metric])})"
                                                          if pd.isna(value) and metric in errors else ""))
-            if pd.notna(row.get(f"{metric} explanation")):
-                lines.append(f"  {_cell(row[f'{metric} explanation'])}")
+            explanation = row.get(f"{metric} explanation")
+            if isinstance(explanation, str) and explanation.strip():
+                lines += _explanation_lines(explanation, width)
         rows.append({"item": row["sample_id"], "model": row["model"], "prompt": _cell(row["prompt"]),
                      "response": _cell(row["response"]), "scores": "\n".join(lines)})
     return caption, pd.DataFrame(rows, columns=["item", "model", "prompt", "response", "scores"])
@@ -202,16 +245,17 @@ def _warning_lines(results: EvaluationResults) -> list[str]:
 def _render_rich(results: EvaluationResults, title: str, offset: int) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if not (console.is_terminal or console.is_jupyter):
         console = Console(width=PIPE_WIDTH)  # a file or a pipe: no terminal to fit, keep rows readable
     caption, items = _shown_items(results, offset)
-    table = Table(title=f"{title}: {caption}", show_lines=True)
+    table = Table(title=Text(f"{title}: {caption}"), show_lines=True)
     for column in items.columns:
         table.add_column(str(column), overflow="fold")
     for row in items.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*(Text(str(v)) for v in row))  # text, not markup: "[/INST]" in a reply is shown as written
     console.print(table)
     for name, frame in (("Metrics", _summary_rows(results)), ("Comparison with the base model",
                                                              _comparison_rows(results))):
@@ -221,17 +265,27 @@ def _render_rich(results: EvaluationResults, title: str, offset: int) -> None:
         for column in frame.columns:
             summary.add_column(str(column))
         for row in frame.itertuples(index=False):
-            summary.add_row(*(str(v) for v in row))
+            summary.add_row(*(Text(str(v)) for v in row))
         console.print(summary)
     for line in _warning_lines(results):
         console.print(line, style="bold yellow", markup=False, highlight=False, soft_wrap=True)
 
 
+def _labelled(label: str, text: str) -> str:
+    """``  label: text`` with the text wrapped to ``PLAIN_WIDTH`` and its further lines aligned under its first."""
+    indent = " " * 12
+    lines = []
+    for paragraph in str(text).split("\n"):
+        lines += textwrap.wrap(paragraph, PLAIN_WIDTH - len(indent), break_on_hyphens=False) or [""]
+    head = f"  {label}:".ljust(len(indent))
+    return "\n".join((head if i == 0 else indent) + line for i, line in enumerate(lines)).rstrip()
+
+
 def _render_plain(results: EvaluationResults, title: str, offset: int) -> None:
-    caption, items = _shown_items(results, offset)
+    caption, items = _shown_items(results, offset, width=PLAIN_WIDTH - 4)
     print(f"{title}: {caption}")
     for row in items.itertuples(index=False):
-        print(f"\n[{row.item}] {row.model}\n  prompt:   {row.prompt}\n  response: {row.response}")
+        print(f"\n[{row.item}] {row.model}\n{_labelled('prompt', row.prompt)}\n{_labelled('response', row.response)}")
         print("\n".join(f"  {line}" for line in row.scores.splitlines()))
     for name, frame in (("Metrics", _summary_rows(results)), ("Comparison with the base model",
                                                              _comparison_rows(results))):

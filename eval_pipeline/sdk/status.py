@@ -24,7 +24,19 @@ def step_status(dagster_status: str | None) -> str:
 
 @dataclass
 class StepDetail:
-    """One step: a model's evaluation run (``kind`` eval) or the comparison with the baseline (``compare``)."""
+    """One step: a model's evaluation run (``kind`` eval) or the comparison with the baseline (``compare``).
+
+    Attributes:
+        name: ``evaluate/<model>`` or ``compare/<base model>``.
+        kind: ``eval`` or ``compare``.
+        status: Pending, Starting, Executing, Stopping, Succeeded, Failed or Stopped.
+        model: The model of an ``eval`` step (None for ``compare``).
+        dagster_run_id: The step's Dagster run (None before it starts): open it in the Dagster UI.
+        start_time: When the run started (Unix seconds).
+        end_time: When it ended (Unix seconds; None while running).
+        failure_reason: Why it failed (the failed stage or gate).
+        gates: The release gates evaluated in this step's run; a failed one failed the step.
+    """
 
     name: str
     kind: str
@@ -35,16 +47,22 @@ class StepDetail:
     end_time: float | None = None
     failure_reason: str | None = None
     gates: list[GateResult] = field(default_factory=list)
-    """The release gates evaluated in this step's run; a failed one failed the step."""
 
     @property
     def done(self) -> bool:
+        """Whether the step has ended (Succeeded, Failed or Stopped)."""
         return self.status in TERMINAL
 
 
 @dataclass
 class EvaluationStatus:
-    """``overall_status``: Executing, Stopping (stop requested), Succeeded, Failed or Stopped."""
+    """Where an execution stands.
+
+    Attributes:
+        overall_status: Executing, Stopping (stop requested), Succeeded, Failed or Stopped.
+        step_details: One ``StepDetail`` per step, in the order they run (each model, then the comparison).
+        failure_reason: Why it failed (the failed steps' reasons), None otherwise.
+    """
 
     overall_status: str
     step_details: list[StepDetail] = field(default_factory=list)
@@ -52,6 +70,7 @@ class EvaluationStatus:
 
     @property
     def terminal(self) -> bool:
+        """Whether the execution has ended (Succeeded, Failed or Stopped)."""
         return self.overall_status in TERMINAL
 
     def progress(self) -> str:

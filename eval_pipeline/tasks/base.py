@@ -101,8 +101,9 @@ class TaskKind(Protocol):
         """The per-item table people read (an MLflow table artifact)."""
 
     def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame, scores: pd.DataFrame,
-                   judgments: pd.DataFrame | None) -> None:
-        """Anything else the kind logs to the model's MLflow run (a rollout's trace, a session's assessments)."""
+                   judgments: pd.DataFrame | None, samples: pd.DataFrame | None = None) -> None:
+        """Anything else the kind logs to the model's MLflow run (each item's trace with its assessments, a
+        rollout's trace, a session's assessments)."""
 
 
 class AnswersTable:
@@ -139,8 +140,13 @@ class AnswersTable:
                              on_progress=on_progress)
 
     def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame, scores: pd.DataFrame,
-                   judgments: pd.DataFrame | None) -> None:
-        """Nothing beyond the run itself."""
+                   judgments: pd.DataFrame | None, samples: pd.DataFrame | None = None) -> None:
+        """Each answer as an MLflow trace in the model's run: input, output, the model call, the scores and
+        judgments as assessments, the reference as an expectation (``tracking.item_traces``)."""
+        from eval_pipeline.tracking.item_traces import log_item_traces
+
+        log_item_traces(samples if samples is not None else pd.DataFrame(), produced, scores, judgments,
+                        tracking_uri=tracking_uri, run_id=run_id)
 
 
 def model_stages(kind: TaskKind, suite: Suite) -> tuple[str, ...]:

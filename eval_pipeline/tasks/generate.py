@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from eval_pipeline.inference.backends import build_sampler, generation_params, model_price
-from eval_pipeline.inference.planning import GenerationPlan, plan_generations
+from eval_pipeline.inference.likelihood_backends import build_likelihood_scorer
+from eval_pipeline.inference.planning import GenerationPlan, JudgePlan, known_answers, plan_generations
 from eval_pipeline.inference.runner import run_generations
+from eval_pipeline.judging.planning import plan_judgments
+from eval_pipeline.judging.setup import judge_label, judge_params, suite_judge_metrics
 from eval_pipeline.metrics.aggregate import aggregate_scores
 from eval_pipeline.progress import Progress
 from eval_pipeline.scoring.registry import score_generations
@@ -60,6 +63,21 @@ class GenerateTask(AnswersTable):
         return plan_generations(samples, model.name, build_sampler(suite, model, samples), generation_params(suite),
                                 num_samples=gen.num_samples, system_prompt=gen.system_prompt, cache=cache,
                                 price=model_price(model))
+
+    def plan_judge(self, suite: Suite, model: ModelSpec, samples: pd.DataFrame, cache: RequestCache | None,
+                   judge_cache: RequestCache | None) -> JudgePlan:
+        """What the judge would be asked about this model's answers: one request per answer × judge metric, looked
+        up in ``judge_cache`` for the answers known before the run (precomputed, or in the generation cache)."""
+        judge, gen = suite.judge, suite.generation
+        assert judge is not None
+        answers = known_answers(samples, model.name, build_sampler(suite, model, samples), generation_params(suite),
+                                num_samples=gen.num_samples, system_prompt=gen.system_prompt, cache=cache)
+        by_likelihood = judge.verdict == "likelihood"
+        return plan_judgments(samples, answers, suite_judge_metrics(suite),
+                              None if by_likelihood else build_sampler(suite, judge.model, samples),
+                              judge_params(judge), judge_model=judge_label(judge), cache=judge_cache,
+                              price=model_price(judge.model), answer_max_tokens=gen.max_tokens,
+                              likelihood=build_likelihood_scorer(suite, judge.model) if by_likelihood else None)
 
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         return score_generations(samples, produced, list(suite.scorers))

@@ -207,9 +207,10 @@ class RolloutTask:
         return frame.merge(samples[["sample_id", "category", "input", "reference"]], on="sample_id", how="left")
 
     def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame, scores: pd.DataFrame,
-                   judgments: pd.DataFrame | None) -> None:
-        """Each rollout as an MLflow trace (a span per model call and tool call) in the model's run."""
-        log_rollout_traces(produced, tracking_uri=tracking_uri, run_id=run_id)
+                   judgments: pd.DataFrame | None, samples: pd.DataFrame | None = None) -> None:
+        """Each rollout as an MLflow trace (a span per model call and tool call) in the model's run, its scores
+        and judgments as assessments."""
+        log_rollout_traces(produced, tracking_uri=tracking_uri, run_id=run_id, scores=scores, judgments=judgments)
 
 
 def agent_tasks(samples: pd.DataFrame) -> list[AgentTask]:

@@ -25,6 +25,7 @@ from eval_pipeline.inference.planning import GenerationPlan
 from eval_pipeline.judging.run import JudgeStats
 from eval_pipeline.judging.setup import judge_label, judge_params
 from eval_pipeline.metrics.ranges import ValueRange
+from eval_pipeline.progress import stage_progress
 from eval_pipeline.registry import UnknownEntryError
 from eval_pipeline.suites.checks import SuiteProblem, field_path
 from eval_pipeline.tasks.base import Production, model_stages
@@ -176,7 +177,7 @@ class TracesTask:
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         """The programmatic evaluators' results (trajectory matches, code evaluators)."""
         evaluators = [e for e in suite_evaluators(suite) if not e.judged]
-        results = self._evaluate(suite, samples, produced, evaluators, judge=None)
+        results = self._evaluate(suite, samples, produced, evaluators, judge=None, on_progress=stage_progress())
         return conform(as_scores(results), SCORES).to_pandas()
 
     def judge(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame, *, cache: RequestCache | None,
@@ -258,7 +259,7 @@ class TracesTask:
         return results_of(scores, judgments)[columns]
 
     def log_extras(self, tracking_uri: str, run_id: str, produced: pd.DataFrame, scores: pd.DataFrame,
-                   judgments: pd.DataFrame | None) -> None:
+                   judgments: pd.DataFrame | None, samples: pd.DataFrame | None = None) -> None:
         """Each session as an MLflow trace, the evaluators' results attached as assessments."""
         from eval_pipeline.tracking.session_traces import log_session_traces
 

@@ -2,8 +2,8 @@
 comparison run per suite (model vs baseline differences, a forest plot). Every run carries the host and pid of the
 process that opened it, so a later process ends those a dead process left RUNNING (``end_orphaned_runs``).
 
-The plots (``eval_pipeline.tracking.plots``) are imported only when drawn: matplotlib is slow to import.
-"""
+The metrics plot is an SVG written directly (``metrics_plot``); the comparison's forest plot (``plots``) imports
+matplotlib only when drawn. A run started by ``run_suite`` logs through a helper process (``worker``)."""
 
 from eval_pipeline.tracking.comparison_log import log_comparison
 from eval_pipeline.tracking.mlflow_log import (

@@ -43,7 +43,7 @@ DATASET_CONTEXT = "evaluation"
 ITEMS_ARTIFACT = "items.json"
 METRICS_TABLE_ARTIFACT = "metrics.json"
 METRICS_CSV_ARTIFACT = "metrics.csv"
-PLOT_ARTIFACT = "metrics_by_breakdown.png"
+PLOT_ARTIFACT = "metrics_by_breakdown.svg"
 
 # MLflow's limits (mlflow.utils.validation); repeated here so that importing this module stays cheap.
 MAX_PARAM_VAL_LENGTH = 6000
@@ -54,6 +54,14 @@ MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 
 _TAG_ALIASES = {"dagster_run_id": DAGSTER_RUN_ID_TAG}
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""Our experiments' kind (runs, not an app's traces): MLflow UIs that lay an experiment out by its kind open it on
+its runs. MLflow 3.17's UI follows its GenAI / "Model training" switch instead (``run_links.experiment_page_url``)."""
+SOURCE_NAME_TAG = "mlflow.source.name"
+SOURCE_TYPE_TAG = "mlflow.source.type"
+NOTE_TAG = "mlflow.note.content"
+USER_TAG = "mlflow.user"
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 _OVERALL_STATS = ("stderr", "ci_low", "ci_high", "n", "errors")
 
@@ -83,7 +91,12 @@ class EvaluationRecord:
     failed_gates: dict[str, str] = field(default_factory=dict)
     """Gate (check) name -> why it failed: the run ends FAILED, tagged ``gate.failed`` and ``gate.<name>``."""
     run_name: str | None = None
-    """The MLflow run's name; None: ``<suite>/<model>``."""
+    """The MLflow run's name; None: ``<model> <YYYY-MM-DD HH:MM:SS>`` (the start, UTC) and the Dagster run's first
+    8 characters when tagged with one (``default_run_name``)."""
+    started_at: float | None = None
+    """When the evaluation started (epoch seconds: the Dagster run's start), the MLflow run's start time; None: now."""
+    source: str | None = None
+    """Where the evaluation is defined (the suite's file): the run's ``mlflow.source.name``; None: the suite."""
 
 
 def default_tracking_uri() -> str:
@@ -93,10 +106,12 @@ def default_tracking_uri() -> str:
 
 def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_name: str | None = None,
                    artifact_location: str | None = None) -> str:
-    """Log ``record`` as one MLflow run (name ``record.run_name``, default ``<suite>/<model>``); return its id.
+    """Log ``record`` as one MLflow run (name ``record.run_name``, default ``default_run_name``); return its id.
 
     The experiment (default ``eval/<suite>``) is created when missing, with ``artifact_location``; for a
-    SQLite store without one, artifacts go to an ``artifacts`` folder beside the database file.
+    SQLite store without one, artifacts go to an ``artifacts`` folder beside the database file. The run starts at
+    ``record.started_at`` and ends when its logging is done; its source, user and description (``run_note``)
+    are set as MLflow's UI shows them.
     """
     _check_extra_artifacts(record.extra_artifacts)
     _mlflow()
@@ -104,7 +119,9 @@ def log_evaluation(record: EvaluationRecord, *, tracking_uri: str, experiment_na
 
     name = experiment_name or default_experiment_name(record.suite)
     client, experiment_id = open_experiment(tracking_uri, name, artifact_location)
-    run_id = start_run(client, experiment_id, record.run_name or f"{record.suite}/{record.model}", _run_tags(record))
+    started_at = record.started_at if record.started_at is not None else time.time()
+    run_id = start_run(client, experiment_id, record.run_name or default_run_name(record, started_at),
+                       _run_tags(record), start_time=started_at)
     try:
         metrics = _own_rows(record.metrics, record)
         _log_params(client, run_id, record.params)
@@ -151,11 +168,48 @@ def tracking_client(tracking_uri: str) -> MlflowClient:
     return client
 
 
-def start_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+def start_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str], *,
+              start_time: float | None = None) -> str:
     """Create a RUNNING run tagged with this host and process (``process_tags``), so that a later process can
-    end it as KILLED if this one dies before ending it; returns its id."""
-    run = client.create_run(experiment_id, run_name=run_name, tags={**process_tags(), **tags})
+    end it as KILLED if this one dies before ending it; started at ``start_time`` (epoch seconds; None: now);
+    returns its id."""
+    started = None if start_time is None else int(start_time * 1000)
+    run = client.create_run(experiment_id, run_name=run_name, tags={**process_tags(), **tags}, start_time=started)
     return run.info.run_id
+
+
+def default_run_name(record: EvaluationRecord, started_at: float) -> str:
+    """``<model> <YYYY-MM-DD HH:MM:SS>`` (the start, UTC), and `` (<first 8 of the Dagster run id>)`` when the
+    record is tagged with one: the model and when, so that two runs of one model read apart."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started_at))
+    dagster_run = record.tags.get(DAGSTER_RUN_ID_TAG) or record.tags.get("dagster_run_id")
+    return f"{record.model} {when}" + (f" ({str(dagster_run)[:8]})" if dagster_run else "")
+
+
+def run_note(record: EvaluationRecord, *, limit: int = 12) -> str:
+    """The run's description (``mlflow.note.content``, shown on its page): suite, model, dataset, how many items,
+    the headline metrics (value, interval, n) and the Dagster run."""
+    lines = [f"**{record.suite}** · model **{record.model}**", "",
+             f"- dataset: `{record.dataset_uri}`" + (f" (digest `{record.dataset_digest[:12]}`)"
+                                                     if record.dataset_digest else ""),
+             f"- items: {_item_count(record)}"]
+    dagster_run = record.tags.get(DAGSTER_RUN_ID_TAG) or record.tags.get("dagster_run_id")
+    if dagster_run:
+        lines.append(f"- Dagster run: `{dagster_run}`")
+    if record.failed_gates:
+        lines.append(f"- failed gates: {', '.join(record.failed_gates)}")
+    overall = _headline_rows(record)
+    if overall:
+        lines += ["", "| metric | value | 95% interval | n |", "| --- | --- | --- | --- |"]
+        for row in overall[:limit]:
+            low, high = _as_float(row.get("ci_low")), _as_float(row.get("ci_high"))
+            interval = f"[{low:.4g}, {high:.4g}]" if low is not None and high is not None else ""
+            n = _as_float(row.get("n"))
+            lines.append(f"| {row.get('metric')} | {_figure(row.get('value'))} | {interval} | "
+                         f"{'' if n is None else int(n)} |")
+        if len(overall) > limit:
+            lines.append(f"\n… and {len(overall) - limit} more metrics (see the run's metrics)")
+    return "\n".join(lines)
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -264,24 +318,30 @@ def _sqlite_artifact_location(tracking_uri: str) -> str | None:
 
 
 def _ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
-    """The id of experiment ``name``: created when missing, restored when deleted."""
+    """The id of experiment ``name``: created when missing (of kind ``EXPERIMENT_KIND``), restored when deleted;
+    an experiment without a kind gets it once."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, artifact_location=artifact_location)
+            return client.create_experiment(name, artifact_location=artifact_location,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException:
             experiment = client.get_experiment_by_name(name)  # created concurrently
             if experiment is None:
                 raise
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id
 
 
 def _run_tags(record: EvaluationRecord) -> dict[str, str]:
-    tags = {"suite": record.suite, "model": record.model, "dataset.uri": record.dataset_uri}
+    tags = {"suite": record.suite, "model": record.model, "dataset.uri": record.dataset_uri,
+            SOURCE_NAME_TAG: record.source or record.suite, SOURCE_TYPE_TAG: "LOCAL", NOTE_TAG: run_note(record),
+            USER_TAG: _user()}
     if record.dataset_digest:
         tags["dataset.digest"] = record.dataset_digest
     for key, value in record.tags.items():
@@ -414,15 +474,15 @@ def _log_tables(client: MlflowClient, run_id: str, record: EvaluationRecord) -> 
 
 
 def _log_plot(client: MlflowClient, run_id: str, metrics: pd.DataFrame) -> None:
-    """The metrics plot; a failure to draw it is logged, not raised."""
-    from eval_pipeline.tracking.plots import metrics_figure
+    """The metrics plot (an SVG written without matplotlib); a failure to draw it is logged, not raised."""
+    from eval_pipeline.tracking.metrics_plot import metrics_svg
 
     try:
-        figure = metrics_figure(metrics)
+        svg = metrics_svg(metrics)
     except Exception:
         logger.warning("could not draw the metrics plot for MLflow run %s", run_id, exc_info=True)
         return
-    client.log_figure(run_id, figure, PLOT_ARTIFACT, save_kwargs={"dpi": 100})
+    client.log_text(run_id, svg, PLOT_ARTIFACT)
 
 
 def _log_failed_gates(client: MlflowClient, run_id: str, failed: Mapping[str, str]) -> None:
@@ -483,6 +543,38 @@ def _log_extra_artifacts(client: MlflowClient, run_id: str, extra: Mapping[str, 
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _item_count(record: EvaluationRecord) -> int:
+    """Distinct items: the samples table's rows (the items table's sample ids when there is none)."""
+    if record.samples is not None and not record.samples.empty:
+        return len(record.samples)
+    if record.items is not None and "sample_id" in record.items.columns:
+        return int(record.items["sample_id"].nunique())
+    return 0
+
+
+def _headline_rows(record: EvaluationRecord) -> list[dict[str, Any]]:
+    """The overall rows (no breakdown) of the record's own metrics."""
+    metrics = _own_rows(record.metrics, record) if record.metrics is not None else pd.DataFrame()
+    if metrics.empty or "metric" not in metrics.columns:
+        return []
+    return [row for row in metrics.to_dict("records") if _is_null(row.get("breakdown_key"))]
+
+
+def _figure(value: Any) -> str:
+    number = _as_float(value)
+    return "" if number is None else f"{number:.4g}"
+
+
+def _user() -> str:
+    """The user running the evaluation (``mlflow.user``), as the login name says."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        return "unknown"
 
 
 def _own_rows(metrics: pd.DataFrame, record: EvaluationRecord) -> pd.DataFrame:

@@ -9,7 +9,8 @@ when the tool failed) and a span per simulated-user reply (type CHAT_MODEL, ``us
 the model's, so they stay out of ``mlflow.chat.tokenUsage`` and the trace's token usage). Messages are written in
 OpenAI's chat shape (``tool_calls[].function``), which MLflow's chat view renders. The trace carries the tags
 ``rollout_id``, ``sample_id``, ``sample_index``, ``model``, ``environment`` and ``termination``, and
-``mlflow.sourceRun`` = the run, so ``mlflow.search_traces(run_id=...)`` finds it.
+``mlflow.sourceRun`` = the run, so ``mlflow.search_traces(run_id=...)`` finds it; the rollout's scores (reward,
+success) and judgments are its ``Feedback`` assessments, as ``item_traces`` makes them.
 
 The ``turns`` column this reads is the JSON list the rollout loop (``agents/rollout.py``) writes::
 
@@ -52,8 +53,9 @@ import pandas as pd
 
 from eval_pipeline.data.messages import leading_messages
 from eval_pipeline.tracking.chat_shape import openai_message as _openai_message
+from eval_pipeline.tracking.item_traces import item_assessments, item_key
 from eval_pipeline.tracking.mlflow_log import tracking_client
-from eval_pipeline.tracking.trace_store import FinishedSpan, store_trace, traced_tag_values
+from eval_pipeline.tracking.trace_store import FinishedSpan, store_traces, traced_tag_values
 from eval_pipeline.tracking.trace_store import plain as _plain
 from eval_pipeline.tracking.trace_store import trace_json as _dumps
 
@@ -107,22 +109,26 @@ def rollout_spans(row: Mapping[str, Any], *, clock: Callable[[], float] | None =
 
 
 def log_rollout_traces(rollouts: pd.DataFrame, *, tracking_uri: str, run_id: str,
-                       clock: Callable[[], float] | None = None) -> list[str]:
+                       clock: Callable[[], float] | None = None, scores: pd.DataFrame | None = None,
+                       judgments: pd.DataFrame | None = None) -> list[str]:
     """Log each row of ``rollouts`` as a trace in run ``run_id`` (its experiment) and return the new trace ids;
-    rollouts already traced in that run are skipped."""
+    rollouts already traced in that run are skipped. The rollout's rows of ``scores`` and ``judgments`` (same
+    ``sample_id`` and ``sample_index``) become its trace's ``Feedback`` assessments (``item_traces``)."""
     from mlflow.tracing.client import TracingClient
 
     client = tracking_client(tracking_uri)
     experiment_id = client.get_run(run_id).info.experiment_id
     tracing = TracingClient(tracking_uri)
     done = set(traced_tag_values(client, experiment_id, run_id, ROLLOUT_ID_TAG))
-    logged = []
+    assessments = item_assessments(scores, judgments, run_id=run_id)
+    pending = []
     for row in rollouts.to_dict("records"):
         if row.get("rollout_id") in done:
             continue
-        logged.append(_log_trace(tracing, experiment_id, run_id, row, rollout_spans(row, clock=clock)))
+        found = assessments.get(item_key(row.get("sample_id"), row.get("sample_index")), [])
+        pending.append(_trace(experiment_id, run_id, row, rollout_spans(row, clock=clock), found))
         done.add(row.get("rollout_id"))
-    return logged
+    return store_traces(tracing, experiment_id, pending)  # in bulk: one transaction for all on a SQL store
 
 
 class _Timeline:
@@ -227,14 +233,17 @@ class _Builder:
             self.history.append(reply)
 
 
-def _log_trace(tracing: Any, experiment_id: str, run_id: str, row: Mapping[str, Any],
-               records: list[SpanRecord]) -> str:
+def _trace(experiment_id: str, run_id: str, row: Mapping[str, Any], records: list[SpanRecord],
+           assessments: list[Any]) -> tuple[Any, list[FinishedSpan]]:
+    """The rollout's TraceInfo (with its assessments) and finished spans."""
     from mlflow.entities import TraceInfo, TraceLocation, TraceState
     from mlflow.tracing.constant import TRACE_SCHEMA_VERSION, TRACE_SCHEMA_VERSION_KEY, TraceTagKey
     from mlflow.tracing.constant import TraceMetadataKey as Key
 
     digest = hashlib.sha256(f"{run_id}\0{row.get('rollout_id')}".encode()).hexdigest()
     trace_id = f"tr-{digest[:32]}"
+    for assessment in assessments:
+        assessment.trace_id = trace_id
     spans = [_finished_span(trace_id, records, index) for index in range(len(records))]
     root = records[0]
     tokens_in, tokens_out = int(_number(row.get("tokens_in"), 0)), int(_number(row.get("tokens_out"), 0))
@@ -249,8 +258,8 @@ def _log_trace(tracing: Any, experiment_id: str, run_id: str, row: Mapping[str, 
         request_time=int(root.start_s * 1000), execution_duration=round((root.end_s - root.start_s) * 1000),
         state=TraceState.ERROR if root.error else TraceState.OK,
         request_preview=_dumps(root.inputs)[:_PREVIEW_CHARS], response_preview=_dumps(root.outputs)[:_PREVIEW_CHARS],
-        trace_metadata=metadata, tags=tags)
-    return store_trace(tracing, experiment_id, info, spans)
+        trace_metadata=metadata, tags=tags, assessments=list(assessments))
+    return info, spans
 
 
 def _finished_span(trace_id: str, records: list[SpanRecord], index: int) -> FinishedSpan:

@@ -17,6 +17,17 @@ def run_page_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | No
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+def experiment_page_url(tracking_uri: str, experiment_id: str) -> str | None:
+    """The experiment's list of runs in the tracking server's UI, or None when ``tracking_uri`` is no server.
+
+    MLflow 3.17's UI lays an experiment out by its global GenAI / "Model training" switch (the ``workflowType``
+    query parameter, else the browser's last choice, else GenAI: the Overview and Traces pages), not by the
+    experiment's ``mlflow.experimentKind`` tag; the parameter makes the link open on the runs."""
+    if not serves_pages(tracking_uri):
+        return None
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def experiment_of(tracking_uri: str, run_id: str) -> str:
     """The id of the experiment a run belongs to (asked of the tracking store)."""
     from mlflow.tracking import MlflowClient

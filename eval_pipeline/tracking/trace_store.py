@@ -77,6 +77,79 @@ def store_trace(tracing: Any, experiment_id: str, info: Any, spans: list[Finishe
     return stored.trace_id
 
 
+def store_traces(tracing: Any, experiment_id: str, batch: list[tuple[Any, list[FinishedSpan]]]) -> list[str]:
+    """Write many traces (``(TraceInfo, spans)`` pairs, assessments in ``TraceInfo.assessments``) at once: on a
+    SQL tracking store, every trace's info, tags, metadata and assessments in one transaction and all their spans
+    in a second (``log_spans`` takes many traces); elsewhere one ``store_trace`` per trace. The stored trace ids."""
+    if not batch:
+        return []
+    store = getattr(tracing, "store", None)
+    if not _bulk_writable(store):
+        return [store_trace(tracing, experiment_id, info, spans) for info, spans in batch]
+    from mlflow.entities import Span
+
+    _bulk_start_traces(store, experiment_id, [info for info, _ in batch])
+    tracing.log_spans(experiment_id, [Span(otel_span(info.trace_id, span)) for info, spans in batch for span in spans])
+    return [info.trace_id for info, _ in batch]
+
+
+def _bulk_writable(store: Any) -> bool:
+    """Whether ``store`` is MLflow's SQL store with the pieces ``_bulk_start_traces`` uses (MLflow 3.17)."""
+    try:
+        from mlflow.store.tracking import sqlalchemy_store as sql
+    except ImportError:
+        return False
+    needed = ("RollupFamily", "enqueue_rollup_rebuild_partitions", "PROMOTED_TRACE_METADATA_KEYS",
+              "analytics_columns_from_metadata", "validate_trace_name", "SqlTraceInfo", "SqlTraceTag",
+              "SqlTraceMetadata", "SqlAssessments")
+    return (isinstance(store, sql.SqlAlchemyStore) and all(hasattr(sql, name) for name in needed)
+            and all(hasattr(store, name) for name in ("ManagedSessionMaker", "_get_trace_artifact_location_tag",
+                                                      "_check_experiment_is_active")))
+
+
+def _bulk_start_traces(store: Any, experiment_id: str, infos: list[Any]) -> None:
+    """What ``SqlAlchemyStore.start_trace`` writes for a new trace (its info row, tags, metadata, assessments and
+    the analytics rollup markers), for all ``infos`` in one transaction."""
+    from mlflow.store.tracking import sqlalchemy_store as sql
+    from mlflow.tracing.constant import TraceMetadataKey, TraceTagKey
+
+    experiment = store.get_experiment(experiment_id)
+    store._check_experiment_is_active(experiment)
+    with store.ManagedSessionMaker(read_only=False) as session:
+        rows: list[Any] = []
+        children: list[Any] = []
+        for info in infos:
+            trace_id = info.trace_id
+            metadata = dict(info.trace_metadata.items())
+            row = sql.SqlTraceInfo(
+                request_id=trace_id, experiment_id=experiment_id, timestamp_ms=info.request_time,
+                execution_time_ms=info.execution_duration, status=info.state.value,
+                client_request_id=info.client_request_id, request_preview=info.request_preview,
+                response_preview=info.response_preview,
+                trace_name=sql.validate_trace_name(info.tags.get(TraceTagKey.TRACE_NAME)),
+                **sql.analytics_columns_from_metadata(metadata))
+            children.extend(sql.SqlTraceTag(request_id=trace_id, key=key, value=value)
+                            for key, value in info.tags.items() if key != TraceTagKey.TRACE_NAME)
+            children.append(store._get_trace_artifact_location_tag(experiment, trace_id))
+            for key in sql.PROMOTED_TRACE_METADATA_KEYS:
+                metadata.pop(key, None)
+            metadata[TraceMetadataKey.TRACE_INFO_FINALIZED] = "true"
+            children.extend(sql.SqlTraceMetadata(request_id=trace_id, key=key, value=value)
+                            for key, value in sorted(metadata.items()))
+            for assessment in info.assessments:
+                entity = sql.SqlAssessments.from_mlflow_entity(assessment)
+                entity.trace_id, entity.experiment_id = trace_id, int(experiment_id)
+                entity.trace_timestamp_ms = info.request_time
+                children.append(entity)
+            rows.append(row)
+        times = sorted({info.request_time for info in infos})
+        sql.enqueue_rollup_rebuild_partitions(session, [(family, int(experiment_id), times) for family in (
+            sql.RollupFamily.TRACE_METRIC, sql.RollupFamily.ASSESSMENT)])
+        session.bulk_save_objects(rows)  # the rows first: the others refer to them
+        session.bulk_save_objects(children)
+        session.flush()
+
+
 def traced_tag_values(client: Any, experiment_id: str, run_id: str, tag: str) -> dict[Any, str]:
     """``tag``'s value -> trace id, over the traces of run ``run_id`` (``client``: an ``MlflowClient``)."""
     seen: dict[Any, str] = {}
