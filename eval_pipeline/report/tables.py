@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from eval_pipeline.data.parquet_files import read_table
 from eval_pipeline.suites.spec import Suite
 
 
@@ -86,13 +87,3 @@ def read_suite_tables(suite: Suite, reader: TableReader, *, models: Sequence[str
 SAMPLE_COLUMNS = ["sample_id", "input", "input_kind", "reference", "choices", "category", "metadata"]
 
 
-def read_table(path: str) -> pd.DataFrame | None:
-    """One Parquet file (local or ``s3://``) as a frame; None when it does not exist."""
-    import pyarrow.parquet as pq
-    from upath import UPath
-
-    target = UPath(path)
-    if not target.exists():
-        return None
-    with target.open("rb") as handle:
-        return pq.read_table(handle).to_pandas()

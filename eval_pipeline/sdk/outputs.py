@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow.parquet as pq
-
 from eval_pipeline.assets.suite_assets import model_stages, suite_comparison_stages
+from eval_pipeline.data.parquet_files import read_table
 from eval_pipeline.judging.bedrock_output import write_bedrock_output
 from eval_pipeline.resources.parquet_io import ParquetIOManager
 from eval_pipeline.suites.spec import Suite
@@ -31,15 +29,6 @@ def bedrock_output_paths(suite: str, output_root: str, execution_id: str, models
     return {m: f"{root}/{suite}/bedrock_output/{execution_id}/{m}_output.jsonl" for m in models}
 
 
-def read_table(path: str) -> pd.DataFrame | None:
-    """A Parquet table at a local path or ``s3://`` URI; None when it does not exist (yet)."""
-    from upath import UPath
-
-    target = UPath(path)
-    if not target.exists():
-        return None
-    with target.open("rb") as handle:
-        return pq.read_table(handle).to_pandas()
 
 
 def snapshot_tables(record: dict[str, Any], folder: Path) -> dict[str, Any]:

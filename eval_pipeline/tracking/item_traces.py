@@ -41,7 +41,14 @@ import pandas as pd
 
 from eval_pipeline.tracking.chat_shape import openai_message
 from eval_pipeline.tracking.mlflow_log import tracking_client
-from eval_pipeline.tracking.trace_store import FinishedSpan, plain, store_traces, trace_json, traced_tag_values
+from eval_pipeline.tracking.trace_store import (
+    FinishedSpan,
+    parsed_json,
+    plain,
+    store_traces,
+    trace_json,
+    traced_tag_values,
+)
 
 ROOT_SPAN_NAME = "item"
 GENERATION_SPAN_NAME = "generation"
@@ -162,7 +169,7 @@ def _spans(trace_id: str, row: Mapping[str, Any], sample: Mapping[str, Any], end
     start_ns = end_ns - int(max(float(get("latency_s") or 0.0), 0.0) * 1e9)
     messages = _messages(sample_get("input"), sample_get("input_kind"))
     inputs: dict[str, Any] = {"messages": messages} if messages is not None else {"input": sample_get("input")}
-    choices = _parsed(sample_get("choices"))
+    choices = parsed_json(sample_get("choices"))
     if choices is not None:
         inputs["choices"] = choices
     output, error = get("output"), get("error")
@@ -227,7 +234,7 @@ def _messages(text: Any, kind: Any) -> list[dict[str, Any]] | None:
     """The sample's chat messages in OpenAI's shape, or None for a text prompt."""
     if kind != "messages" or not isinstance(text, str):
         return None
-    value = _parsed(text)
+    value = parsed_json(text)
     if isinstance(value, list) and all(isinstance(message, Mapping) for message in value):
         return [openai_message(message) for message in value]
     return None
@@ -235,15 +242,6 @@ def _messages(text: Any, kind: Any) -> list[dict[str, Any]] | None:
 
 def _preview(value: Any) -> str:
     return (value if isinstance(value, str) else trace_json(value))[:_PREVIEW_CHARS]
-
-
-def _parsed(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _span_id(trace_id: str, index: int) -> int:

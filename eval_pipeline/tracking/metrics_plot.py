@@ -39,12 +39,12 @@ def metrics_svg(metrics: pd.DataFrame) -> str:
 def panel_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The bars of one metric: overall rows first, then breakdown rows sorted by key and value; ``_label`` names
     each bar and ``_overall`` tells them apart."""
-    key = _column(rows, "breakdown_key")
+    key = column_or_null(rows, "breakdown_key")
     overall = rows[key.isna()]
     breakdown = rows[key.notna()].copy()
     if not breakdown.empty:
         breakdown["_key"] = breakdown["breakdown_key"].astype(str)
-        breakdown["_value"] = _column(breakdown, "breakdown_value").astype(str)
+        breakdown["_value"] = column_or_null(breakdown, "breakdown_value").astype(str)
         breakdown = breakdown.sort_values(["_key", "_value"], kind="stable")
     labels = ["overall"] * len(overall) + [
         f"{k}={v}" for k, v in zip(breakdown.get("_key", []), breakdown.get("_value", []), strict=True)
@@ -65,9 +65,9 @@ def _panel(name: str, rows: pd.DataFrame, top: int) -> tuple[list[str], int]:
     if rows.empty:
         parts.append(f"<text x='{_PLOT_LEFT}' y='{top + 14}' font-size='11'>no rows</text>")
         return parts, top + _BAR_PITCH + _GAP
-    values = _floats(_column(rows, "value"))
+    values = float_array(column_or_null(rows, "value"))
     shown = np.nan_to_num(values, nan=0.0)
-    low, high = _floats(_column(rows, "ci_low")), _floats(_column(rows, "ci_high"))
+    low, high = float_array(column_or_null(rows, "ci_low")), float_array(column_or_null(rows, "ci_high"))
     lower = np.clip(np.where(np.isnan(low), 0.0, shown - low), 0.0, None)
     upper = np.clip(np.where(np.isnan(high), 0.0, high - shown), 0.0, None)
     extent = np.concatenate([shown, shown + upper, shown - lower])
@@ -81,7 +81,7 @@ def _panel(name: str, rows: pd.DataFrame, top: int) -> tuple[list[str], int]:
         parts.append(f"<text x='{x:.1f}' y='{bottom + 14}' font-size='10' text-anchor='middle'>{tick:.3g}</text>")
     zero = scale(0.0)
     parts.append(f"<line x1='{zero:.1f}' y1='{top}' x2='{zero:.1f}' y2='{bottom}' stroke='#888888'/>")
-    counts = _column(rows, "n")
+    counts = column_or_null(rows, "n")
     for index, (label, overall) in enumerate(zip(rows["_label"].astype(str), rows["_overall"], strict=True)):
         y = top + index * _BAR_PITCH
         middle = y + _BAR_PITCH / 2
@@ -133,12 +133,12 @@ def _document(parts: list[str], height: int) -> str:
             + "\n".join(parts) + "\n</svg>\n")
 
 
-def _column(rows: pd.DataFrame, name: str) -> pd.Series:
+def column_or_null(rows: pd.DataFrame, name: str) -> pd.Series:
     """A column, or all-null when the table lacks it."""
     if name in rows.columns:
         return rows[name]
     return pd.Series([None] * len(rows), index=rows.index, dtype=object)
 
 
-def _floats(series: pd.Series) -> np.ndarray:
+def float_array(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)

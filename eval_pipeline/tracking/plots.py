@@ -11,16 +11,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-
-def _column(rows: pd.DataFrame, name: str) -> pd.Series:
-    """A column, or all-null when the table lacks it."""
-    if name in rows.columns:
-        return rows[name]
-    return pd.Series([None] * len(rows), index=rows.index, dtype=object)
-
-
-def _floats(series: pd.Series) -> np.ndarray:
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+from eval_pipeline.tracking.metrics_plot import column_or_null, float_array
 
 
 def _note_figure(note: str) -> Figure:
@@ -44,7 +35,8 @@ def comparison_figure(comparison: pd.DataFrame) -> Figure:
     if comparison is None or comparison.empty or "metric" not in comparison.columns:
         return _note_figure("no comparisons to plot")
     frame = comparison.reset_index(drop=True)
-    models = _column(frame, "model").astype(object).where(_column(frame, "model").notna(), "?").astype(str)
+    named = column_or_null(frame, "model")
+    models = named.astype(object).where(named.notna(), "?").astype(str)
     names = list(dict.fromkeys(models))
     panels = [(name, frame[models == name].head(MAX_ROWS_PER_COMPARISON_PANEL), int((models == name).sum()))
               for name in names]
@@ -68,17 +60,18 @@ def comparison_direction(ci_low: float, ci_high: float, p_value: float, alpha: f
 
 def _draw_forest_panel(ax, model: str, rows: pd.DataFrame, total: int) -> None:
     """Points, CI lines and annotations of one model's comparisons on ``ax``."""
-    baselines = list(dict.fromkeys(str(b) for b in _column(rows, "baseline") if not pd.isna(b)))
+    baselines = list(dict.fromkeys(str(b) for b in column_or_null(rows, "baseline") if not pd.isna(b)))
     title = f"{model} vs {baselines[0]}" if len(baselines) == 1 else model
     if total > len(rows):
         title += f" (first {len(rows)} rows; {total - len(rows)} more not shown)"
     ax.set_title(title, fontsize=10, loc="left")
-    diff = _floats(_column(rows, "diff"))
-    low, high = _floats(_column(rows, "ci_low")), _floats(_column(rows, "ci_high"))
+    diff = float_array(column_or_null(rows, "diff"))
+    low, high = float_array(column_or_null(rows, "ci_low")), float_array(column_or_null(rows, "ci_high"))
     positions = np.arange(len(rows))
     labels = [str(metric) if len(baselines) <= 1 else f"{metric} vs {baseline}"
-              for metric, baseline in zip(_column(rows, "metric"), _column(rows, "baseline"), strict=True)]
-    p_values, counts = _floats(_column(rows, "p_value")), _floats(_column(rows, "n"))
+              for metric, baseline in zip(column_or_null(rows, "metric"), column_or_null(rows, "baseline"),
+                                          strict=True)]
+    p_values, counts = float_array(column_or_null(rows, "p_value")), float_array(column_or_null(rows, "n"))
     colors = [{1: _BETTER_COLOR, -1: _WORSE_COLOR}.get(comparison_direction(lo, hi, p), _UNCLEAR_COLOR)
               for lo, hi, p in zip(low, high, p_values, strict=True)]
     has_ci = ~np.isnan(low) & ~np.isnan(high)
@@ -99,9 +92,9 @@ def _draw_forest_panel(ax, model: str, rows: pd.DataFrame, total: int) -> None:
     span = (right - left) or 1.0
     ax.set_xlim(left - 0.05 * span, right + 0.05 * span)
     annotate = ax.get_yaxis_transform()  # x in axes fraction, y in data
-    p_holm = _floats(_column(rows, "p_holm"))
+    p_holm = float_array(column_or_null(rows, "p_holm"))
     for position, value, p_value, adjusted, n, test in zip(positions, diff, p_values, p_holm, counts,
-                                                           _column(rows, "test"), strict=True):
+                                                           column_or_null(rows, "test"), strict=True):
         parts = ["diff n/a" if math.isnan(value) else f"{value:+.3g}"]
         parts.append("p n/a" if math.isnan(p_value) else f"p={p_value:.2g}")
         if not math.isnan(adjusted):

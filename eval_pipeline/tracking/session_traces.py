@@ -40,7 +40,14 @@ import pandas as pd
 
 from eval_pipeline.tracking.chat_shape import openai_message
 from eval_pipeline.tracking.mlflow_log import tracking_client
-from eval_pipeline.tracking.trace_store import FinishedSpan, plain, store_trace, trace_json, traced_tag_values
+from eval_pipeline.tracking.trace_store import (
+    FinishedSpan,
+    parsed_json,
+    plain,
+    store_trace,
+    trace_json,
+    traced_tag_values,
+)
 
 SESSION_ROOT_NAME = "session"
 SESSION_TAG = "session_id"
@@ -222,7 +229,7 @@ def _finished(row: Mapping[str, Any], span_id: int, parent: int | None, start: i
     get = {key: plain(value) for key, value in row.items()}.get
     kind = get("kind")
     if kind == "tool":
-        inputs, outputs = _parsed(get("tool_args")), get("output")
+        inputs, outputs = parsed_json(get("tool_args")), get("output")
     else:
         inputs, outputs = _chat(get("input"), inputs=True), _chat(get("output"), inputs=False)
     attributes: dict[str, Any] = {"otel.trace_id": get("trace_id"), "otel.span_id": get("span_id"),
@@ -232,9 +239,9 @@ def _finished(row: Mapping[str, Any], span_id: int, parent: int | None, start: i
                                   "source": get("source"), "line": get("line"), "read_error": get("error"),
                                   "has_body": get("has_body")}
     if get("attributes") is not None:
-        attributes["recorded_attributes"] = _parsed(get("attributes"))
+        attributes["recorded_attributes"] = parsed_json(get("attributes"))
     if get("available_tools") is not None:
-        attributes["available_tools"] = _parsed(get("available_tools"))
+        attributes["available_tools"] = parsed_json(get("available_tools"))
     if kind == "llm" and (get("tokens_in") is not None or get("tokens_out") is not None):
         tokens_in, tokens_out = int(get("tokens_in") or 0), int(get("tokens_out") or 0)
         attributes["mlflow.chat.tokenUsage"] = {"input_tokens": tokens_in, "output_tokens": tokens_out,
@@ -303,22 +310,13 @@ def _token_usage(spans: pd.DataFrame) -> dict[str, int] | None:
 def _chat(text: Any, *, inputs: bool) -> Any:
     """A JSON list of chat messages in OpenAI's shape (inputs as ``{"messages": [...]}``, a single reply as the
     message itself); anything else as parsed JSON or the text."""
-    value = _parsed(text)
+    value = parsed_json(text)
     if isinstance(value, list) and value and all(isinstance(m, Mapping) and "role" in m for m in value):
         messages = [openai_message(m) for m in value]
         if inputs:
             return {"messages": messages}
         return messages[0] if len(messages) == 1 else messages
     return value
-
-
-def _parsed(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _int(value: Any) -> int | None:

@@ -175,3 +175,13 @@ def trace_json(value: Any) -> str:
     from mlflow.tracing.utils import TraceJSONEncoder
 
     return json.dumps(value, cls=TraceJSONEncoder, ensure_ascii=False)
+
+
+def parsed_json(text: Any) -> Any:
+    """A JSON text as its value; anything else (not a string, or not JSON) as it is."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
