@@ -103,7 +103,9 @@ def test_metric_values_take_overall_rows_only_and_are_bounded() -> None:
 
 def test_mlflow_run_is_a_link_on_a_tracking_server() -> None:
     link = mlflow_run_metadata("http://127.0.0.1:5000/", "abc123", experiment_id="7")
-    assert link == {"mlflow_run": dg.MetadataValue.url("http://127.0.0.1:5000/#/experiments/7/runs/abc123")}
+    assert link == {"mlflow_run": dg.MetadataValue.url("http://127.0.0.1:5000/#/experiments/7/runs/abc123"),
+                    "mlflow_experiment": dg.MetadataValue.url(  # opens on the runs, not MLflow's GenAI overview
+                        "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning")}
     assert mlflow_run_metadata("sqlite:///x/mlflow.db", "abc123") == {"mlflow_run": dg.MetadataValue.text("abc123")}
     assert mlflow_run_metadata("http://127.0.0.1:5000", None) == {}
 

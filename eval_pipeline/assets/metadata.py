@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from eval_pipeline.metrics.gates import GateResult
-from eval_pipeline.tracking.run_links import experiment_of, run_page_url, serves_pages
+from eval_pipeline.tracking.run_links import experiment_of, experiment_page_url, run_page_url, serves_pages
 
 PREVIEW_ROWS = 10
 _CELL_CHARS = 80
@@ -19,6 +19,7 @@ METRIC_PREFIX = "metric/"
 MAX_PLOTTED_METRICS = 50
 """At most this many metrics get numeric entries (each up to four: value, ci_low, ci_high, n), in table order."""
 MLFLOW_RUN_KEY = "mlflow_run"
+MLFLOW_EXPERIMENT_KEY = "mlflow_experiment"
 LATENCY_DIGITS = 3
 """Significant digits of a latency in seconds shown in metadata (0.123 s, 12.3 s)."""
 COST_DIGITS = 6
@@ -131,8 +132,9 @@ def metric_values(metrics: pd.DataFrame) -> dict[str, float | int]:
 
 def mlflow_run_metadata(tracking_uri: str, run_id: str | None,
                         experiment_id: str | None = None) -> dict[str, dg.MetadataValue]:
-    """The MLflow run as a link to its page when the tracking URI is an http(s) server, else its id as text
-    (nothing when no run was logged). The experiment id is asked of the server when not given."""
+    """The MLflow run as a link to its page when the tracking URI is an http(s) server, with a link to its
+    experiment's list of runs, else its id as text (nothing when no run was logged). The experiment id is asked of
+    the server when not given."""
     if not run_id:
         return {}
     if serves_pages(tracking_uri):
@@ -140,7 +142,8 @@ def mlflow_run_metadata(tracking_uri: str, run_id: str | None,
             experiment_id = experiment_id or experiment_of(tracking_uri, run_id)
         except Exception:  # the server went away after logging: the id still names the run
             return {MLFLOW_RUN_KEY: dg.MetadataValue.text(run_id)}
-        return {MLFLOW_RUN_KEY: dg.MetadataValue.url(run_page_url(tracking_uri, experiment_id, run_id) or "")}
+        return {MLFLOW_RUN_KEY: dg.MetadataValue.url(run_page_url(tracking_uri, experiment_id, run_id) or ""),
+                MLFLOW_EXPERIMENT_KEY: dg.MetadataValue.url(experiment_page_url(tracking_uri, experiment_id) or "")}
     return {MLFLOW_RUN_KEY: dg.MetadataValue.text(run_id)}
 
 
