@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/system_packages.sh
 .venv/bin/ruff check eval_pipeline tests bench
-exec .venv/bin/pytest -q -n 2 --dist loadfile "$@"   # two workers: most tests wait on servers and subprocesses
+exec .venv/bin/pytest -q "$@"
