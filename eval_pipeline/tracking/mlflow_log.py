@@ -153,6 +153,7 @@ def open_experiment(tracking_uri: str, name: str, artifact_location: str | None 
     mlflow = _mlflow()
     location = artifact_location or _sqlite_artifact_location(tracking_uri)
     with _sqlite_store_lock(tracking_uri):  # a fresh store is migrated on first use: one process at a time
+        _create_sqlite_store(tracking_uri)
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         experiment_id = _ensure_experiment(client, name, location)
     return client, experiment_id
@@ -163,9 +164,26 @@ def tracking_client(tracking_uri: str) -> MlflowClient:
     under the store lock, one process at a time."""
     mlflow = _mlflow()
     with _sqlite_store_lock(tracking_uri):
+        _create_sqlite_store(tracking_uri)
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         client.search_experiments(max_results=1)
     return client
+
+
+def _create_sqlite_store(tracking_uri: str) -> None:
+    """A missing file-backed SQLite store, created and migrated in a temporary file beside it, then renamed into
+    place: a process killed while migrating (the store is migrated as soon as a run starts) leaves no half-made
+    store behind. Call under the store lock."""
+    database = _sqlite_database(tracking_uri)
+    if database is None or database.exists():
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    partial = database.with_name(f".{database.name}.{os.getpid()}.creating")
+    partial.unlink(missing_ok=True)
+    client = _mlflow().MlflowClient(tracking_uri=f"sqlite:///{partial}")
+    client.search_experiments(max_results=1)  # creates the tables, migrated to the head revision
+    client._tracking_client.store.engine.dispose()  # no connection left open on the file about to move
+    os.replace(partial, database)
 
 
 def start_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str], *,
@@ -410,9 +428,15 @@ def _log_dataset(client: MlflowClient, run_id: str, record: EvaluationRecord) ->
         dataset = mlflow.data.from_pandas(_jsonable(samples), source=_dataset_source(record.dataset_uri),
                                           name=record.suite, digest=digest or None)
         entity = dataset._to_mlflow_entity()
-    client.log_inputs(run_id, datasets=[
-        DatasetInput(dataset=entity, tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value=DATASET_CONTEXT)]),
-    ])
+    inputs = [DatasetInput(dataset=entity, tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value=DATASET_CONTEXT)])]
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except MlflowException as exc:  # another process created the same dataset between MLflow's lookup and insert
+        if "unique constraint" not in str(exc).lower():
+            raise
+        client.log_inputs(run_id, datasets=inputs)  # the lookup finds it now: the run links the same dataset
 
 
 def _dataset_source(uri: str):
