@@ -98,20 +98,17 @@ def run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] |
     then, when the suite has a baseline, compare the models with it. MLflow is imported and its store opened
     meanwhile by a helper process that then does the run's logging (``logging_helper``)."""
     _model_names(suite, models)  # bad input fails before the helper starts
-    refuse_empty_local_file(suite.resolve_uri(suite.dataset.uri))
+    refuse_empty_local_file(suite.resolve_uri(suite.dataset.uri))  # exit 2 at load; other sources: samples step
     resources = resources or default_resources()
     with logging_helper(resources):
         return _run_suite(suite, instance, models=models, limit=limit, resources=resources, log_level=log_level,
                           tags=tags)
 
 
-def _run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] | None = None,
-               limit: int | None = None, resources: dict[str, Any] | None = None,
-               log_level: str = "WARNING", tags: dict[str, str] | None = None) -> SuiteRun:
+def _run_suite(suite: Suite, instance: dg.DagsterInstance, *, models: list[str] | None, limit: int | None,
+               resources: dict[str, Any], log_level: str, tags: dict[str, str] | None) -> SuiteRun:
     run_tags = {**process_tags(), **(tags or {})}
     names = _model_names(suite, models)
-    refuse_empty_local_file(suite.resolve_uri(suite.dataset.uri))  # exit 2 at load; other sources: samples step
-    resources = resources or default_resources()
     definitions = build_definitions([suite], resources)
     job = definitions.resolve_job_def(eval_job_name(suite))
     register_declared_models(instance, suite)
