@@ -127,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     add_backfill(commands)
     from eval_pipeline.cli_report import add_parser as add_report
     add_report(commands)
+    from eval_pipeline.cli_inspect import add_parser as add_export_inspect
+    add_export_inspect(commands)
     return parser
 
 
@@ -173,7 +175,9 @@ def _run(args: argparse.Namespace) -> int:
     check_cache_files([paths.generation_cache_location(), paths.judge_cache_location()])  # corrupt: exit 2
     from eval_pipeline.tracking.worker import prestart
 
-    prestart(os.environ.get("MLFLOW_TRACKING_URI") or paths.default_mlflow_uri())  # loads MLflow while Dagster loads
+    # MLflow loads in a helper while Dagster loads here; the helper writes the item traces after the answer is
+    # printed, on its own (``tracking/worker.py``)
+    prestart(os.environ.get("MLFLOW_TRACKING_URI") or paths.default_mlflow_uri(), finish_in_background=True)
     from eval_pipeline.execution import run_suite
     from eval_pipeline.instance import local_instance
 

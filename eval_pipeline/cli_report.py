@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the module is imported to build the parser of every command: Dagster is loaded on use
     import dagster as dg
 
-    from eval_pipeline.report import RunInfo
+    from eval_pipeline.report import RunInfo, SuiteTables
     from eval_pipeline.suites.spec import Suite
 
 
@@ -54,27 +54,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from eval_pipeline import paths
-    from eval_pipeline.errors import EvalInputError
-    from eval_pipeline.report import read_suite_tables
     from eval_pipeline.report.write import report_location, write_report
-    from eval_pipeline.resources.parquet_io import ParquetIOManager
-    from eval_pipeline.suites import find_suite
 
-    suite = find_suite(args.suite)
-    declared = [model.name for model in suite.models]
-    unknown = [name for name in args.models or [] if name not in declared]
-    if unknown:
-        raise EvalInputError(f"suite {suite.suite!r} has no model {', '.join(map(repr, unknown))} (its models: "
-                             f"{', '.join(declared)})", field="--model")
-    reader = ParquetIOManager(base_path=paths.outputs_location())
-    tables = read_suite_tables(suite, reader, models=args.models)
-    if not tables.models:
-        raise EvalInputError(f"nothing to report for suite {suite.suite!r}: no model has a metrics table under "
-                             f"{paths.outputs_location()} (run it first: eval-pipeline run {args.suite})")
-    runs = instance_run_infos(suite, [m.model for m in tables.models])
-    for model in tables.models:
-        model.run = runs.get(model.model, model.run)
+    suite, tables, reader = stored_suite_tables(args.suite, args.models, purpose="report")
     path = write_report(tables, args.output or report_location(suite, reader))
     print(path, flush=True)
     if args.open:
@@ -83,6 +65,33 @@ def _report(args: argparse.Namespace) -> int:
 
         webbrowser.open(Path(path).resolve().as_uri() if "://" not in path else path)
     return 0
+
+
+def stored_suite_tables(spec: str, models: Sequence[str] | None, *, purpose: str) -> tuple[Suite, SuiteTables, Any]:
+    """The suite named by ``spec``, the stored tables of its ``models`` (default: every model with metrics) with
+    their runs from the Dagster instance, and the Parquet reader; an ``EvalInputError`` for a model the suite does
+    not declare, or when no model has metrics yet (nothing to ``purpose``)."""
+    from eval_pipeline import paths
+    from eval_pipeline.errors import EvalInputError
+    from eval_pipeline.report import read_suite_tables
+    from eval_pipeline.resources.parquet_io import ParquetIOManager
+    from eval_pipeline.suites import find_suite
+
+    suite = find_suite(spec)
+    declared = [model.name for model in suite.models]
+    unknown = [name for name in models or [] if name not in declared]
+    if unknown:
+        raise EvalInputError(f"suite {suite.suite!r} has no model {', '.join(map(repr, unknown))} (its models: "
+                             f"{', '.join(declared)})", field="--model")
+    reader = ParquetIOManager(base_path=paths.outputs_location())
+    tables = read_suite_tables(suite, reader, models=list(models) if models else None)
+    if not tables.models:
+        raise EvalInputError(f"nothing to {purpose} for suite {suite.suite!r}: no model has a metrics table under "
+                             f"{paths.outputs_location()} (run it first: eval-pipeline run {spec})")
+    runs = instance_run_infos(suite, [m.model for m in tables.models])
+    for model in tables.models:
+        model.run = runs.get(model.model, model.run)
+    return suite, tables, reader
 
 
 def instance_run_infos(suite: Suite, models: Sequence[str]) -> dict[str, RunInfo]:

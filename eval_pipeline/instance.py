@@ -59,6 +59,8 @@ def instance_config(postgres_url_env: str | None = None, queue: RunQueue = RunQu
     config: dict[str, Any] = {"telemetry": {"enabled": False}, "nux": {"enabled": False}}
     if postgres_url_env:
         config["storage"] = {"postgres": {"postgres_url": {"env": postgres_url_env}}}
+    else:  # Dagster's SQLite files in the home, the event log keeping its engines (event_log_storage.py)
+        config["instance_class"] = {"module": "eval_pipeline.event_log_storage", "class": "EvalPipelineInstance"}
     config["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
     config["concurrency"] = {
         "runs": {

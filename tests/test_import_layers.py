@@ -8,11 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "eval_pipeline"
-LIBRARY = ("data", "inference", "judging", "scoring", "metrics", "evaluations", "tracking", "suites", "errors",
-           "paths", "file_lock", "process_identity", "agents", "registry", "tasks", "sandbox", "traces",
-           "text_table", "report")
-DAGSTER_LAYER = ("assets", "resources", "automation", "definitions", "suite_definitions", "sdk", "cli", "cli_batch",
-                 "cli_backfill", "cli_report", "backfills", "run_executors", "execution", "instance", "stale_runs")
+LIBRARY = (
+    "data", "inference", "judging", "scoring", "metrics", "evaluations", "tracking", "suites", "errors", "paths",
+    "file_lock", "process_identity", "agents", "registry", "tasks", "sandbox", "traces", "text_table", "report",
+    "lm_eval_tasks", "interop",
+)
+DAGSTER_LAYER = (
+    "assets", "resources", "automation", "definitions", "suite_definitions", "sdk", "cli", "cli_batch",
+    "cli_backfill", "cli_report", "cli_inspect", "backfills", "run_executors", "execution", "instance", "stale_runs",
+    "event_log_storage",
+)
 
 
 def _modules() -> dict[str, Path]:

@@ -101,12 +101,14 @@ def test_the_builtin_backends_and_what_they_declare() -> None:
         TEMPERATURE_RANGES,
     )
 
-    assert set(BACKENDS) == {"local", "precomputed", "recorded", "bedrock", "sagemaker", "openai", "vllm"}
-    assert set(REMOTE_BACKENDS) == {"bedrock", "sagemaker", "openai", "vllm"}
+    assert set(BACKENDS) == {"local", "precomputed", "recorded", "bedrock", "sagemaker", "sagemaker_package", "openai",
+                             "vllm"}
+    assert set(REMOTE_BACKENDS) == {"bedrock", "sagemaker", "sagemaker_package", "openai", "vllm"}
     assert set(LIKELIHOOD_BACKENDS) == {"local", "openai"}
     assert TEMPERATURE_RANGES == {"local": (0.0, None), "precomputed": (0.0, None), "recorded": (0.0, None),
                                   "bedrock": (0.0, 1.0),
-                                  "sagemaker": (0.0, None), "openai": (0.0, 2.0), "vllm": (0.0, None)}
+                                  "sagemaker": (0.0, None), "sagemaker_package": (0.0, None), "openai": (0.0, 2.0),
+                                  "vllm": (0.0, None)}
     for name in BACKENDS:
         declaration = backend(name)
         assert isinstance(declaration, Backend) and declaration.name == name

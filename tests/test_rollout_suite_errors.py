@@ -60,7 +60,7 @@ class Case:
 
 CASES = {
     "unknown environment kind": Case({"environment": '{kind: dockerx, path: "a.b:C"}'}, 6, "environment.kind",
-                                     "unknown environment 'dockerx'; known: agentcore, lambda, python"),
+                                     "unknown environment 'dockerx'; known: agentcore, harbor, lambda, python"),
     "environment that does not import": Case({"environment": '{kind: python, path: "no_such_pkg.envs:Env"}'}, 6,
                                              "environment.path", "cannot import module 'no_such_pkg.envs'"),
     "sampling_temperature 3.0": Case({"key": "sampling_temperature", "value": "3.0"}, 9,

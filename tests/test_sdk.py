@@ -256,13 +256,13 @@ def test_bad_metrics_fail_at_construction(eval_home: Path, bedrock: tuple[FakeLL
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
-    ({"model": "nova-textgeneration-lite"}, "cannot resolve model 'nova-textgeneration-lite'"),
+    ({"model": "llama-textgeneration-7b"}, "cannot resolve model 'llama-textgeneration-7b'"),
     ({"model": "./no/such/checkpoint"}, "(no such directory)"),
     ({"evaluator_model": "gpt-4o"}, "evaluator_model: cannot resolve model 'gpt-4o'"),
     ({"base_model": "sagemaker:"}, "does not name a SageMaker endpoint"),
     ({"evaluate_base_model": True}, "evaluate_base_model=True needs base_model="),
     ({"dataset": "/no/such/file.jsonl"}, "no such file or folder"),
-    ({"dataset": "arn:aws:sagemaker:us-west-2:1:hub-content/AIRegistry/DataSet/x/1.0.0"}, "ARNs are not supported"),
+    ({"dataset": "arn:aws:sagemaker:us-west-2:1:model-package/x/1"}, "not an AI Registry dataset ARN"),
     ({"name": "bad-name"}, "suite"),
     ({"name": "quickstart"}, "already a suite"),
     ({"pairwise": True}, "judge.pairwise needs a 'baseline'"),

@@ -91,7 +91,7 @@ def test_the_entries_say_what_the_seed_asks_for() -> None:
     for phrase in ("limit: Evaluate only the dataset's first ``limit`` items", "Default: None, every item",
                    "judge_verdict: How the judge's rating is read", '``"generate"``', '``"likelihood"``',
                    "mlflow_resource_arn:", "s3_output_path: The seed's name for ``output_path``",
-                   "evaluate_base_model:", "Default: True when ``base_model`` is given"):
+                   "evaluate_base_model:", "Default: True, as the seed's"):
         assert phrase in judge, phrase
     rollout = " ".join((sdk.MultiTurnRLEvaluator.__doc__ or "").split())
     for phrase in ("hyperparameters: Initial values", "eval_group_size (4)", "stopping_condition:",

@@ -115,7 +115,6 @@ def test_only_unconfigured_loggers_are_quieted(store_loggers: None) -> None:
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("arn:aws:sagemaker:us-west-2:123456789012:mlflow-tracking-server/team", "sagemaker-mlflow plugin"),
     ("arn:aws:sagemaker:us-west-2:123456789012:notebook-instance/x", "not a SageMaker MLflow ARN"),
     ("/tmp/mlruns", "give an MLflow tracking URI"),
     ("file:///tmp/mlruns", "file store is in maintenance mode"),

@@ -60,7 +60,7 @@ def test_an_unknown_task_kind_is_an_input_error_naming_the_known_kinds(tmp_path:
     message = str(caught.value)
     assert "kind.yaml:2: field 'task'" in message
     assert "unknown task kind 'generat' (did you mean 'generate'?)" in message
-    assert "known: generate, multiple_choice, perplexity" in message
+    assert "known: generate, lm_eval, multiple_choice, perplexity" in message
     with pytest.raises(UnknownEntryError, match="unknown task kind 'nope'"):
         TASK_KINDS.get("nope")
 

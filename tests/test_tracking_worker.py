@@ -14,7 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from eval_pipeline.tracking.worker import TrackingWorker, WorkerError, active_worker, run_logged, tracking_worker
+from eval_pipeline.tracking.worker import (
+    TrackingWorker,
+    WorkerError,
+    active_worker,
+    background_log_path,
+    prestart,
+    run_deferred,
+    run_logged,
+    tracking_worker,
+    wait_for_background_logging,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,6 +66,47 @@ def test_a_helper_that_dies_is_an_error_not_a_hang(tmp_path: Path) -> None:
         with pytest.raises(WorkerError, match="has ended"):
             worker.call(operator.neg, 1)
     assert worker._process.returncode == 3
+
+
+def append_when(gate: str, target: str, text: str) -> None:
+    """Wait (bounded) for the file ``gate`` to exist, then append ``text`` to ``target`` and print it."""
+    for _ in range(2400):
+        if os.path.exists(gate):
+            break
+        __import__("time").sleep(0.05)
+    with open(target, "a") as out:
+        out.write(text)
+    print(f"deferred output: {text}")
+
+
+def test_a_deferred_call_runs_after_the_later_calls_and_closing_waits_for_it(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    log = tmp_path / "order.txt"
+    with tracking_worker(uri) as worker:
+        run_deferred(uri, append_when, str(tmp_path), str(log), "deferred;")  # answered at once: not waited for
+        worker.call(append_when, str(tmp_path), str(log), "ordinary;")
+        assert log.read_text() == "ordinary;"
+    assert log.read_text() == "ordinary;deferred;"  # closed: the deferred call has run
+    run_deferred(uri, append_when, str(tmp_path), str(log), "here;")  # no worker: runs now, in this process
+    assert log.read_text() == "ordinary;deferred;here;"
+
+
+def test_a_worker_left_to_finish_alone_writes_to_its_log_and_can_be_waited_for(
+        tmp_path: Path, eval_home: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    gate, target = tmp_path / "go", tmp_path / "done.txt"
+    prestart(uri, finish_in_background=True)
+    with tracking_worker(uri) as worker:
+        run_deferred(uri, append_when, str(gate), str(target), "traces written")
+        run_deferred(uri, math.sqrt, -1.0)  # an error: logged in the background log, not raised here
+    assert worker._process.poll() is None and not target.exists()  # closing did not wait for it
+    gate.touch()
+    wait_for_background_logging(uri)
+    assert target.read_text() == "traces written"
+    worker._process.wait(timeout=60)
+    log = background_log_path().read_text()
+    assert "deferred output: traces written" in log and "ValueError: math domain error" in log
+    assert "deferred output" not in capfd.readouterr().err  # nothing after the caller has moved on
 
 
 def test_the_helper_ends_runs_of_dead_processes_first(tmp_path: Path) -> None:
@@ -143,4 +194,8 @@ def test_a_cli_run_logs_through_the_helper_and_never_imports_mlflow(tmp_path: Pa
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"items.json", "metrics.json", "metrics.csv", "metrics_by_breakdown.svg"} <= artifacts
         assert run.inputs.dataset_inputs[0].dataset.name == "quick"
+        wait_for_background_logging(client.tracking_uri)  # the item traces are written after the answer
+        traces = client.search_traces(locations=[run.info.experiment_id], max_results=100,
+                                      filter_string=f"metadata.`mlflow.sourceRun` = '{run.info.run_id}'")
+        assert len(traces) == 30
     assert len(client.search_runs([run.info.experiment_id])) == 2

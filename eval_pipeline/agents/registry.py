@@ -12,5 +12,6 @@ for _name, _path in (
     ("python", "eval_pipeline.agents.python_env:PythonEnvironmentKind"),
     ("agentcore", "eval_pipeline.agents.agentcore:AGENTCORE"),
     ("lambda", "eval_pipeline.agents.lambda_agent:LAMBDA"),
+    ("harbor", "eval_pipeline.agents.harbor_env:HARBOR"),
 ):
     ENVIRONMENTS.register(_name, _path)

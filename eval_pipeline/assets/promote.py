@@ -91,4 +91,7 @@ def _sagemaker(suite: Suite) -> Any:
 def _tag_run(tracking_uri: str, run_id: str, summary: str) -> None:
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(tracking_uri=tracking_uri).set_tag(run_id, PROMOTION_TAG, summary[:5000])
+    from eval_pipeline.tracking.sagemaker_arn import arn_tracking_scope
+
+    with arn_tracking_scope(tracking_uri):  # a SageMaker MLflow ARN: the plugin signs with MLflow's tracking URI
+        MlflowClient(tracking_uri=tracking_uri).set_tag(run_id, PROMOTION_TAG, summary[:5000])

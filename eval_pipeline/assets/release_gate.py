@@ -93,8 +93,11 @@ def record_release_gate(tracking_uri: str, run_id: str, gate: GateResult) -> Non
     ``gate.release_gate`` (the reason); passed, ``gate.release_gate`` is ``passed``."""
     from mlflow.tracking import MlflowClient
 
-    record_gate_verdict(MlflowClient(tracking_uri=tracking_uri), run_id, RELEASE_GATE,
-                        None if gate.passed else gate.reason or gate.summary())
+    from eval_pipeline.tracking.sagemaker_arn import arn_tracking_scope
+
+    with arn_tracking_scope(tracking_uri):  # a SageMaker MLflow ARN: the plugin signs with MLflow's tracking URI
+        record_gate_verdict(MlflowClient(tracking_uri=tracking_uri), run_id, RELEASE_GATE,
+                            None if gate.passed else gate.reason or gate.summary())
 
 
 def stage_reader(io_manager: StageReader) -> StageReader:

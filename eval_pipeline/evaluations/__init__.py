@@ -8,6 +8,7 @@ from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome, reduce
 from eval_pipeline.evaluations.benchmark import Benchmark, BenchmarkEvaluator, BenchmarkRun
 from eval_pipeline.evaluations.encoding import EncodingEvaluation, as_likelihood_scorer
 from eval_pipeline.evaluations.evaluator import Evaluator
+from eval_pipeline.evaluations.job import InferenceJob
 from eval_pipeline.evaluations.metric_registry import DEFAULT_METRICS, RegisteredMetric, parse_metric
 from eval_pipeline.evaluations.perplexity import (
     JsonlMultipleChoiceEvaluation,
@@ -16,16 +17,21 @@ from eval_pipeline.evaluations.perplexity import (
     TextCorpusPerplexityEvaluation,
 )
 from eval_pipeline.evaluations.rollout import JsonlRolloutEvaluation, RolloutEvaluation
+from eval_pipeline.evaluations.sources import CheckpointConfig, EvaluatorConfig, ExecutionSpec
 
 __all__ = [
     "DEFAULT_METRICS",
     "Benchmark",
     "BenchmarkEvaluator",
     "BenchmarkRun",
+    "CheckpointConfig",
     "EncodingEvaluation",
     "Evaluation",
     "EvaluationOutcome",
     "Evaluator",
+    "EvaluatorConfig",
+    "ExecutionSpec",
+    "InferenceJob",
     "JsonlMultipleChoiceEvaluation",
     "JsonlRolloutEvaluation",
     "PerplexityComparisonEvaluation",

@@ -21,8 +21,11 @@ class EvaluationOutcome:
     """Everything one evaluation run produced, before reduction.
 
     ``scores`` has one float per sample (shape ``(n, k)`` when each prompt was sampled k times); ``total`` is the
-    evaluation's own "mean" when that is not the mean of ``scores`` (corpus perplexity); ``metrics`` holds further
-    figures (e.g. ``acc_norm``); ``rows`` is the per-sample table saved by ``Evaluator.run``.
+    evaluation's own "mean" when that is not the mean of ``scores`` (corpus perplexity, or the mean over items
+    of rollouts with errors); ``metrics`` holds further figures (e.g. ``acc_norm``, ``errors``); ``rows`` is the
+    per-sample table saved by ``Evaluator.run``. ``errors`` counts samples that could not be scored (a failed
+    generation): their score is NaN, and they are left out of the mean and the sum, as the pipeline leaves error
+    rows out of its metrics.
     """
 
     scores: np.ndarray
@@ -30,6 +33,7 @@ class EvaluationOutcome:
     total: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     intermediates: list[Intermediate] | None = None
+    errors: int = 0
 
 
 def reduce_scores(scores: Sequence[float] | np.ndarray, reduce: str) -> float | np.ndarray:
@@ -48,11 +52,30 @@ def check_reduction(reduce: str) -> None:
         raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}; got {reduce!r}")
 
 
+def check_chunk_size(chunk_size: int) -> None:
+    """``chunk_size`` is a whole number of at least 1 (ValueError otherwise)."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer ≥ 1, got {chunk_size!r}")
+
+
+def chunks(count: int, chunk_size: int) -> list[range]:
+    """The positions ``0 … count-1`` in consecutive runs of ``chunk_size`` (one empty run when ``count`` is 0)."""
+    check_chunk_size(chunk_size)
+    return [range(start, min(start + chunk_size, count)) for start in range(0, count, chunk_size)] or [range(0)]
+
+
 class Evaluation(ABC):
     """Abstract base class for all evaluations.
 
-    Subclasses implement ``outcome`` (run the model, score every sample); ``__call__`` reduces it.
+    Subclasses implement ``outcome`` (run the model, score every sample); ``__call__`` reduces it. A subclass
+    written as the seed has it, implementing ``__call__`` itself and no ``outcome``, works too: its outcome (what
+    ``Evaluator.run`` saves) is its ``__call__(..., reduce="none")``.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__ and getattr(cls.outcome, "__isabstractmethod__", False):
+            cls.outcome = _outcome_of_call  # type: ignore[method-assign]
 
     @property
     @abstractmethod
@@ -78,10 +101,12 @@ class Evaluation(ABC):
 
         ``reduce``: "mean" / "sum" → float, "none" → np.ndarray of per-sample scores. Intermediates are one
         ``(token ids, mask)`` pair of numpy arrays per sample (per rollout), for an RL trainer to train on.
-        Other keywords go to ``outcome``; ``chunk_size`` is accepted everywhere for compatibility (batching is the
-        sampler's or scorer's).
+        Other keywords go to ``outcome``; ``chunk_size`` (default 200) is the number of samples sent to the model
+        in one call: the model's batches never span two chunks.
         """
         check_reduction(reduce)
+        if type(self).outcome is _outcome_of_call:
+            raise NotImplementedError(f"{type(self).__name__} must implement outcome() or a __call__ of its own")
         result = self.outcome(inference, encoding, return_intermediates=return_intermediates, **kwargs)
         value = self.reduce(result, reduce)
         return (value, result.intermediates or []) if return_intermediates else value
@@ -90,6 +115,8 @@ class Evaluation(ABC):
         """The outcome as one number (or the per-sample array for ``none``)."""
         if reduce == "mean" and result.total is not None:
             return result.total
+        if reduce == "sum" and result.errors:
+            return float(np.nansum(result.scores))  # error samples are NaN: left out, as from the mean
         return reduce_scores(result.scores, reduce)
 
     def score(self, *args: Any) -> list[float]:
@@ -118,3 +145,16 @@ class Evaluation(ABC):
             if per_replica % batch_size == 0:
                 return batch_size, per_replica // batch_size
         return None, None  # pragma: no cover - batch size 1 always divides
+
+
+def _outcome_of_call(self: Evaluation, inference: Any, encoding: Any = None, *, return_intermediates: bool = False,
+                     **kwargs: Any) -> EvaluationOutcome:
+    """The outcome of an evaluation that implements only ``__call__``: its per-sample scores (``reduce="none"``;
+    a single number when it gives one), their mean as the score, NaN scores counted as errors."""
+    result = self(inference, encoding, reduce="none", return_intermediates=return_intermediates, **kwargs)
+    value, intermediates = result if return_intermediates else (result, None)
+    scores = np.atleast_1d(np.asarray(value, dtype=float))
+    rows = pd.DataFrame({"index": range(len(scores)), "score": list(scores)})
+    errors = int(np.isnan(scores).sum())
+    total = float(np.nanmean(scores)) if 0 < errors < scores.size else None
+    return EvaluationOutcome(scores=scores, rows=rows, total=total, intermediates=intermediates, errors=errors)

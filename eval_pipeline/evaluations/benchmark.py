@@ -1,12 +1,12 @@
 """Scoring a benchmark from inside a training loop: the pipeline's own load → generate → score → aggregate
-(``load_samples``, ``run_generations``, ``score_generations``, ``aggregate_scores``), as a metric dict."""
+(``load_samples``, ``run_generations``, ``score_generations``, ``aggregate_scores``), as a metric dict; with
+``engine="harbor"``, a Harbor benchmark folder rolled out by the rollout engine (``harbor_engine``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,19 @@ import pandas as pd
 
 from eval_pipeline.data.formats import load_samples
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.evaluations.chat_prompts import (
+    TEMPLATE_FIELD,
+    apply_user_template,
+    template_sampler,
+    with_template_variables,
+)
+from eval_pipeline.evaluations.harbor_engine import harbor_record, score_harbor
 from eval_pipeline.evaluations.metric_registry import RegisteredMetric, parse_metrics
+from eval_pipeline.evaluations.run_tables import BenchmarkRun, HarborRun
 from eval_pipeline.evaluations.upload import upload
 from eval_pipeline.inference.base import GenerationParams, Sampler
 from eval_pipeline.inference.cache import RequestCache
-from eval_pipeline.inference.runner import GenerationStats, run_generations
+from eval_pipeline.inference.runner import run_generations
 from eval_pipeline.metrics.aggregate import aggregate_scores, breakdown_column
 from eval_pipeline.scoring.registry import score_generations, validate_scorers
 from eval_pipeline.suites.spec import ScorerSpec, Suite
@@ -28,7 +36,6 @@ from eval_pipeline.suites.spec import ScorerSpec, Suite
 logger = logging.getLogger(__name__)
 
 CHAT_TEMPLATE_KEYS = ("system_prompt", "user_template", "enable_thinking")
-_TEMPLATE_FIELD = re.compile(r"\{(prompt|input)\}")
 
 
 @dataclass
@@ -91,21 +98,6 @@ class Benchmark:
 
 
 @dataclass
-class BenchmarkRun:
-    """The tables behind one ``evaluate`` call, and where its upload went (or why it failed)."""
-
-    step: int | None
-    samples: pd.DataFrame
-    generations: pd.DataFrame
-    scores: pd.DataFrame
-    metrics: pd.DataFrame
-    values: dict[str, float]
-    stats: GenerationStats
-    uploaded_to: str | None = None
-    upload_error: str | None = None
-
-
-@dataclass
 class BenchmarkEvaluator:
     """Score a ``Benchmark`` against the live sampler, every ``run_every`` steps of a training loop.
 
@@ -114,9 +106,16 @@ class BenchmarkEvaluator:
     item's prompt goes where ``{prompt}`` or ``{input}`` stands) and ``enable_thinking`` (handed to samplers with
     a ``chat_template_kwargs`` dict; recorded otherwise). ``store``: an MLflow tracking URI, a folder for Parquet,
     or an object with ``log(record)`` (e.g. the Dagster MLflow resource); uploads are best effort.
-    ``n_concurrent`` is set on samplers that have it. ``tokenizer``, ``engine`` and ``workspace_dir`` are accepted
-    for compatibility: the sampler applies its own chat template, and there is no harbor engine here.
-    ``cache`` (a ``RequestCache`` or its path) shares completions with the pipeline: same request keys.
+    ``n_concurrent`` is set on samplers that have it; a local sampler renders ``enable_thinking`` in its chat
+    template. ``cache`` (a ``RequestCache`` or its path) shares completions with the pipeline: same request keys.
+
+    ``engine="harbor"``: ``benchmark.dataset`` is a folder of Harbor task folders, scored through the rollout
+    engine (``harbor_engine``): each task rolled out ``num_samples`` times, ``n_concurrent`` trials in flight
+    sharing the one sampler, each trial working in a copy of the task's environment files under ``workspace_dir``
+    (a temporary folder when None) with the sandbox's tools for at most ``max_turns`` turns, its reward the task's
+    verifier. ``evaluate(sampler)`` uses the sampler given; ``evaluate_harbor(model_path)`` loads the checkpoint
+    (one sampler per path, kept) with ``tokenizer`` (a tokenizer or a path; None: the checkpoint's) rendering the
+    prompts. Any other ``engine`` is the sampler path.
     """
 
     name: str
@@ -139,12 +138,15 @@ class BenchmarkEvaluator:
     benchmark_id: str | None = None
     top_p: float = 1.0
     cache: Any = None
-    last_run: BenchmarkRun | None = field(default=None, init=False, repr=False, compare=False)
+    max_turns: int = 8
+    last_run: BenchmarkRun | HarborRun | None = field(default=None, init=False, repr=False, compare=False)
+    _samplers: dict[Any, Sampler] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parse_metrics(self.metrics)
         for label, value, least in (("run_every", self.run_every, 0), ("max_tokens", self.max_tokens, 1),
-                                    ("num_samples", self.num_samples, 1), ("n_concurrent", self.n_concurrent, 1)):
+                                    ("num_samples", self.num_samples, 1), ("n_concurrent", self.n_concurrent, 1),
+                                    ("max_turns", self.max_turns, 1)):
             if not isinstance(value, int) or value < least:
                 raise EvalInputError(f"must be an integer ≥ {least}, got {value!r}", field=label)
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
@@ -156,11 +158,11 @@ class BenchmarkEvaluator:
             raise EvalInputError(f"unknown keys {unknown}; allowed: {', '.join(CHAT_TEMPLATE_KEYS)}",
                                  field="chat_template")
         template = self.chat_template.get("user_template")
-        if template is not None and not _TEMPLATE_FIELD.search(str(template)):
+        if template is not None and not TEMPLATE_FIELD.search(str(template)):
             raise EvalInputError("must contain {prompt} or {input}", field="chat_template.user_template")
-        if self.engine == "harbor":
-            logger.warning("%s: there is no harbor engine here; the benchmark is scored through the sampler",
-                           self.name)
+        if self.engine == "harbor" and not Path(self.benchmark.dataset).is_dir():
+            raise EvalInputError(f"engine 'harbor' scores a folder of Harbor task folders; {self.benchmark.dataset!r} "
+                                 "is not a folder", field="benchmark.dataset")
 
     # -- scheduling ----------------------------------------------------------------------------------------------
 
@@ -187,8 +189,11 @@ class BenchmarkEvaluator:
 
         The tables stay in ``last_run``; the upload to ``store`` never raises (a failure is a logged warning).
         """
+        engine = _ENGINES.get(self.engine)
+        if engine is not None:
+            return engine(self, sampler, model_path=model_path, step=step)
         samples = apply_user_template(self.benchmark.load(self.limit), self.chat_template.get("user_template"))
-        self._configure(sampler)
+        sampler = self._configure(sampler)
         label = self.model_label(sampler)
         cache, owned = _open_cache(self.cache)
         try:
@@ -214,32 +219,84 @@ class BenchmarkEvaluator:
             upload(self, run, label, model_path, metrics)
         return values
 
-    def _configure(self, sampler: Sampler) -> None:
+    def evaluate_harbor(self, model_path: str, *, step: int | None = None) -> dict[str, float]:
+        """Score the Harbor benchmark off the checkpoint at ``model_path`` (a local sampler, built once per path
+        and shared by every trial); the metric dict, and the upload when ``store`` is set."""
+        key = ("checkpoint", str(model_path))
+        if key not in self._samplers:
+            self._samplers[key] = template_sampler(str(model_path), self.tokenizer, self._template_variables())
+        return self._evaluate_harbor_with(self._samplers[key], model_path=model_path, step=step)
+
+    _evaluate_harbor = evaluate_harbor
+    """The seed's name for it."""
+
+    def _evaluate_harbor_with(self, sampler: Sampler, *, model_path: str | None = None,
+                              step: int | None = None) -> dict[str, float]:
+        sampler = self._configure(sampler)
+        label = self.model_label(sampler)
+        metrics = parse_metrics(self.metrics)
+        options: dict[str, Any] = {"workspace_dir": None if self.workspace_dir is None else str(self.workspace_dir)}
+        if self.system_prompt is not None:
+            options["system_prompt"] = self.system_prompt
+        run = score_harbor(self.benchmark.dataset, sampler, name=self.name, model=label,
+                           params=self.generation_params(), metrics=metrics, num_samples=self.num_samples,
+                           n_concurrent=self.n_concurrent, limit=_smallest(self.benchmark.limit, self.limit),
+                           success_threshold=self.benchmark.success_threshold,
+                           breakdown_keys=list(self.breakdown_keys or self.benchmark.breakdown_keys),
+                           environment_options=options, user_template=self.chat_template.get("user_template"),
+                           max_turns=self.max_turns, step=step, seed=self.benchmark.seed)
+        errors = int(run.rollouts["error"].notna().sum())
+        if errors:
+            logger.warning("%s: %d of %d trials gave no reward (not averaged in): %s", self.name, errors,
+                           len(run.rollouts), run.rollouts["error"].dropna().iloc[0])
+        self.last_run = run
+        if self.store is not None:
+            upload(self, run, label, model_path, metrics, record_for=harbor_record)
+        return run.values
+
+    def _template_variables(self) -> dict[str, Any]:
+        thinking = self.chat_template.get("enable_thinking")
+        return {} if thinking is None else {"enable_thinking": bool(thinking)}
+
+    def _configure(self, sampler: Sampler) -> Sampler:
+        """The sampler to use: ``n_concurrent`` set where it has one, ``enable_thinking`` in its chat template
+        kwargs, or for a local sampler in its chat template (a sampler over the same loaded model, kept)."""
         if hasattr(sampler, "n_concurrent"):
             sampler.n_concurrent = self.n_concurrent
-        thinking = self.chat_template.get("enable_thinking")
-        if thinking is not None and isinstance(getattr(sampler, "chat_template_kwargs", None), dict):
-            sampler.chat_template_kwargs["enable_thinking"] = bool(thinking)
+        variables = self._template_variables()
+        if variables and isinstance(getattr(sampler, "chat_template_kwargs", None), dict):
+            sampler.chat_template_kwargs.update(variables)
+        elif variables and getattr(sampler, "backend", None) == "local" and hasattr(sampler, "tokenizer"):
+            key = ("local", id(sampler), json.dumps(variables, sort_keys=True))
+            kept = self._samplers.get(key)
+            if kept is None or getattr(kept, "source_sampler", None) is not sampler:  # an id reused after GC
+                kept = self._samplers[key] = _local_with_variables(sampler, variables)
+            return kept
+        return sampler
 
 
-def apply_user_template(samples: pd.DataFrame, template: str | None) -> pd.DataFrame:
-    """Each prompt (a messages input: its last user message) put where ``{prompt}`` / ``{input}`` stands."""
-    if not template:
-        return samples
+_ENGINES = {"harbor": BenchmarkEvaluator._evaluate_harbor_with}
+"""Engines other than the sampler path, by ``engine`` name."""
 
-    def render(text: str) -> str:
-        return _TEMPLATE_FIELD.sub(lambda _: text, template)
 
-    def apply(text: str, kind: str) -> str:
-        if kind != "messages":
-            return render(text)
-        messages = json.loads(text)
-        last = max(i for i, message in enumerate(messages) if message["role"] == "user")
-        messages[last] = {**messages[last], "content": render(messages[last]["content"])}
-        return json.dumps(messages, ensure_ascii=False)
+def _smallest(*limits: int | None) -> int | None:
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None
 
-    inputs = [apply(text, kind) for text, kind in zip(samples["input"], samples["input_kind"], strict=True)]
-    return samples.assign(input=inputs)
+
+def _local_with_variables(sampler: Any, variables: dict[str, Any]) -> Sampler:
+    """A local sampler over ``sampler``'s loaded model whose chat template sees ``variables``."""
+    from eval_pipeline.inference.local import LocalSampler
+
+    tokenizer = with_template_variables(sampler.tokenizer, variables)
+    revision = json.dumps({"of": sampler.identity(), "template": variables}, sort_keys=True, default=str)
+    wrapped = LocalSampler.from_loaded(sampler.model, tokenizer, name=sampler.model_name,
+                                       batch_size=sampler.batch_size, revision=revision)
+    for setting in ("chat_template", "max_length", "add_bos_token"):  # the sampler's prompt settings, where it has them
+        if getattr(sampler, setting, None) is not None:
+            setattr(wrapped, setting, getattr(sampler, setting))
+    wrapped.source_sampler = sampler  # type: ignore[attr-defined]
+    return wrapped
 
 
 def metric_values(metrics: list[RegisteredMetric], samples: pd.DataFrame, scores: pd.DataFrame,

@@ -10,14 +10,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome, Intermediate
-from eval_pipeline.evaluations.tokens import encode_text, pad_id, padded, tokenizer_of
+from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome, Intermediate, chunks
+from eval_pipeline.evaluations.job import runner_of
+from eval_pipeline.evaluations.tokens import decode_all, encode_text, pad_id, padded, tokenizer_of
 from eval_pipeline.inference.likelihood import LikelihoodScorer
 from eval_pipeline.inference.local import eval_mode as local_eval_mode
 
 
 def as_likelihood_scorer(inference: Any) -> LikelihoodScorer:
-    """``inference`` when it scores log-likelihoods; a ``LocalSampler`` wrapped in a ``LocalLikelihoodScorer``."""
+    """``inference`` when it scores log-likelihoods; a ``LocalSampler`` wrapped in a ``LocalLikelihoodScorer``; a
+    job's (an ``Evaluator``'s) own inference."""
+    inference = runner_of(inference)
     if callable(getattr(inference, "loglikelihood", None)) and callable(
             getattr(inference, "rolling_loglikelihood", None)):
         return inference
@@ -38,10 +41,13 @@ def eval_mode(scorer: Any) -> contextlib.AbstractContextManager[None]:
     return local_eval_mode(model)
 
 
-def text_intermediates(scorer: Any, encoding: Any, texts: Sequence[str]) -> list[Intermediate]:
-    """Per text the (ids, mask) the model reads: the scorer's own batches, else ``encoding``'s tokens padded."""
+def text_intermediates(scorer: Any, encoding: Any, texts: Sequence[str],
+                       parts: Sequence[range] | None = None) -> list[Intermediate]:
+    """Per text the (ids, mask) the model reads: the scorer's own batches (within each chunk of ``parts``), else
+    ``encoding``'s tokens padded."""
     if encoding is None and callable(getattr(scorer, "token_batches", None)):
-        return [(np.asarray(ids), np.asarray(mask, dtype=bool)) for ids, mask in scorer.token_batches(list(texts))]
+        return [(np.asarray(ids), np.asarray(mask, dtype=bool)) for part in (parts or [range(len(texts))])
+                for ids, mask in scorer.token_batches([texts[i] for i in part])]
     tokenizer = tokenizer_of(scorer, encoding)
     return padded([encode_text(tokenizer, text, add_special_tokens=True) for text in texts], pad_id(tokenizer))
 
@@ -76,25 +82,32 @@ class EncodingEvaluation(Evaluation):
         cls = type(self)
         return cls.check is not EncodingEvaluation.check or cls.score is not EncodingEvaluation.score
 
+    def __call__(self, inference: Any, encoding: Any = None, reduce: str = "mean", return_intermediates: bool = False,
+                 chunk_size: int = 200, **kwargs: Any) -> Any:
+        """Run the evaluation; ``chunk_size`` texts go to the scorer per call."""
+        return super().__call__(inference, encoding, reduce, return_intermediates, chunk_size=chunk_size, **kwargs)
+
     def outcome(self, inference: Any, encoding: Any = None, *, return_intermediates: bool = False,
-                **_: Any) -> EvaluationOutcome:
-        """Per text: tokens scored, argmax hits and the score; ``metrics`` has the corpus next_token_accuracy."""
+                chunk_size: int = 200, **_: Any) -> EvaluationOutcome:
+        """Per text: tokens scored, argmax hits and the score; ``metrics`` has the corpus next_token_accuracy.
+        ``chunk_size`` texts go to the scorer per call."""
         scorer = as_likelihood_scorer(inference)
         texts = [self.get(index) for index in range(len(self))]
+        parts = chunks(len(texts), chunk_size)
         greedy = getattr(scorer, "greedy_next_tokens", None)
         if not callable(greedy) and self.checks_text:
             raise TypeError(f"{type(scorer).__name__} gives no argmax tokens (greedy_next_tokens) to check")
         with eval_mode(scorer):
             if callable(greedy):
-                pairs = greedy(texts)
+                pairs = [pair for part in parts for pair in greedy([texts[i] for i in part])]
                 hits = [int(np.sum(np.asarray(actual) == np.asarray(predicted))) for actual, predicted in pairs]
                 counts = [len(actual) for actual, _ in pairs]
             else:  # a scorer without argmax tokens still counts its hits
-                rolled = scorer.rolling_loglikelihood(texts)
+                rolled = [s for part in parts for s in scorer.rolling_loglikelihood([texts[i] for i in part])]
                 pairs, hits, counts = [], [s.n_correct for s in rolled], [s.n_tokens for s in rolled]
         if self.checks_text:
             tokenizer = tokenizer_of(scorer, encoding)
-            y_hats = [tokenizer.decode(list(predicted)) for _, predicted in pairs]
+            y_hats = decode_all(tokenizer, [list(predicted) for _, predicted in pairs])
             scores = np.asarray(self.score(texts, y_hats), dtype=float)
         else:
             scores = np.asarray([hit / max(count, 1) for hit, count in zip(hits, counts, strict=True)], dtype=float)
@@ -102,5 +115,5 @@ class EncodingEvaluation(Evaluation):
                              "score": scores})
         total_tokens = sum(counts)
         metrics = {"next_token_accuracy": sum(hits) / total_tokens if total_tokens else float("nan")}
-        intermediates = text_intermediates(scorer, encoding, texts) if return_intermediates else None
+        intermediates = text_intermediates(scorer, encoding, texts, parts) if return_intermediates else None
         return EvaluationOutcome(scores=scores, rows=rows, metrics=metrics, intermediates=intermediates)

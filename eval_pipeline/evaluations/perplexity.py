@@ -15,7 +15,7 @@ import pandas as pd
 from eval_pipeline.data.formats import load_samples
 from eval_pipeline.data.likelihood_formats import choice_list
 from eval_pipeline.errors import EvalInputError
-from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome
+from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome, chunks
 from eval_pipeline.evaluations.encoding import as_likelihood_scorer, eval_mode, text_intermediates
 from eval_pipeline.inference.likelihood import LoglikelihoodRequest
 from eval_pipeline.inference.likelihood_runner import choice_context
@@ -41,12 +41,19 @@ class PerplexityEvaluation(Evaluation):
         nll, count = np.asarray(per_sample_nll, dtype=float), np.asarray(per_sample_count, dtype=float)
         return [float(v) for v in np.exp(nll / np.maximum(count, 1))]
 
+    def __call__(self, inference: Any, encoding: Any = None, reduce: str = "mean", return_intermediates: bool = False,
+                 chunk_size: int = 200, **kwargs: Any) -> Any:
+        """Run the evaluation; ``chunk_size`` texts go to the scorer per call."""
+        return super().__call__(inference, encoding, reduce, return_intermediates, chunk_size=chunk_size, **kwargs)
+
     def outcome(self, inference: Any, encoding: Any = None, *, return_intermediates: bool = False,
-                **_: Any) -> EvaluationOutcome:
+                chunk_size: int = 200, **_: Any) -> EvaluationOutcome:
+        """Every text's rolling log-likelihood, ``chunk_size`` texts per call to the scorer."""
         scorer = as_likelihood_scorer(inference)
         texts = [self.get(index) for index in range(len(self))]
+        parts = chunks(len(texts), chunk_size)
         with eval_mode(scorer):
-            scored = scorer.rolling_loglikelihood(texts)
+            scored = [s for part in parts for s in scorer.rolling_loglikelihood([texts[i] for i in part])]
         nll = np.asarray([-s.logprob for s in scored], dtype=float)
         count = np.asarray([s.n_tokens for s in scored], dtype=float)
         scores = np.asarray(self.score(nll, count), dtype=float)
@@ -55,7 +62,7 @@ class PerplexityEvaluation(Evaluation):
         rows = pd.DataFrame({"index": range(len(texts)), "nll": nll, "n_tokens": count.astype(int),
                              "n_bytes": [s.n_bytes for s in scored], "n_words": words,
                              "n_correct": [s.n_correct for s in scored], "score": scores})
-        intermediates = text_intermediates(scorer, encoding, texts) if return_intermediates else None
+        intermediates = text_intermediates(scorer, encoding, texts, parts) if return_intermediates else None
         return EvaluationOutcome(scores=scores, rows=rows, total=corpus["token_perplexity"], metrics=corpus,
                                  intermediates=intermediates)
 
@@ -78,21 +85,23 @@ class PerplexityComparisonEvaluation(Evaluation):
 
     def __call__(self, inference: Any, encoding: Any = None, reduce: str = "mean", return_intermediates: bool = False,
                  chunk_size: int = 200, normalize: bool = False, **kwargs: Any) -> Any:
-        """Run the evaluation: acc, or acc_norm with ``normalize``; ``chunk_size`` is accepted for compatibility."""
-        return super().__call__(inference, encoding, reduce, return_intermediates, normalize=normalize, **kwargs)
+        """Run the evaluation: acc, or acc_norm with ``normalize``; ``chunk_size`` items go to the scorer per call."""
+        return super().__call__(inference, encoding, reduce, return_intermediates, chunk_size=chunk_size,
+                                normalize=normalize, **kwargs)
 
-    def metrics(self, inference: Any, encoding: Any = None) -> dict[str, float]:
+    def metrics(self, inference: Any, encoding: Any = None, chunk_size: int = 200) -> dict[str, float]:
         """``{"acc": …, "acc_norm": …}``, means over the items."""
-        return self.outcome(inference, encoding).metrics
+        return self.outcome(inference, encoding, chunk_size=chunk_size).metrics
 
     def outcome(self, inference: Any, encoding: Any = None, *, return_intermediates: bool = False,
-                normalize: bool = False, **_: Any) -> EvaluationOutcome:
+                normalize: bool = False, chunk_size: int = 200, **_: Any) -> EvaluationOutcome:
+        """Each continuation's log-likelihood, the requests of ``chunk_size`` items per call to the scorer."""
         scorer = as_likelihood_scorer(inference)
         items = [self.get(index) for index in range(len(self))]
-        requests = [LoglikelihoodRequest(prefix, continuation) for prefix, continuations, _ in items
-                    for continuation in continuations]
+        parts = chunks(len(items), chunk_size)
         with eval_mode(scorer):
-            scored = iter(scorer.loglikelihood(requests))
+            scored = iter([s for part in parts for s in scorer.loglikelihood(
+                [LoglikelihoodRequest(items[i][0], continuation) for i in part for continuation in items[i][1]])])
         flags: dict[str, list[float]] = {"acc": [], "acc_norm": []}
         picks: list[list[float]] = []
         for index, (_, continuations, answer) in enumerate(items):
@@ -111,7 +120,7 @@ class PerplexityComparisonEvaluation(Evaluation):
         intermediates = None
         if return_intermediates:
             texts = [prefix + continuations[answer] for prefix, continuations, answer in items]
-            intermediates = text_intermediates(scorer, encoding, texts)
+            intermediates = text_intermediates(scorer, encoding, texts, parts)
         return EvaluationOutcome(scores=scores, rows=rows, metrics=metrics, intermediates=intermediates)
 
 

@@ -13,13 +13,16 @@ import numpy as np
 import pandas as pd
 
 from eval_pipeline.data.formats import load_samples
-from eval_pipeline.data.schemas import SAMPLES
+from eval_pipeline.data.schemas import SAMPLES, SCORES
 from eval_pipeline.errors import EvalInputError
-from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome, Intermediate
+from eval_pipeline.evaluations.base import Evaluation, EvaluationOutcome, Intermediate, chunks
+from eval_pipeline.evaluations.job import runner_of
 from eval_pipeline.evaluations.tokens import encode_text, pad_id, padded, prompt_token_ids, tokenizer_of
 from eval_pipeline.inference.base import GenerationParams, Sampler
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.runner import build_requests, run_generations
+from eval_pipeline.metrics.aggregate import aggregate_scores
+from eval_pipeline.metrics.ranges import SCORE_RANGE, UNBOUNDED
 from eval_pipeline.scoring.registry import score_one, validate_scorers
 from eval_pipeline.scoring.text import parse_number
 from eval_pipeline.suites.spec import ScorerSpec
@@ -41,8 +44,28 @@ def samples_frame(name: str, items: list[tuple[str, str | None]]) -> pd.DataFram
     return pd.DataFrame(rows, columns=SAMPLES.names)
 
 
+SUMMARY_FIGURES = ("errors", "n", "stderr", "ci_low", "ci_high")
+"""The pipeline's figures beside a rollout evaluation's mean (``metrics`` table columns)."""
+
+
+def pipeline_summary(name: str, model: str, samples: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any]:
+    """The pipeline's ``metrics`` row for these per-sample scores: ``aggregate_scores`` over them as a ``scores``
+    table (an error row where ``error`` is set), inside [0, 1] when every score is, else unbounded."""
+    scores = pd.DataFrame({"sample_id": rows["sample_id"], "model": model, "sample_index": rows["sample_index"],
+                           "scorer": name, "score": rows["score"], "extracted": None, "request_hash": None,
+                           "error": rows["error"]}, columns=SCORES.names)
+    values = scores["score"][scores["error"].isna()].to_numpy(dtype=float)
+    bounded = bool(((values >= 0) & (values <= 1)).all())
+    table = aggregate_scores(name, samples, scores, value_range=SCORE_RANGE if bounded else UNBOUNDED)
+    if table.empty:  # no samples at all
+        return {"value": float("nan"), "errors": 0, "n": 0, "stderr": float("nan"), "ci_low": float("nan"),
+                "ci_high": float("nan")}
+    return table.iloc[0].to_dict()
+
+
 def as_sampler(inference: Any) -> Sampler:
-    """The sampler behind ``inference``: a Sampler itself, or the one a likelihood scorer wraps."""
+    """The sampler behind ``inference``: a Sampler itself, the one a likelihood scorer wraps, or a job's."""
+    inference = runner_of(inference)
     if callable(getattr(inference, "generate", None)):
         return inference
     inner = getattr(inference, "sampler", None)
@@ -96,9 +119,12 @@ class RolloutEvaluation(Evaluation):
                 model: str | None = None, **_: Any) -> EvaluationOutcome:
         """Generate ``samples_per_prompt`` answers per item and score each.
 
-        Scores have shape ``(n,)``, or ``(n, samples_per_prompt)`` when that is above 1. A failed generation
-        scores 0 (and is logged). ``chunk_size`` is accepted for compatibility: batching is the sampler's.
-        ``cache`` is a ``RequestCache`` (e.g. the pipeline's); ``model`` labels the generations.
+        Scores have shape ``(n,)``, or ``(n, samples_per_prompt)`` when that is above 1. A failed generation (or
+        a score that comes back NaN) is an error, as in the pipeline: NaN in the scores, left out of the mean and
+        the sum, counted in ``metrics["errors"]``; the mean is the pipeline's (``aggregate_scores``: the mean over
+        items of each item's mean over its scored samples), with its ``n``, ``stderr`` and interval.
+        ``chunk_size`` items go to the sampler per call (so its batches never span two chunks). ``cache`` is a
+        ``RequestCache`` (e.g. the pipeline's); ``model`` labels the generations.
         """
         if samples_per_prompt < 1:
             raise ValueError(f"samples_per_prompt must be at least 1, got {samples_per_prompt}")
@@ -107,24 +133,35 @@ class RolloutEvaluation(Evaluation):
         params = GenerationParams(max_tokens=self.max_new_tokens(inference), temperature=temperature, top_p=top_p,
                                   seed=seed, stop=tuple(stop))
         label = model or str(sampler.identity().get("model") or sampler.backend)
-        generations, _ = run_generations(samples, label, sampler, params, num_samples=samples_per_prompt,
-                                         system_prompt=self.system_prompt, cache=cache)
+        frames = [run_generations(samples.iloc[list(chunk)], label, sampler, params, num_samples=samples_per_prompt,
+                                  system_prompt=self.system_prompt, cache=cache)[0]
+                  for chunk in chunks(len(samples), chunk_size)]
+        generations = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         expected = dict(zip(samples["sample_id"], samples["reference"], strict=True))
         ys = [expected[sample_id] or "" for sample_id in generations["sample_id"]]
-        failed = generations["error"].notna().to_numpy()
         outputs = [output if isinstance(output, str) else "" for output in generations["output"]]
-        scores = np.asarray(self.score(ys, outputs), dtype=float)
-        if failed.any():
-            logger.warning("%s: %d of %d generations failed and score 0 (first: %s)", self.name, int(failed.sum()),
-                           len(failed), generations.loc[failed, "error"].iloc[0])
-            scores[failed] = 0.0
-        rows = generations[["sample_id", "sample_index", "output", "finish_reason", "error"]].assign(
-            expected=ys, score=scores)
+        errors = [f"generation failed: {error}" if isinstance(error, str) else None for error in generations["error"]]
+        scored = [index for index, error in enumerate(errors) if error is None]
+        scores = np.full(len(generations), np.nan)
+        if scored:
+            scores[scored] = np.asarray(self.score([ys[i] for i in scored], [outputs[i] for i in scored]), dtype=float)
+        errors = [error or ("not scored" if np.isnan(score) else None) for error, score in zip(errors, scores,
+                                                                                                strict=True)]
+        rows = generations[["sample_id", "sample_index", "output", "finish_reason"]].assign(
+            error=errors, expected=ys, score=scores)
+        summary = pipeline_summary(self.name, label, samples, rows)
+        failed = int(summary["errors"])
+        if failed:
+            first = next(error for error in errors if error)
+            logger.warning("%s: %d of %d samples are errors, left out of the mean (first: %s)", self.name, failed,
+                           len(errors), first)
         shaped = scores.reshape(len(samples), samples_per_prompt) if samples_per_prompt > 1 else scores
         intermediates = None
         if return_intermediates:
             intermediates = self._rollouts(inference, encoding, samples, samples_per_prompt, outputs)
-        return EvaluationOutcome(scores=shaped, rows=rows, intermediates=intermediates)
+        return EvaluationOutcome(scores=shaped, rows=rows, total=float(summary["value"]), errors=failed,
+                                 metrics={key: float(summary[key]) for key in SUMMARY_FIGURES},
+                                 intermediates=intermediates)
 
     def _rollouts(self, inference: Any, encoding: Any, samples: pd.DataFrame, samples_per_prompt: int,
                   outputs: list[str]) -> list[Intermediate]:
@@ -182,8 +219,9 @@ class JsonlRolloutEvaluation(RolloutEvaluation):
         return y_hat.strip()
 
     def value(self, y: str, y_hat: str) -> float:
-        """The checker's score of a cleaned answer."""
-        return score_one(self._spec, y_hat, y).value or 0.0
+        """The checker's score of a cleaned answer; NaN (an error row, as in the pipeline) when it gives none."""
+        value = score_one(self._spec, y_hat, y).value
+        return float("nan") if value is None else value
 
     def check(self, y: str, y_hat: str) -> bool:
         return self.value(y, y_hat) >= 1.0

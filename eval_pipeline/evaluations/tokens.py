@@ -7,6 +7,7 @@ from typing import Any
 
 from eval_pipeline.data.messages import ChatMessage, ToolSpec
 from eval_pipeline.evaluations.base import Intermediate
+from eval_pipeline.evaluations.job import runner_of
 from eval_pipeline.inference.tool_text import protocol_messages, render_prompt
 
 
@@ -14,6 +15,7 @@ def tokenizer_of(inference: Any, encoding: Any = None) -> Any:
     """``encoding`` when given, else the tokenizer of the sampler (or of the sampler a scorer wraps)."""
     if encoding is not None:
         return encoding
+    inference = runner_of(inference)
     for holder in (inference, getattr(inference, "sampler", None)):
         tokenizer = getattr(holder, "tokenizer", None) if holder is not None else None
         if tokenizer is not None:
@@ -30,6 +32,13 @@ def encode_text(tokenizer: Any, text: str, add_special_tokens: bool = False) -> 
     if hasattr(tokenizer, "encode"):
         return list(tokenizer.encode(text))
     return list(tokenizer.encode_batch([text])[0])
+
+
+def decode_all(tokenizer: Any, sequences: Sequence[Sequence[int]]) -> list[str]:
+    """Texts of token id sequences: a Hugging Face tokenizer's ``decode``, else ``decode_batch`` (tiktoken-style)."""
+    if callable(getattr(tokenizer, "decode", None)):
+        return [tokenizer.decode(list(ids)) for ids in sequences]
+    return list(tokenizer.decode_batch([list(ids) for ids in sequences]))
 
 
 def prompt_token_ids(tokenizer: Any, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> list[int]:

@@ -14,6 +14,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,6 +82,10 @@ class UploadRun(Protocol):
     upload_error: str | None
 
 
+RecordBuilder = Callable[[UploadSource, UploadRun, str, "str | None", list[RegisteredMetric]], EvaluationRecord]
+"""How an upload turns an evaluation into the pipeline's record (``evaluation_record``; the harbor engine's)."""
+
+
 def store_kind(store: Any) -> str:
     """``object`` (has ``log``), ``mlflow`` (a tracking URI) or ``folder`` (a local path for Parquet)."""
     if callable(getattr(store, "log", None)):
@@ -92,11 +97,12 @@ def store_kind(store: Any) -> str:
 
 
 def upload(evaluator: UploadSource, run: UploadRun, model: str, model_path: str | None,
-           metrics: list[RegisteredMetric]) -> None:
-    """Record the evaluation in ``evaluator.store``; sets ``run.uploaded_to`` or ``run.upload_error``."""
+           metrics: list[RegisteredMetric], *, record_for: RecordBuilder | None = None) -> None:
+    """Record the evaluation in ``evaluator.store`` as ``record_for`` builds it (default ``evaluation_record``);
+    sets ``run.uploaded_to`` or ``run.upload_error``: a failure is logged, never raised."""
     try:
         kind = store_kind(evaluator.store)
-        record = evaluation_record(evaluator, run, model, model_path, metrics)
+        record = (record_for or evaluation_record)(evaluator, run, model, model_path, metrics)
         if kind == "folder":
             run.uploaded_to = write_parquet(Path(evaluator.store), evaluator.name, run, record)
         elif kind == "mlflow":

@@ -80,6 +80,7 @@ for _name, _path in (
     ("recorded", "eval_pipeline.inference.recorded:BACKEND"),
     ("bedrock", "eval_pipeline.inference.bedrock:BACKEND"),
     ("sagemaker", "eval_pipeline.inference.sagemaker:BACKEND"),
+    ("sagemaker_package", "eval_pipeline.inference.sagemaker_package:BACKEND"),
     ("openai", "eval_pipeline.inference.openai_compat:BACKEND"),
     ("vllm", "eval_pipeline.inference.vllm:BACKEND"),
 ):

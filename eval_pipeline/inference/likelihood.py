@@ -35,7 +35,8 @@ class TextScore:
 
     ``n_tokens`` counts the scored tokens: every token of the text, the first one conditioned on the prefix token
     (BOS, or EOS when the tokenizer has no BOS, as lm-eval does; remote servers: the BOS the server adds, or the
-    model's ``likelihood_prefix``).
+    model's ``likelihood_prefix``). A local model with ``add_bos_token`` True also scores the text's own BOS, as
+    lm-eval 0.4.13 does by default.
     """
 
     logprob: float

@@ -5,6 +5,11 @@ has no BOS (Qwen-style; lm-eval's ``prefix_token_id``): an empty context is that
 token is conditioned on it, so every token of a text is scored. Requests are sorted longest first, right-padded
 and run one forward pass per batch; the log-softmax is taken only at the scored positions. Inputs longer than
 ``max_length`` are cut on the left (the continuation is kept whole).
+
+A sampler with ``add_bos_token`` True scores as lm-eval 0.4.13 does by default (see ``bos``): each non-empty context
+and each rolling text is encoded with a BOS first (none when the tokenizer has no BOS), so a rolling text's BOS is
+itself scored, conditioned on the prefix token. Set either way, an empty context followed by a continuation whose
+first token is the prefix token takes that token as its context, as lm-eval does.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.inference.bos import prefix_token_id, with_bos
 from eval_pipeline.inference.likelihood import ContinuationScore, LoglikelihoodRequest, TextScore, split_boundary
 from eval_pipeline.inference.local import LocalSampler, _context_length, _pad_token_id
 
@@ -68,12 +74,18 @@ class LocalLikelihoodScorer:
         return self.sampler.model
 
     @property
+    def add_bos_token(self) -> bool | None:
+        """The sampler's ``add_bos_token``: None (unset) scores as lm-eval 0.4 before 0.4.13 did."""
+        return getattr(self.sampler, "add_bos_token", None)
+
+    @property
     def max_length(self) -> int:
         """Tokens one forward pass may hold: as given, else the model's context length."""
         return self._max_length or _context_length(self.model) or DEFAULT_MAX_LENGTH
 
     def identity(self) -> dict[str, Any]:
-        """The sampler's identity (backend, model, fingerprint) and the window length when one was set."""
+        """The sampler's identity (backend, model, fingerprint; ``add_bos_token`` when set) and the window length
+        when one was set."""
         return {**self.sampler.identity(), "backend": self.backend, "max_length": self._max_length}
 
     # -- LikelihoodScorer --------------------------------------------------------------------------------------
@@ -102,11 +114,11 @@ class LocalLikelihoodScorer:
 
     def token_batches(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per text: (token ids int64, mask bool, True on real tokens and False on padding), the tokens the model
-        reads for it (the prefix token first: BOS, else EOS), right-padded to the longest text of its batch
-        (consecutive runs of ``batch_size`` texts in the order given)."""
+        reads for it (the prefix token first: BOS, else EOS; then the text's BOS under ``add_bos_token``),
+        right-padded to the longest text of its batch (consecutive runs of ``batch_size`` texts in the order given)."""
         prefix = self._prefix_token()
         ids_of = self._encode_many(texts)
-        encoded = [[prefix, *ids_of[text]] for text in texts]
+        encoded = [[prefix, *self._text_tokens(text, ids_of[text])] for text in texts]
         pad = _pad_token_id(self.tokenizer, self.model)
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for start in range(0, len(encoded), self.batch_size):
@@ -118,9 +130,9 @@ class LocalLikelihoodScorer:
     def _prefix_token(self) -> int:
         """What an empty context is and what a text's first token is conditioned on: BOS, else EOS (lm-eval's
         ``prefix_token_id``)."""
-        for token in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id):
-            if token is not None:
-                return int(token)
+        token = prefix_token_id(self.tokenizer)
+        if token is not None:
+            return token
         raise EvalInputError(f"model {self.sampler.model_name}: the tokenizer has neither a BOS nor an EOS token, "
                              "so a text's first token (or a continuation with an empty context) cannot be scored")
 
@@ -129,6 +141,10 @@ class LocalLikelihoodScorer:
         distinct = sorted({text for text in texts if text})
         encoded = self.tokenizer(distinct, add_special_tokens=False)["input_ids"] if distinct else []
         return {"": [], **{text: list(ids) for text, ids in zip(distinct, encoded, strict=True)}}
+
+    def _text_tokens(self, text: str, ids: list[int]) -> list[int]:
+        """lm-eval's ``tok_encode`` of a context or rolling text: ``ids`` with a BOS first under ``add_bos_token``."""
+        return with_bos(self.tokenizer, text, ids, self.add_bos_token)
 
     def _request_tokens(self, requests: Sequence[LoglikelihoodRequest]) -> list[TokenPair]:
         """lm-eval's ``_encode_pair``: the continuation is the tail of the whole encoding beyond the context's;
@@ -139,17 +155,24 @@ class LocalLikelihoodScorer:
         pairs = []
         for context, continuation in splits:
             if not context:
-                pairs.append(([self._prefix_token()], encoded[continuation]))
+                prefix, targets = self._prefix_token(), encoded[continuation]
+                if self.add_bos_token is not None and targets and targets[0] == prefix:
+                    pairs.append((targets[:1], targets[1:]))  # lm-eval 0.4.13: the prefix token is already there
+                else:
+                    pairs.append(([prefix], targets))
             else:
-                context_ids = encoded[context]
-                pairs.append((context_ids, encoded[context + continuation][len(context_ids):]))
+                context_ids = self._text_tokens(context, encoded[context])
+                whole = self._text_tokens(context + continuation, encoded[context + continuation])
+                pairs.append((context_ids, whole[len(context_ids):]))
         return pairs
 
     def _rolling(self, texts: Sequence[str], on_progress: Callable[[int], None] | None) -> list[_Scored]:
         owners: list[int] = []
         pairs: list[TokenPair] = []
-        encoded = self._encode_many(texts)
-        # only a text with tokens needs the prefix token (empty texts score nothing, whatever the tokenizer)
+        ids_of = self._encode_many(texts)
+        encoded = {text: self._text_tokens(text, ids_of[text]) for text in set(texts)}
+        # only a text with tokens needs the prefix token (an empty text scores nothing, whatever the tokenizer,
+        # unless add_bos_token gives it a BOS: lm-eval 0.4.13 scores that BOS)
         prefix = self._prefix_token() if any(encoded[text] for text in texts) else -1
         for index, text in enumerate(texts):
             for window in rolling_windows(encoded[text], prefix, self.max_length):

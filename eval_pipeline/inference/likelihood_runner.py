@@ -30,11 +30,21 @@ def choice_context(question: str) -> str:
     return f"{question} "
 
 
+def choice_request(question: str, choice: str, target_delimiter: str = " ") -> LoglikelihoodRequest:
+    """The request scoring one choice: lm-eval's ``(context, target_delimiter + choice)``. The default space is
+    written as ``(question + " ", choice)``, the same tokens (the context's trailing whitespace moves to the
+    continuation), so the request keys of existing suites do not change."""
+    if target_delimiter == " ":
+        return LoglikelihoodRequest(choice_context(question), choice)
+    return LoglikelihoodRequest(question, target_delimiter + choice)
+
+
 def run_choice_likelihoods(samples: pd.DataFrame, model: str, scorer: LikelihoodScorer,
-                           on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                           on_progress: Callable[[int, int], None] | None = None, *,
+                           target_delimiter: str = " ") -> pd.DataFrame:
     """One row per item: ``output`` is the most likely choice; the per-choice figures are JSON lists."""
     def score(chunk: pd.DataFrame, report: Parts) -> list[dict[str, Any]]:
-        requests = [LoglikelihoodRequest(choice_context(question), choice)
+        requests = [choice_request(question, choice, target_delimiter)
                     for question, choices in zip(chunk["input"], chunk["choices"], strict=True)
                     for choice in choice_list(choices)]
         scores = iter(scorer.loglikelihood(requests, *report([len(choice_list(c)) for c in chunk["choices"]])))

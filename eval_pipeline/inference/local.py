@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.backend_registry import Backend, SpecKey
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest, ProgressCallback
+from eval_pipeline.inference.bos import with_bos
 from eval_pipeline.inference.model_files import registry_uri, resolve_model_files
 from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
 from eval_pipeline.inference.tool_text import parse_tool_calls, render_prompt, request_seed
@@ -51,13 +52,27 @@ class LocalSampler:
     backend = "local"
     _live: tuple[Any, Any] | None = None
     revision: str | None = None
+    chat_template: bool | None = None
+    """False: prompts are plain text without special tokens (lm-eval's default); True: the tokenizer's chat template
+    (an error without one); None: the template when the tokenizer has one."""
+    max_length: int | None = None
+    """The context length (default: the model's); a longer prompt keeps its last ``max_length - max_tokens``
+    tokens, as lm-eval cuts generation contexts."""
+    add_bos_token: bool | None = None
+    """lm-eval 0.4.13's ``add_bos_token``: True puts a BOS before each likelihood context, rolling text and prompt
+    that does not start with one (a chat template's may), as lm-eval 0.4.13 does by default; None (unset) and False
+    add none."""
 
     def __init__(self, model: str, batch_size: int = 8, device: str | None = None,
-                 dtype: str | None = None, *, tracking_uri: str | None = None) -> None:
+                 dtype: str | None = None, *, tracking_uri: str | None = None, chat_template: bool | None = None,
+                 max_length: int | None = None, add_bos_token: bool | None = None) -> None:
         """``model``: an embedded name, a folder, a Hugging Face id, or a URI ``model_files`` fetches (``s3://``,
         ``models:/``, ``runs:/``; MLflow URIs read from ``tracking_uri``), fetched here, before any inference."""
         if batch_size < 1:
             raise EvalInputError(f"batch_size must be at least 1, got {batch_size}", field="batch_size")
+        if max_length is not None and max_length < 1:
+            raise EvalInputError(f"max_length must be at least 1, got {max_length}", field="max_length")
+        self.chat_template, self.max_length, self.add_bos_token = chat_template, max_length, add_bos_token
         if dtype not in (None, "auto", *_DTYPES):
             raise EvalInputError(f"dtype must be one of auto, {', '.join(_DTYPES)}; got '{dtype}'",
                                  field="dtype")
@@ -145,12 +160,15 @@ class LocalSampler:
         """Backend, model as given, a fingerprint of the model's files and the weights' dtype (bfloat16 and
         float32 answer differently; batch size and device do not enter); a live model's revision in place of the
         fingerprint and dtype."""
+        prompting = {key: value for key, value in (("chat_template", self.chat_template),
+                                                   ("max_length", self.max_length),
+                                                   ("add_bos_token", self.add_bos_token)) if value is not None}
         if self._live is not None:
-            return {"backend": self.backend, "model": self.model_name, "revision": self.revision}
+            return {"backend": self.backend, "model": self.model_name, "revision": self.revision, **prompting}
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.model_path)
         return {"backend": self.backend, "model": self.model_name, "fingerprint": self._fingerprint,
-                "dtype": self.dtype}
+                "dtype": self.dtype, **prompting}
 
     def generate(self, requests: Sequence[GenerationRequest], params: GenerationParams,
                  on_progress: ProgressCallback | None = None) -> list[Completion]:
@@ -159,10 +177,18 @@ class LocalSampler:
         if not requests:
             return []
         tokenizer, model = self._load()
-        context = _context_length(model)
+        context = self.max_length or _context_length(model)
         prepared = [self._prepare(i, request, tokenizer) for i, request in enumerate(requests)]
         for item in prepared:
-            if item.ids is not None and context is not None and len(item.ids) + params.max_tokens > context:
+            if item.ids is not None and self.max_length is not None:  # lm-eval's left cut of the context
+                budget = self.max_length - params.max_tokens
+                if budget < 1:
+                    item.error = f"max_tokens {params.max_tokens} leaves no room for a prompt in max_length " \
+                                 f"{self.max_length}"
+                else:
+                    item.ids = item.ids[-budget:]
+            if item.error is None and item.ids is not None and context is not None \
+                    and len(item.ids) + params.max_tokens > context:
                 item.error = (f"prompt of {len(item.ids)} tokens + max_tokens {params.max_tokens} "
                               f"exceeds the model's context of {context} tokens")
         failed = [item for item in prepared if item.error is not None]
@@ -193,13 +219,26 @@ class LocalSampler:
         """Prompt token ids via the chat template (or plain joined text), tools and tool turns rendered as
         ``tool_text.render_prompt`` does; a bad request fails alone."""
         try:
-            text, add_special = render_prompt(tokenizer, request.messages, request.tools)
+            text, add_special = self._prompt_text(tokenizer, request)
             ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
+            if not add_special:  # lm-eval 0.4.13's BOS, unless the prompt (a chat template's) starts with one
+                ids = with_bos(tokenizer, text, ids, self.add_bos_token)
             if not ids:
                 return _Prepared(index, error="empty prompt")
             return _Prepared(index, ids=list(ids))
         except Exception as exc:
             return _Prepared(index, error=f"prompt: {type(exc).__name__}: {exc}")
+
+    def _prompt_text(self, tokenizer: PreTrainedTokenizerBase, request: GenerationRequest) -> tuple[str, bool]:
+        """The prompt and whether to add special tokens: ``render_prompt`` unless the chat template is switched
+        off (the messages' texts joined by blank lines, no special tokens: what lm-eval reads without a template)."""
+        if self.chat_template is False:
+            if request.tools:
+                raise ValueError("tools are offered through the chat template, which this model has switched off")
+            return "\n\n".join(message.content for message in request.messages), False
+        if self.chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"chat_template is on, but the tokenizer of {self.model_name} has none")
+        return render_prompt(tokenizer, request.messages, request.tools)
 
     def _run_batch(self, batch: list[_Prepared], params: GenerationParams, seed: int) -> list[Completion]:
         started = time.perf_counter()
@@ -381,14 +420,15 @@ def _build_sampler(spec: ModelSpec, suite: SuitePaths | None, samples: object = 
     from eval_pipeline.inference.backend_options import model_location
 
     return LocalSampler(model_location(spec, suite), batch_size=spec.batch_size, device=spec.device, dtype=spec.dtype,
-                        tracking_uri=registry_uri(suite))
+                        tracking_uri=registry_uri(suite), chat_template=spec.chat_template, max_length=spec.max_length,
+                        add_bos_token=spec.add_bos_token)
 
 
 def _build_likelihood_scorer(spec: ModelSpec, suite: SuitePaths | None) -> Any:
     """A ``LocalLikelihoodScorer`` over the same model."""
     from eval_pipeline.inference.likelihood_local import LocalLikelihoodScorer
 
-    return LocalLikelihoodScorer(_build_sampler(spec, suite), batch_size=spec.batch_size)
+    return LocalLikelihoodScorer(_build_sampler(spec, suite), batch_size=spec.batch_size, max_length=spec.max_length)
 
 
 BACKEND = Backend(

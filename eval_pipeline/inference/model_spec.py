@@ -61,6 +61,16 @@ class ModelSpec(_Strict):
     device: str | None = None
     dtype: str | None = None
     batch_size: int = Field(default=8, ge=1)
+    chat_template: bool | None = None
+    """local: False reads each prompt as plain text, without special tokens (lm-eval's default); True requires the
+    tokenizer's chat template; None (the default) uses the template when the tokenizer has one."""
+    max_length: int | None = Field(default=None, ge=1)
+    """local: the context length in tokens (default: the model's). Log-likelihoods cut longer inputs on the left, as
+    lm-eval does; a generation prompt keeps its last ``max_length - max_tokens`` tokens."""
+    add_bos_token: bool | None = None
+    """local: as lm-eval's ``model_args``. True scores as lm-eval 0.4.13 does by default (a BOS before each
+    likelihood context, rolling text and prompt not starting with one; nothing when the tokenizer has no BOS); False
+    as it does with ``add_bos_token=False``; unset (the default) as lm-eval did before 0.4.13 (no BOS added)."""
     # vllm: extra flags for its server, e.g. ["--tensor-parallel-size", "2"]
     server_args: list[str] = Field(default_factory=list)
     server_startup_timeout_s: float = Field(default=900.0, gt=0.0)
@@ -76,6 +86,9 @@ class ModelSpec(_Strict):
     """openai log-likelihoods: text sent before each scored text (e.g. "<|endoftext|>") so that its first token is
     scored too, for tokenizers without a BOS token that the server would add."""
     region: str | None = None
+    # sagemaker_package: the temporary endpoint's weights (an s3:// URI instead of the package's) and instance type
+    model_artifact: str | None = None
+    instance_type: str | None = None
     n_concurrent: int = Field(default=8, ge=1, le=1024)
     timeout_s: float = Field(default=60.0, gt=0.0)
     max_attempts: int = Field(default=8, ge=1)
@@ -106,6 +119,11 @@ class ModelSpec(_Strict):
         if self.mode == "batch" and not (declaration.batch and self.batch_s3_uri and self.batch_role_arn):
             raise ValueError(f"mode 'batch' is for {' or '.join(batch_backends())} models and needs 'batch_s3_uri' "
                              "and 'batch_role_arn'")
+        if (self.chat_template is not None or self.max_length is not None) and self.backend != "local":
+            raise ValueError("chat_template and max_length are settings of the local backend")
+        if self.add_bos_token is not None and self.backend != "local":
+            raise ValueError(f"model '{self.name}': field 'add_bos_token' is a setting of the local backend; the "
+                             f"{self.backend} backend cannot honour it")
         if self.request_format == "custom" and not (self.request_template and self.response_path):
             raise ValueError("request_format 'custom' needs 'request_template' and 'response_path'")
         return self

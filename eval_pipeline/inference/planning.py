@@ -10,9 +10,9 @@ import pandas as pd
 from eval_pipeline.data.likelihood_formats import choice_list
 from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest, Sampler
 from eval_pipeline.inference.cache import RequestCache, request_keys
-from eval_pipeline.inference.likelihood import LikelihoodScorer, LoglikelihoodRequest
+from eval_pipeline.inference.likelihood import LikelihoodScorer
 from eval_pipeline.inference.likelihood_cache import CachedLikelihoodScorer
-from eval_pipeline.inference.likelihood_runner import choice_context
+from eval_pipeline.inference.likelihood_runner import choice_request
 from eval_pipeline.inference.remote import Price
 from eval_pipeline.inference.runner import build_requests
 
@@ -135,10 +135,10 @@ def _answer_row(model: str, request: GenerationRequest, answer: Completion | Non
 
 def plan_choice_likelihoods(samples: pd.DataFrame, model: str, backend: str, *,
                             scorer: LikelihoodScorer | None = None,
-                            cache: RequestCache | None = None) -> GenerationPlan:
+                            cache: RequestCache | None = None, target_delimiter: str = " ") -> GenerationPlan:
     """A multiple-choice suite: one scoring request per choice, nothing generated. With the ``scorer`` and the
     generation ``cache``, requests already scored count as cached (as a run would)."""
-    requests = [LoglikelihoodRequest(choice_context(question), choice)
+    requests = [choice_request(question, choice, target_delimiter)
                 for question, choices in zip(samples["input"], samples["choices"], strict=True)
                 for choice in choice_list(choices)]
     texts = [r.context + r.continuation for r in requests]

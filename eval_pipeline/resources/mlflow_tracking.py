@@ -19,7 +19,8 @@ import pandas as pd
 from eval_pipeline.process_identity import process_tags
 from eval_pipeline.tracking import EvaluationRecord, log_evaluation
 from eval_pipeline.tracking.artifacts import log_artifact
-from eval_pipeline.tracking.worker import TrackingWorker, active_worker, run_logged, tracking_worker
+from eval_pipeline.tracking.sagemaker_arn import call_with_tracking_uri
+from eval_pipeline.tracking.worker import TrackingWorker, active_worker, run_deferred, run_logged, tracking_worker
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ class MlflowTrackingResource(dg.ConfigurableResource):
         if not self.enabled:
             return None
         record = replace(record, tags={**process_tags(), **record.tags})  # this process owns the run, wherever logged
-        return run_logged(self.tracking_uri, log_evaluation, record, tracking_uri=self.tracking_uri,
+        return run_logged(self.tracking_uri, call_with_tracking_uri, self.tracking_uri, log_evaluation, record,
+                          tracking_uri=self.tracking_uri,
                           experiment_name=experiment_name, artifact_location=self.artifact_location)
 
     def log_comparison(self, suite: str, comparison: pd.DataFrame, pairwise: pd.DataFrame | None, *,
@@ -44,7 +46,8 @@ class MlflowTrackingResource(dg.ConfigurableResource):
             return None
         from eval_pipeline.tracking.comparison_log import log_comparison
 
-        return run_logged(self.tracking_uri, log_comparison, suite, comparison, pairwise,
+        return run_logged(self.tracking_uri, call_with_tracking_uri, self.tracking_uri, log_comparison, suite,
+                          comparison, pairwise,
                           tracking_uri=self.tracking_uri, experiment_name=experiment_name,
                           artifact_location=self.artifact_location, tags={**process_tags(), **(tags or {})})
 
@@ -52,16 +55,19 @@ class MlflowTrackingResource(dg.ConfigurableResource):
         """Add a local file to a logged run's artifacts (also to a run already ended), under ``artifact_path``."""
         if not self.enabled:
             return
-        run_logged(self.tracking_uri, log_artifact, self.tracking_uri, run_id, local_path, artifact_path)
+        run_logged(self.tracking_uri, call_with_tracking_uri, self.tracking_uri, log_artifact, self.tracking_uri,
+                   run_id, local_path, artifact_path)
 
     def log_extras(self, kind: object, run_id: str, produced: pd.DataFrame, scores: pd.DataFrame,
                    judgments: pd.DataFrame | None, samples: pd.DataFrame | None = None) -> None:
         """What the task kind adds to a logged run (``TaskKind.log_extras``: each item's trace with its
-        assessments), where the run itself was logged."""
+        assessments), where the run itself was logged; deferred by a logging helper (the answer does not wait
+        for it)."""
         if not self.enabled:
             return
-        run_logged(self.tracking_uri, kind.log_extras, self.tracking_uri, run_id,  # type: ignore[attr-defined]
-                   produced, scores, judgments, samples=samples)
+        run_deferred(self.tracking_uri, call_with_tracking_uri, self.tracking_uri,
+                     kind.log_extras, self.tracking_uri, run_id,  # type: ignore[attr-defined]
+                     produced, scores, judgments, samples=samples)
 
     def end_orphaned_runs(self) -> list[str]:
         """End as KILLED the RUNNING runs of this host's dead processes; a store that cannot be read is logged,

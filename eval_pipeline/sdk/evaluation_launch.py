@@ -7,11 +7,9 @@ launching an execution (the suite file, the execution record, the run in this pr
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,12 +35,11 @@ from eval_pipeline.suites.loading import load_suite
 from eval_pipeline.suites.spec import Suite
 from eval_pipeline.tasks import task_kind
 from eval_pipeline.tracking.run_labels import MLFLOW_RUN_NAME_TAG, MLFLOW_TAGS_TAG
+from eval_pipeline.tracking.sagemaker_arn import arn_problem, is_arn
 
 log = logging.getLogger(__name__)
 RESERVED_TAG_PREFIXES = ("dagster/", "eval_pipeline/", "mlflow.")
 MAX_TAG_KEY_CHARS = 128
-SAGEMAKER_MLFLOW_ARN = re.compile(r"^arn:aws[\w-]*:sagemaker:[\w-]+:\d{12}:mlflow-(?:tracking-server|app)/[\w.-]+$")
-"""A SageMaker managed MLflow tracking server (or MLflow app), as the seed's ``mlflow_resource_arn`` gives it."""
 TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
 
@@ -149,13 +146,10 @@ def mlflow_tracking_uri(value: str | None, dagster_url: str | None) -> str | Non
     if dagster_url:
         raise EvalInputError("applies to an evaluation in this process; a Dagster webserver logs to the MLflow store "
                              "its deployment configures ($MLFLOW_TRACKING_URI there)", field=where)
-    if text.startswith("arn:"):
-        if not SAGEMAKER_MLFLOW_ARN.match(text):
-            raise EvalInputError(f"{text!r} is not a SageMaker MLflow ARN "
-                                 f"(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)", field=where)
-        if importlib.util.find_spec("sagemaker_mlflow") is None:
-            raise EvalInputError(f"{text!r}: MLflow reaches a SageMaker tracking server through the sagemaker-mlflow "
-                                 f"plugin (pip install sagemaker-mlflow); or give a tracking URI", field=where)
+    if is_arn(text):  # MLflow's tracking URI while the pipeline logs: eval_pipeline.tracking.sagemaker_arn
+        problem = arn_problem(text)
+        if problem:
+            raise EvalInputError(problem, field=where)
         return text
     scheme = text.split(":", 1)[0].split("+", 1)[0].casefold()
     if scheme == "file" or ("://" not in text and scheme != "databricks"):

@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from eval_pipeline.data.hub_datasets import resolve_dataset_arn
+from eval_pipeline.data.sagemaker_arns import parse_arn
+from eval_pipeline.errors import EvalInputError
 from eval_pipeline.judging.setup import suite_judge_metrics
 from eval_pipeline.sdk.evaluation_launch import (
     ConfiguredEvaluator,
@@ -26,7 +29,7 @@ from eval_pipeline.sdk.evaluation_launch import (
 )
 from eval_pipeline.sdk.evaluation_launch import dagster_url as resolve_dagster_url
 from eval_pipeline.sdk.execution import EvaluationExecution
-from eval_pipeline.sdk.models import describe, distinct_names, resolve_model
+from eval_pipeline.sdk.models import base_model_of, describe, distinct_names, resolve_model
 from eval_pipeline.suites.checks import check_suite
 from eval_pipeline.suites.spec import EMBEDDED_MODEL, ModelSpec
 
@@ -43,11 +46,18 @@ class LLMAsJudgeEvaluator(ConfiguredEvaluator):
 
     Args:
         model: The model to evaluate (the fine-tuned one when ``base_model`` is given). A Bedrock model id
-            (``"amazon.nova-lite-v1:0"``), inference-profile id or ARN; ``"sagemaker:<endpoint-name>"``; a local
-            model folder; the embedded model's name (``"smollm2-135m-instruct"``); a dict of ``ModelSpec`` fields
-            for any backend (``{"backend": "openai", "base_url": "http://127.0.0.1:8000/v1", "model": "qwen"}``);
-            or a ``ModelSpec``. Required.
-        dataset: The items: a local path or glob, or an ``s3://`` URI (``"s3://bucket/gen_qa.jsonl"``); Bedrock's
+            (``"amazon.nova-lite-v1:0"``), inference-profile id or ARN; a Nova JumpStart name
+            (``"nova-textgeneration-lite"``, served by the Bedrock cross-region inference profile of the session's
+            region: ``us.amazon.nova-lite-v1:0`` in us-east-1); a SageMaker model package ARN
+            (``"arn:aws:sagemaker:us-west-2:123456789012:model-package/my-group/3"``: its image and artifacts are
+            served on a temporary endpoint created for the run and deleted after, also after a failure; one left by
+            a killed run is removed by the next); ``"sagemaker:<endpoint-name>"``; a local model folder; the
+            embedded model's name (``"smollm2-135m-instruct"``); a dict of ``ModelSpec`` fields for any backend
+            (``{"backend": "openai", "base_url": "http://127.0.0.1:8000/v1", "model": "qwen"}``); or a
+            ``ModelSpec``. Required.
+        dataset: The items: a local path or glob, an ``s3://`` URI (``"s3://bucket/gen_qa.jsonl"``), or a SageMaker
+            AI Registry dataset ARN (``"arn:aws:sagemaker:us-west-2:123456789012:hub-content/AIRegistry/DataSet/
+            gen-qa/1.0.1"``, read from the S3 location its hub content names); Bedrock's
             gen-QA JSONL, one ``{"prompt" (or "query"), "referenceResponse", "category"}`` object a line, or any
             format of README "Datasets". Required.
         evaluator_model: The judge, in any form ``model`` takes (``"anthropic.claude-3-5-haiku-20241022-v1:0"``).
@@ -59,18 +69,25 @@ class LLMAsJudgeEvaluator(ConfiguredEvaluator):
         custom_metrics: Rubric metrics in Bedrock's ``customMetricDefinition`` shape: JSON text
             (``json.dumps([{"customMetricDefinition": {...}}])``), a path to a JSON file, or a list of dicts.
             Default: none. At least one metric, built-in or custom, is needed.
-        evaluate_base_model: Whether ``base_model`` is evaluated too, then compared with ``model`` (paired
-            differences per metric). Default: True when ``base_model`` is given, else False; False with a
-            ``base_model`` records it without evaluating it.
+        evaluate_base_model: Whether the base model is evaluated too, then compared with ``model`` (paired
+            differences per metric). The base model is ``base_model``, else the one a model package was fine-tuned
+            from (its container's ``BaseModel``: a Nova model through Bedrock, another JumpStart model on a
+            temporary endpoint). Default: True, as the seed's; with no base model to find, only ``model`` is
+            evaluated. False records ``base_model`` without evaluating it.
         base_model: The model to compare against, in any form ``model`` takes (``"amazon.nova-micro-v1:0"``).
             Default: None.
         mlflow_experiment_name: The MLflow experiment of the runs (``"my-experiment"``). Default:
             ``"eval/<name>"``.
         mlflow_resource_arn: Where the MLflow runs go: a SageMaker MLflow tracking-server ARN
-            (``"arn:aws:sagemaker:us-west-2:123456789012:mlflow-tracking-server/my-server"``, needs the
-            ``sagemaker-mlflow`` plugin) or any MLflow tracking URI (``"http://127.0.0.1:5000"``,
-            ``"sqlite:///mlflow.db"``). Default: None, the pipeline's store (``$MLFLOW_TRACKING_URI``, else the
-            SQLite store under the state folder). In-process evaluations only.
+            (``"arn:aws:sagemaker:us-west-2:123456789012:mlflow-tracking-server/my-server"``) or MLflow app ARN,
+            through the ``sagemaker-mlflow`` plugin (``pip install 'eval-pipeline[sagemaker]'``), or any MLflow
+            tracking URI (``"http://127.0.0.1:5000"``, ``"sqlite:///mlflow.db"``). Default: None, the pipeline's
+            store (``$MLFLOW_TRACKING_URI``, else the SQLite store under the state folder). In-process evaluations
+            only.
+        model_package_group: The model package group (a name or its ARN) that ``model``'s package belongs to
+            (``"my-group"``); checked against the package and recorded with the execution. Default: None.
+        model_artifact: The ``s3://`` URI of the weights to serve for a model package ``model`` instead of the
+            package's own ``ModelDataUrl`` (``"s3://my-bucket/checkpoints/step-200/model.tar.gz"``). Default: None.
         output_path: A folder or ``s3://`` prefix for the Parquet tables and the Bedrock-shaped output JSONL
             (``"s3://my-bucket/eval/"``). Default: the state folder's ``outputs/`` (``$EVAL_PIPELINE_OUTPUTS``).
             On a webserver the tables stay where the deployment writes them.
@@ -117,22 +134,28 @@ class LLMAsJudgeEvaluator(ConfiguredEvaluator):
                  builtin_metrics: list[str] | None = None, custom_metrics: str | os.PathLike | list | None = None,
                  evaluate_base_model: bool | None = None, base_model: ModelArg | None = None,
                  mlflow_experiment_name: str | None = None, mlflow_resource_arn: str | None = None,
+                 model_package_group: str | None = None, model_artifact: str | None = None,
                  output_path: str | None = None,
                  s3_output_path: str | None = None, name: str | None = None, max_tokens: int = 256,
                  judge_max_tokens: int = 256, limit: int | None = None, pairwise: bool = False,
                  human_labels: dict[str, str] | None = None, dagster_url: str | None = None,
                  max_error_rate: float = 0.0, judge_verdict: str | None = None) -> None:
         self.name = check_name(name or DEFAULT_SUITE_NAME)
-        if evaluate_base_model is None:
-            evaluate_base_model = base_model is not None
-        if evaluate_base_model and base_model is None:
-            raise ValueError("evaluate_base_model=True needs base_model= (the model to compare against)")
-        self.evaluate_base_model = evaluate_base_model
-        spec = resolve_model(model, role="model")
+        spec = with_model_artifact(resolve_model(model, role="model"), model_artifact)
+        self.model_package_group = check_package_group(spec, model_package_group)
         base = resolve_model(base_model, role="base_model") if base_model is not None else None
+        if base is None and evaluate_base_model is not False:
+            base = base_model_of(spec)  # a model package's own base model (the seed's default)
+        if evaluate_base_model is None:
+            evaluate_base_model = base is not None
+        if evaluate_base_model and base is None:
+            raise ValueError("evaluate_base_model=True needs base_model= (the model to compare against), or a model "
+                             "package that names its base model")
+        self.evaluate_base_model = evaluate_base_model
         self.model, self.base_model = distinct_names(spec, base)
         self.evaluator_model = resolve_model(evaluator_model, role="evaluator_model")
-        self.dataset = dataset_uri(dataset)
+        self.dataset_arn = os.fspath(dataset).strip() if os.fspath(dataset).strip().startswith("arn:") else None
+        self.dataset = dataset_uri(resolve_dataset_arn(self.dataset_arn) if self.dataset_arn else dataset)
         self.output_path = output_root(output_path, s3_output_path)
         self.mlflow_experiment = mlflow_experiment_name or f"eval/{self.name}"
         self.dagster_url = resolve_dagster_url(dagster_url)
@@ -200,14 +223,41 @@ class LLMAsJudgeEvaluator(ConfiguredEvaluator):
             "name": self.name, "model": describe(self.model),
             "base_model": describe(self.base_model) if self.base_model else None,
             "evaluate_base_model": self.evaluate_base_model, "evaluator_model": describe(self.evaluator_model),
-            "dataset": self.dataset, "limit": self.suite.dataset.limit, "metrics": self.metrics,
+            "dataset": self.dataset, "dataset_arn": self.dataset_arn, "limit": self.suite.dataset.limit,
+            "metrics": self.metrics,
             "builtin_metrics": list(judge.builtin_metrics), "max_tokens": self.suite.generation.max_tokens,
             "judge_max_tokens": judge.max_tokens, "judge_verdict": judge.verdict, "pairwise": judge.pairwise,
             "human_labels": dict(judge.human_labels),
             "mlflow_experiment": self.mlflow_experiment, "mlflow_resource_arn": self.mlflow_resource_arn,
+            "model_package_group": self.model_package_group, "model_artifact": self.model.model_artifact,
             "output_path": self.output_path,
             "dagster_url": self.dagster_url, "max_error_rate": self.suite.max_error_rate,
         }
+
+
+def with_model_artifact(spec: ModelSpec, model_artifact: str | None) -> ModelSpec:
+    """The model package served with the weights at ``model_artifact`` (an ``s3://`` URI) instead of its own."""
+    if not model_artifact:
+        return spec
+    if spec.backend != "sagemaker_package":
+        raise EvalInputError("applies to a model package ARN given as model= (its weights for the temporary "
+                             f"endpoint); model is {describe(spec)}", field="model_artifact")
+    if not model_artifact.startswith("s3://"):
+        raise EvalInputError(f"{model_artifact!r}: give the s3:// URI of the model's artifacts", field="model_artifact")
+    return spec.model_copy(update={"model_artifact": model_artifact})
+
+
+def check_package_group(spec: ModelSpec, group: str | None) -> str | None:
+    """The group (a name or a model-package-group ARN) when it holds ``model``'s package; recorded with the
+    execution."""
+    if not group:
+        return None
+    group_name = group.strip().rsplit("/", 1)[-1] if group.strip().startswith("arn:") else group.strip()
+    package = parse_arn(spec.model or "") if spec.backend == "sagemaker_package" else None
+    if package is not None and package.kind == "model-package" and len(package.path) == 2 \
+            and package.path[0] != group_name:
+        raise EvalInputError(f"model package {spec.model} is not in group {group_name!r}", field="model_package_group")
+    return group.strip()
 
 
 def _custom_metrics(value: Any) -> Any:

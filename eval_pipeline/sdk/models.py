@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from eval_pipeline.data.sagemaker_arns import model_package_arn, parse_arn
 from eval_pipeline.inference.embedded import EMBEDDED_MODELS
+from eval_pipeline.inference.model_package import hosted_arn_kind, hub_model_arn
+from eval_pipeline.inference.nova_models import is_nova_jumpstart_name, nova_inference_profile
 from eval_pipeline.suites.spec import ModelSpec
 
 MAX_NAME_CHARS = 63
@@ -21,7 +24,9 @@ ACCEPTED_FORMS = (
     "a ModelSpec; a dict of ModelSpec fields (e.g. {'backend': 'openai', 'base_url': ..., 'model': ...}); "
     "or a string: the embedded model " + ", ".join(repr(n) for n in EMBEDDED_MODELS) + ", an existing local model "
     "directory, a Bedrock model id ('amazon.nova-pro-v1:0'), inference-profile id "
-    "('us.anthropic.claude-3-5-haiku-20241022-v1:0') or ARN ('arn:aws:bedrock:...'), or "
+    "('us.anthropic.claude-3-5-haiku-20241022-v1:0') or ARN ('arn:aws:bedrock:...'), a Nova JumpStart name "
+    "('nova-textgeneration-lite', served by Bedrock), a SageMaker model package ARN "
+    "('arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>', served on a temporary endpoint), or "
     "'sagemaker:<endpoint-name>'. A Hugging Face id needs a dict: {'backend': 'local', 'model': '<org>/<name>'}")
 
 
@@ -72,12 +77,59 @@ def _from_string(text: str, role: str, name: str | None) -> ModelSpec:
     if path.is_dir():
         return ModelSpec(name=name or partition_name(path.resolve().name), backend="local",
                          model=str(path.resolve()))
+    if hosted_arn_kind(text) is not None:
+        return hosted_model(text, name=name)
+    if is_nova_jumpstart_name(text):
+        profile = nova_inference_profile(text, session_region(role))
+        return ModelSpec(name=name or partition_name(text), backend="bedrock", model=profile)
     if _BEDROCK_ARN.match(text):
         return ModelSpec(name=name or partition_name(text.rsplit("/", 1)[-1]), backend="bedrock", model=text)
     if _BEDROCK_ID.match(text):
         return ModelSpec(name=name or partition_name(text), backend="bedrock", model=text)
     hint = " (no such directory)" if "/" in text or text.startswith(".") else ""
     raise ValueError(f"{role}: cannot resolve model {text!r}{hint}; accepted: {ACCEPTED_FORMS}")
+
+
+def hosted_model(arn: str, *, name: str | None = None, model_artifact: str | None = None) -> ModelSpec:
+    """A model package (or JumpStart hub model) ARN served on a temporary endpoint in the ARN's region
+    (``sagemaker_package``); its name is the package's (``<group>-<version>``)."""
+    parsed = parse_arn(arn)
+    assert parsed is not None
+    return ModelSpec(name=name or partition_name("-".join(parsed.path[-2:])), backend="sagemaker_package",
+                     model=arn, region=parsed.region, model_artifact=model_artifact)
+
+
+def session_region(role: str = "model") -> str:
+    """The region of the AWS session (``AWS_REGION``/``AWS_DEFAULT_REGION``, the profile's), as the notebook's
+    Nova routing uses it."""
+    import boto3
+
+    region = boto3.session.Session().region_name
+    if not region:
+        raise ValueError(f"{role}: a Nova JumpStart model is served through the Bedrock inference profile of the "
+                         "session's region; set AWS_REGION (or AWS_DEFAULT_REGION)")
+    return region
+
+
+def base_model_of(spec: ModelSpec) -> ModelSpec | None:
+    """The model a model package was fine-tuned from (its container's ``BaseModel``): a Nova model through its
+    Bedrock inference profile, another JumpStart model on a temporary endpoint; None for a model that is not a
+    package, or a package that names no base model."""
+    if spec.backend != "sagemaker_package" or not spec.model or model_package_arn(spec.model) is None:
+        return None
+    from eval_pipeline.inference.aws import aws_client
+    from eval_pipeline.inference.model_package import resolve_hosting
+
+    hosting = resolve_hosting(aws_client("sagemaker", region=spec.region, timeout_s=spec.timeout_s, n_concurrent=1),
+                              spec.model)
+    if hosting.base_model is None:
+        return None
+    base = hosting.base_model.hub_content_name
+    if is_nova_jumpstart_name(base):
+        return ModelSpec(name=partition_name(base), backend="bedrock",
+                         model=nova_inference_profile(base, spec.region or session_region("base_model")))
+    return hosted_model(hub_model_arn(spec.region or session_region("base_model"), base,
+                                      hosting.base_model.hub_content_version), name=partition_name(base))
 
 
 def partition_name(text: str) -> str:

@@ -63,6 +63,49 @@ class GenerationSpec(_Strict):
     system_prompt: str | None = None
 
 
+class PromptSpec(_Strict):
+    """Prompt templates over each item's fields (lm-eval's names and meaning): ``doc_to_text`` is what the model
+    reads (a field name or a Jinja template), ``doc_to_target`` the answer (multiple choice: the right choice's index
+    or text), ``doc_to_choice`` the choices (a field, a template rendering a list, or a list); ``num_fewshot``
+    examples from ``fewshot_uri`` (default: the dataset itself, an item never its own example) drawn with
+    ``fewshot_seed`` by ``fewshot_sampler`` (``default``: random; ``first_n``), each written as question,
+    ``target_delimiter``, answer, ``fewshot_delimiter``; ``description`` first."""
+
+    doc_to_text: str
+    doc_to_target: str | int | None = None
+    doc_to_choice: str | list[str] | None = None
+    target_delimiter: str = " "
+    fewshot_delimiter: str = "\n\n"
+    description: str = ""
+    num_fewshot: int = Field(default=0, ge=0)
+    fewshot_uri: str | None = None
+    fewshot_sampler: Literal["default", "first_n"] = "default"
+    fewshot_seed: int = 1234
+
+    @field_validator("doc_to_text", "doc_to_target", "doc_to_choice", "description")
+    @classmethod
+    def _valid_jinja(cls, value: Any) -> Any:
+        from eval_pipeline.lm_eval_tasks.templates import compile_template
+
+        if isinstance(value, str):
+            compile_template(value)  # TemplateProblem is a ValueError: reported with the file and the key
+        return value
+
+    @model_validator(mode="after")
+    def _answers_for_examples(self) -> PromptSpec:
+        if self.num_fewshot and self.doc_to_target is None:
+            raise ValueError("few-shot examples need doc_to_target (each example is written with its answer)")
+        return self
+
+
+class LmEvalSpec(_Strict):
+    """``task: lm_eval``: an lm-evaluation-harness task YAML with local data, run with lm-eval's prompts and
+    numbers. ``num_fewshot`` overrides the YAML's (lm-eval's ``--num_fewshot``); ``fewshot_seed`` is lm-eval's
+    few-shot seed (its default 1234)."""
+
+    task: str
+    num_fewshot: int | None = Field(default=None, ge=0)
+    fewshot_seed: int = 1234
 
 
 class JudgeSpec(_Strict):
@@ -235,6 +278,10 @@ class Suite(_Strict):
     traces: TracesSpec | None = None
     """task traces: recorded agent sessions evaluated as AgentCore's batch evaluation does (evaluators, data source,
     ground truth per session)."""
+    prompt: PromptSpec | None = None
+    """Prompt templates and few-shot examples over each item's fields (generate, multiple_choice, perplexity)."""
+    lm_eval: LmEvalSpec | None = None
+    """task lm_eval: the lm-eval task YAML run (``task`` defaults to lm_eval when this is given)."""
     watch: WatchSpec | None = None
     gates: GatesSpec | None = None
     """Release gates against a pinned baseline (blocking asset checks ``release_gate``)."""
@@ -249,6 +296,8 @@ class Suite(_Strict):
     def _kind_defaults(cls, data: Any) -> Any:
         """What the suite's task kind fills in when the file leaves it out (``default_fields``: a traces suite's
         one recorded agent and its dataset, the recorded spans)."""
+        if isinstance(data, dict) and "lm_eval" in data and "task" not in data:
+            data = {**data, "task": "lm_eval"}
         if isinstance(data, dict) and isinstance(data.get("task"), str) and data["task"] in TASK_KINDS:
             defaults = getattr(TASK_KINDS.get(data["task"]), "default_fields", None)
             if defaults is not None:
@@ -290,6 +339,14 @@ class Suite(_Strict):
                              f"({', '.join(m.name for m in self.models)})")
         kind = TASK_KINDS.get(self.task)
         kind.validate(self)
+        if self.prompt is not None:
+            shape = getattr(kind, "prompt_shape", None)
+            if shape is None:
+                raise ValueError(f"prompt: task {self.task!r} does not read prompt templates")
+            if shape == "choice" and (self.prompt.doc_to_choice is None or self.prompt.doc_to_target is None):
+                raise ValueError("prompt: a multiple_choice task needs doc_to_choice and doc_to_target")
+            if shape == "text" and self.prompt.num_fewshot:
+                raise ValueError(f"prompt: task {self.task!r} scores texts, without few-shot examples")
         if self.judge is not None and not kind.judgeable:
             raise ValueError(f"task {self.task!r} has no answers for a judge to rate")
         if self.judge is not None and self.judge.pairwise and self.baseline is None:

@@ -16,3 +16,4 @@ TASK_KINDS.register("multiple_choice", "eval_pipeline.tasks.multiple_choice:MULT
 TASK_KINDS.register("perplexity", "eval_pipeline.tasks.perplexity:PERPLEXITY")
 TASK_KINDS.register("rollout", "eval_pipeline.tasks.rollout:ROLLOUT")
 TASK_KINDS.register("traces", "eval_pipeline.tasks.traces:TRACES_TASK")
+TASK_KINDS.register("lm_eval", "eval_pipeline.tasks.lm_eval:LM_EVAL")

@@ -161,6 +161,10 @@ def suite_samples(suite: Suite, limit: int | None = None, sample_ids: list[str] 
     loader = getattr(task_kind(suite), "load_samples", None)
     if loader is not None:
         samples = loader(suite, limit, sample_ids)
+    elif suite.prompt is not None:
+        from eval_pipeline.tasks.prompting import prompt_samples
+
+        samples = prompt_samples(suite, getattr(task_kind(suite), "prompt_shape", "answer"), limit)
     else:
         samples = load_samples(suite.resolve_uri(suite.dataset.uri), suite.dataset.format, limit,
                                breakdown_keys=suite.breakdown_keys)

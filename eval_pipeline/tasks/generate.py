@@ -20,6 +20,7 @@ from eval_pipeline.tasks.base import AnswersTable, Production, model_stages
 from eval_pipeline.tasks.passk import with_pass_k
 
 if TYPE_CHECKING:
+    from eval_pipeline.inference.base import GenerationParams
     from eval_pipeline.inference.cache import RequestCache
     from eval_pipeline.suites.spec import ModelSpec, Suite
 
@@ -30,6 +31,8 @@ class GenerateTask(AnswersTable):
     name = "generate"
     production_stage = "generations"
     judgeable = True
+    prompt_shape = "answer"
+    """With a suite ``prompt``, each item's rendered prompt (few-shot examples first) and its answer text."""
 
     def validate(self, suite: Suite) -> None:
         """Any backend and any scorer fit (scorer names are checked with the suite's other names)."""
@@ -39,12 +42,12 @@ class GenerateTask(AnswersTable):
 
     def produce(self, suite: Suite, model: ModelSpec, samples: pd.DataFrame, cache: RequestCache | None,
                 log: Callable[[str], None]) -> Production:
-        gen = suite.generation
+        params, num_samples, system_prompt = self.request_params(suite)
         sampler = build_sampler(suite, model, samples)
         progress = Progress(f"{suite.suite}/{model.name} generation", log)
         try:
-            frame, stats = run_generations(samples, model.name, sampler, generation_params(suite),
-                                           num_samples=gen.num_samples, system_prompt=gen.system_prompt,
+            frame, stats = run_generations(samples, model.name, sampler, params,
+                                           num_samples=num_samples, system_prompt=system_prompt,
                                            cache=cache, on_progress=progress)
         finally:
             progress.close()
@@ -57,11 +60,16 @@ class GenerateTask(AnswersTable):
         }, summary=f"generation for {model.name}: {stats.summary()}",
             preview_columns=["sample_id", "sample_index", "output", "finish_reason", "cached", "error"])
 
+    def request_params(self, suite: Suite) -> tuple[GenerationParams, int, str | None]:
+        """How each item is asked: the generation parameters, samples per item and the system prompt."""
+        gen = suite.generation
+        return generation_params(suite), gen.num_samples, gen.system_prompt
+
     def plan(self, suite: Suite, model: ModelSpec, samples: pd.DataFrame,
              cache: RequestCache | None) -> GenerationPlan:
-        gen = suite.generation
-        return plan_generations(samples, model.name, build_sampler(suite, model, samples), generation_params(suite),
-                                num_samples=gen.num_samples, system_prompt=gen.system_prompt, cache=cache,
+        params, num_samples, system_prompt = self.request_params(suite)
+        return plan_generations(samples, model.name, build_sampler(suite, model, samples), params,
+                                num_samples=num_samples, system_prompt=system_prompt, cache=cache,
                                 price=model_price(model))
 
     def plan_judge(self, suite: Suite, model: ModelSpec, samples: pd.DataFrame, cache: RequestCache | None,

@@ -31,11 +31,11 @@ class LikelihoodTask(AnswersTable):
     judgeable = False
 
     def run(self, samples: pd.DataFrame, model: str, scorer: LikelihoodScorer,
-            on_progress: Callable[[int, int], None]) -> pd.DataFrame:
+            on_progress: Callable[[int, int], None], **options: object) -> pd.DataFrame:
         raise NotImplementedError
 
     def plan_run(self, samples: pd.DataFrame, model: str, backend: str, scorer: LikelihoodScorer,
-                 cache: RequestCache | None) -> GenerationPlan:
+                 cache: RequestCache | None, **options: object) -> GenerationPlan:
         raise NotImplementedError
 
     def validate(self, suite: Suite) -> None:
@@ -53,7 +53,7 @@ class LikelihoodTask(AnswersTable):
         scorer = with_cache(build_likelihood_scorer(suite, model), cache, log=log)
         progress = Progress(f"{suite.suite}/{model.name} log-likelihoods", log)
         try:
-            frame = self.run(samples, model.name, scorer, on_progress=progress)
+            frame = self.run(samples, model.name, scorer, on_progress=progress, **self.run_options(suite))
         finally:
             progress.close()
         stats = scorer.stats
@@ -67,7 +67,12 @@ class LikelihoodTask(AnswersTable):
 
     def plan(self, suite: Suite, model: ModelSpec, samples: pd.DataFrame,
              cache: RequestCache | None) -> GenerationPlan:
-        return self.plan_run(samples, model.name, model.backend, build_likelihood_scorer(suite, model), cache)
+        return self.plan_run(samples, model.name, model.backend, build_likelihood_scorer(suite, model), cache,
+                             **self.run_options(suite))
+
+    def run_options(self, suite: Suite) -> dict[str, object]:
+        """Keyword arguments of ``run`` and ``plan_run`` that the suite sets (none by default)."""
+        return {}
 
     def params(self, suite: Suite) -> dict[str, object]:
         return {"task": self.name, "scorers": []}

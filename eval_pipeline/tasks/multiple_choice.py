@@ -22,14 +22,22 @@ if TYPE_CHECKING:
 
 class MultipleChoiceTask(LikelihoodTask):
     name = "multiple_choice"
+    prompt_shape = "choice"
+    """With a suite ``prompt``: the rendered context, the choices and the right one's index."""
 
     def run(self, samples: pd.DataFrame, model: str, scorer: LikelihoodScorer,
-            on_progress: Callable[[int, int], None]) -> pd.DataFrame:
-        return run_choice_likelihoods(samples, model, scorer, on_progress=on_progress)
+            on_progress: Callable[[int, int], None], *, target_delimiter: str = " ") -> pd.DataFrame:
+        return run_choice_likelihoods(samples, model, scorer, on_progress=on_progress,
+                                      target_delimiter=target_delimiter)
 
     def plan_run(self, samples: pd.DataFrame, model: str, backend: str, scorer: LikelihoodScorer,
-                 cache: RequestCache | None) -> GenerationPlan:
-        return plan_choice_likelihoods(samples, model, backend, scorer=scorer, cache=cache)
+                 cache: RequestCache | None, *, target_delimiter: str = " ") -> GenerationPlan:
+        return plan_choice_likelihoods(samples, model, backend, scorer=scorer, cache=cache,
+                                       target_delimiter=target_delimiter)
+
+    def run_options(self, suite: Suite) -> dict[str, object]:
+        """The prompt's ``target_delimiter`` between the context and each choice (a space by default)."""
+        return {"target_delimiter": suite.prompt.target_delimiter} if suite.prompt is not None else {}
 
     def score(self, suite: Suite, samples: pd.DataFrame, produced: pd.DataFrame) -> pd.DataFrame:
         return score_choices(samples, produced)

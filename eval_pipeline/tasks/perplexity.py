@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 class PerplexityTask(LikelihoodTask):
     name = "perplexity"
+    prompt_shape = "text"
+    """With a suite ``prompt``: ``doc_to_text`` rendered is the text scored."""
 
     def run(self, samples: pd.DataFrame, model: str, scorer: LikelihoodScorer,
             on_progress: Callable[[int, int], None]) -> pd.DataFrame:

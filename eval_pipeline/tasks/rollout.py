@@ -19,6 +19,7 @@ from eval_pipeline.agents.rollout_store import RolloutStore
 from eval_pipeline.agents.runner import run_rollouts
 from eval_pipeline.agents.spec import EnvironmentSpec, RolloutSpec
 from eval_pipeline.agents.user_simulator import UserSimulator
+from eval_pipeline.data.formats import load_samples
 from eval_pipeline.data.messages import final_reply
 from eval_pipeline.data.schemas import SCORES
 from eval_pipeline.errors import EvalInputError
@@ -73,6 +74,10 @@ class RolloutTask:
         except EvalInputError as exc:
             yield SuiteProblem(exc.reason, field_path(exc.field or "environment"), file=suite.source_path)
             return
+        reader = getattr(kind, "load_samples", None)
+        if reader is not None:  # a kind that reads its own tasks (harbor): its dataset is checked as it loads
+            reader(suite.resolve_uri(suite.dataset.uri), suite.dataset.format, suite.dataset.limit,
+                   breakdown_keys=suite.breakdown_keys)  # EvalInputError names the benchmark's file and field
         if environment.verifier is not None:
             problem = verifier_problem(environment.verifier)
             if _policy(kind):  # an environment the model acts in rewards the episode itself
@@ -98,6 +103,14 @@ class RolloutTask:
 
     def stages(self, suite: Suite) -> tuple[str, ...]:
         return ("samples", self.production_stage, "scores", "metrics")
+
+    def load_samples(self, suite: Suite, limit: int | None = None,
+                     sample_ids: list[str] | None = None) -> pd.DataFrame:
+        """The dataset as the samples table: read by the environment kind when it reads its own tasks (its
+        ``load_samples``: a harbor benchmark folder), else converted from its files as for every task kind."""
+        reader = getattr(ENVIRONMENTS.get(_environment(suite).kind), "load_samples", None) or load_samples
+        return reader(suite.resolve_uri(suite.dataset.uri), suite.dataset.format, limit,
+                      breakdown_keys=suite.breakdown_keys)
 
     def score_ranges(self, suite: Suite) -> dict[str, ValueRange]:
         """A reward is whatever the environment or service gives (τ-bench's are 0 or 1; others are not)."""

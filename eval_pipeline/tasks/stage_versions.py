@@ -38,11 +38,11 @@ PRODUCTION = "production"
 """The generic name of the stage the task kind names ``production_stage`` (``generations``, ``rollouts``, ...)."""
 
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-    "samples": ("dataset", "breakdown_keys"),
-    PRODUCTION: ("generation",),
-    "scores": ("scorers",),
+    "samples": ("dataset", "breakdown_keys", "prompt", "lm_eval"),
+    PRODUCTION: ("generation", "lm_eval"),
+    "scores": ("scorers", "lm_eval"),
     "judgments": ("judge",),
-    "metrics": ("breakdown_keys", "pass_k", "success_threshold", "max_error_rate", "gates"),
+    "metrics": ("breakdown_keys", "pass_k", "success_threshold", "max_error_rate", "gates", "lm_eval"),
     "comparison": ("baseline",),
 }
 """The suite fields each stage's output depends on, for every task kind (a kind adds its own: ``version_fields``)."""
@@ -57,7 +57,7 @@ items are split across workers, what is done with a model that passed its gates,
 others stale); ``task`` picks the kind, whose code is part of every stage's version."""
 
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "samples": ("eval_pipeline.data",),
+    "samples": ("eval_pipeline.data", "eval_pipeline.lm_eval_tasks"),
     PRODUCTION: ("eval_pipeline.inference",),
     "scores": ("eval_pipeline.scoring",),
     "judgments": ("eval_pipeline.judging",),

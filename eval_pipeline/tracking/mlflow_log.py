@@ -29,6 +29,7 @@ import pandas as pd
 from eval_pipeline import paths
 from eval_pipeline.file_lock import exclusive_lock
 from eval_pipeline.process_identity import process_tags
+from eval_pipeline.tracking.sagemaker_arn import arn_tracking_scope
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -166,7 +167,8 @@ def tracking_client(tracking_uri: str) -> MlflowClient:
     with _sqlite_store_lock(tracking_uri):
         _create_sqlite_store(tracking_uri)
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-        client.search_experiments(max_results=1)
+        with arn_tracking_scope(tracking_uri):  # a SageMaker MLflow ARN: the plugin signs with MLflow's tracking URI
+            client.search_experiments(max_results=1)
     return client
 
 

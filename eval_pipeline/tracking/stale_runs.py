@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from eval_pipeline.process_identity import HOST_TAG, PID_TAG, owner_gone
 from eval_pipeline.tracking.mlflow_log import _mlflow, _sqlite_database, tracking_client
+from eval_pipeline.tracking.sagemaker_arn import arn_tracking_scope
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -33,6 +34,11 @@ def end_orphaned_runs(tracking_uri: str) -> list[str]:
     if database is not None and not database.exists():
         return []
     _mlflow()
+    with arn_tracking_scope(tracking_uri):  # a SageMaker MLflow ARN: the plugin signs with MLflow's tracking URI
+        return _end_orphaned_runs(tracking_uri)
+
+
+def _end_orphaned_runs(tracking_uri: str) -> list[str]:
     from mlflow.entities import RunStatus, ViewType
 
     client = tracking_client(tracking_uri)

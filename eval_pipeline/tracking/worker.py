@@ -8,13 +8,20 @@ run id, exactly as when it logged itself: same store, same runs, the same except
 
 The worker of a store is found by ``active_worker(tracking_uri)`` in the thread that started it (Dagster's
 in-process executor runs the steps there); any other caller logs in its own process, as before.
+
+What the answer does not wait for (each item's trace) is *deferred*: the worker takes the call, answers at once
+and runs it after its last ordinary call, when the caller closes it. A caller that prints its answer and exits
+(the CLI) lets the worker finish alone (``prestart(..., finish_in_background=True)``): its output then goes to
+``<state>/logs/mlflow-background.log``, and it holds a shared lock that ``wait_for_background_logging`` waits on.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import gc
+import hashlib
 import logging
 import os
 import pickle
@@ -36,8 +43,15 @@ FORWARDED_LOGGERS = ("alembic", "mlflow", "mlflow.store.db.utils", "eval_pipelin
 """Loggers whose level the worker takes from the process that starts it (a quiet CLI stays quiet; the SDK's
 quieted store migrations, ``sdk/quiet_logs.py``, stay quiet)."""
 
+BACKGROUND_LOG = ("logs", "mlflow-background.log")
+"""Where a worker left to finish alone writes its output, under the state folder."""
+
 _local = threading.local()
 _prestarted: dict[str, TrackingWorker] = {}
+_detached: list[subprocess.Popen] = []  # workers finishing alone: kept, so no "still running" warning at exit
+_deferred: list[tuple[Callable[..., Any], tuple, dict]] = []  # in the worker: calls run after the last ordinary one
+_worker_state: dict[str, Any] = {}  # in the worker: its tracking URI (set by ``warm_up``)
+_held_locks: list[Any] = []  # in the worker: the open lock file of its deferred calls
 
 
 class WorkerError(RuntimeError):
@@ -47,8 +61,9 @@ class WorkerError(RuntimeError):
 class TrackingWorker:
     """A helper process that runs logging functions for one tracking URI, one request at a time, in order."""
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(self, tracking_uri: str, *, finish_in_background: bool = False) -> None:
         self.tracking_uri = tracking_uri
+        self.finish_in_background = finish_in_background
         request_read, request_write = os.pipe()
         answer_read, answer_write = os.pipe()
         try:
@@ -73,15 +88,26 @@ class TrackingWorker:
     def submit(self, function: Callable[..., Any], /, *args: Any, claim: bool = True, **kwargs: Any) -> int:
         """Send a call; returns its ticket for ``result``. An unclaimed call's error is logged when the worker
         closes."""
+        return self._send((function, args, kwargs), claim)
+
+    def defer(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        """Have ``function(*args, **kwargs)`` run after the worker's last ordinary call, without waiting for it.
+        Its error is logged by the worker (in its background log when it finishes alone)."""
+        self._send((_defer, (function, args, kwargs), {}), claim=False)
+
+    def _send(self, request: tuple, claim: bool) -> int:
         with self._lock:
-            try:
-                self._requests.send((function, args, kwargs))
-            except (OSError, EOFError) as exc:
-                raise WorkerError(f"the MLflow logging process has ended (exit {self._process.poll()})") from exc
-            self._sent += 1
-            if not claim:
-                self._unclaimed.add(self._sent)
-            return self._sent
+            return self._send_unlocked(request, claim)
+
+    def _send_unlocked(self, request: tuple, claim: bool) -> int:
+        try:
+            self._requests.send(request)
+        except (OSError, EOFError) as exc:
+            raise WorkerError(f"the MLflow logging process has ended (exit {self._process.poll()})") from exc
+        self._sent += 1
+        if not claim:
+            self._unclaimed.add(self._sent)
+        return self._sent
 
     def result(self, ticket: int) -> Any:
         """The return value of the call ``ticket``, waiting for it; its exception is raised here."""
@@ -98,9 +124,12 @@ class TrackingWorker:
         return self.result(self.submit(function, *args, **kwargs))
 
     def close(self) -> None:
-        """Wait for every call sent, then let the process end. Unclaimed calls that failed are logged."""
+        """Wait for every call sent, then let the process end, having run its deferred calls; a worker that
+        finishes in the background is not waited for. Unclaimed calls that failed are logged."""
         with self._lock:
             try:
+                if self.finish_in_background:
+                    self._send_unlocked((_finish_alone, (str(background_log_path()),), {}), claim=False)
                 while self._received < self._sent:
                     self._receive()
             except WorkerError as exc:
@@ -108,7 +137,10 @@ class TrackingWorker:
             finally:
                 self._requests.close()
                 self._answers.close()
-                self._process.wait()
+                if self.finish_in_background and self._process.poll() is None:
+                    _detached.append(self._process)
+                else:
+                    self._process.wait()
             for ticket in sorted(self._unclaimed & set(self._waiting)):
                 ok, value = self._waiting.pop(ticket)
                 if not ok:
@@ -138,14 +170,56 @@ def run_logged(store: str, function: Callable[..., Any], /, *args: Any, **kwargs
     return function(*args, **kwargs) if worker is None else worker.call(function, *args, **kwargs)
 
 
-def prestart(tracking_uri: str) -> None:
+def run_deferred(store: str, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+    """``function(*args, **kwargs)`` deferred to the active worker of the tracking URI ``store`` (run after its
+    last ordinary call, not waited for), else run now in this process."""
+    worker = active_worker(store)
+    if worker is None:
+        function(*args, **kwargs)
+    else:
+        worker.defer(function, *args, **kwargs)
+
+
+def background_log_path() -> Path:
+    """The log of workers left to finish alone: ``<state>/logs/mlflow-background.log``."""
+    from eval_pipeline import paths
+
+    return paths.state_path(*BACKGROUND_LOG)
+
+
+def background_lock_path(tracking_uri: str) -> Path:
+    """The lock file a worker holds (shared) while it has deferred calls to run for ``tracking_uri``: beside a
+    SQLite store's file (whoever asks, whatever their state folder), else under the state folder."""
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri[len("sqlite:///"):].split("?", 1)[0])
+        return database.with_name(f"{database.name}.deferred.lock")
+    from eval_pipeline import paths
+
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return paths.state_path("locks", f"mlflow-deferred-{digest}.lock")
+
+
+def wait_for_background_logging(tracking_uri: str) -> None:
+    """Return once no worker has deferred calls left to run for ``tracking_uri`` (e.g. the item traces of an
+    ``eval-pipeline run`` that has printed its answer and exited)."""
+    path = background_lock_path(tracking_uri)
+    if not path.exists():
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prestart(tracking_uri: str, *, finish_in_background: bool = False) -> None:
     """Start the worker of ``tracking_uri`` now, for the next ``tracking_worker(tracking_uri)`` of this process to
     take (the CLI calls it before it loads Dagster, so both load at once); one never taken is closed at exit. A
-    process that has imported mlflow already logs itself (``logging_helper``): none is started."""
+    process that has imported mlflow already logs itself (``logging_helper``): none is started. With
+    ``finish_in_background``, closing it does not wait for its deferred calls (the process that prints an answer
+    and exits)."""
     if tracking_uri in _prestarted or "mlflow" in sys.modules:
         return
     try:
-        _prestarted[tracking_uri] = TrackingWorker(tracking_uri)
+        _prestarted[tracking_uri] = TrackingWorker(tracking_uri, finish_in_background=finish_in_background)
     except OSError:
         return  # tracking_worker tries again, or logs in this process
     atexit.register(_close_unclaimed)
@@ -185,6 +259,7 @@ def warm_up(tracking_uri: str, settings: dict[str, Any]) -> list[str]:
     the store opened (created and migrated on first use), and the runs of dead processes ended
     (``end_orphaned_runs``); a store that cannot be read is logged, not raised (cleaning up must not stop a run)."""
     apply_output_settings(settings)
+    _worker_state["tracking_uri"] = tracking_uri
     from eval_pipeline.tracking.mlflow_log import tracking_client
     from eval_pipeline.tracking.stale_runs import end_orphaned_runs
 
@@ -203,6 +278,8 @@ def serve(requests: Connection, answers: Connection) -> None:
         try:
             data = requests.recv_bytes()
         except (EOFError, OSError):
+            answers.close()
+            run_deferred_calls()
             gc.freeze()  # the process ends now: no collector pass over mlflow's objects at exit (~1 s of CPU)
             return
         try:
@@ -214,6 +291,46 @@ def serve(requests: Connection, answers: Connection) -> None:
             answers.send(answer)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             answers.send((False, WorkerError(f"the answer could not be sent back: {exc}")))
+
+
+def _defer(function: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    """In the worker: keep a call for ``run_deferred_calls``; the first one takes the shared background lock."""
+    if not _held_locks:
+        path = background_lock_path(_worker_state.get("tracking_uri", ""))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        _held_locks.append(handle)
+    _deferred.append((function, args, kwargs))
+
+
+def _finish_alone(log_path: str) -> None:
+    """In the worker: the caller will not wait, so the deferred calls' output goes to ``log_path`` (appended),
+    not to a terminal or pipe the caller has given back."""
+    if not _deferred:
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for target in (1, 2):
+        os.dup2(fd, target)
+    os.close(fd)
+    if not logging.getLogger().handlers:  # dated lines: the file collects many runs
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logger.info("pid %d: finishing %d deferred MLflow call(s) for %s", os.getpid(), len(_deferred),
+                _worker_state.get("tracking_uri"))
+
+
+def run_deferred_calls() -> None:
+    """In the worker: run the deferred calls in order, each error logged (the caller has moved on), then let go
+    of the background lock."""
+    while _deferred:
+        function, args, kwargs = _deferred.pop(0)
+        try:
+            function(*args, **kwargs)
+        except BaseException:
+            logger.exception("deferred MLflow call %s failed", getattr(function, "__qualname__", function))
+    while _held_locks:
+        _held_locks.pop().close()
 
 
 def _portable(exc: BaseException) -> BaseException:
