@@ -21,6 +21,21 @@ os.environ.setdefault("EVAL_PIPELINE_MODEL_CACHE", str(REPO / ".eval_pipeline" /
 
 pytest_plugins = ["tests.fixtures_models", "tests.fixtures_agents"]
 
+
+def _keep_absl_off_pytests_streams() -> None:
+    """rouge_score (a reference in the scoring tests) imports absl, whose log handler keeps the ``sys.stderr`` of
+    that moment, pytest's capture, and closes it when any library calls ``logging.config.dictConfig`` (Dagster does,
+    for its ``python_logs`` handlers): every later capture in the session then fails with "I/O operation on closed
+    file". Point the handler at the process's own stderr, which it never closes."""
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
+_keep_absl_off_pytests_streams()
+
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
     """A TCP server on 127.0.0.1 that a sandboxed program must not reach (a short accept timeout)."""

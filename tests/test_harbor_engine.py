@@ -116,7 +116,7 @@ def test_harbor_engine_equals_the_suite_and_a_hand_computation(eval_home: Path, 
 
         # the upload failed: logged and kept, never raised
         assert store.calls == 1 and run.upload_error == "ConnectionError: dashboard unreachable"
-        assert "uploading the harbor evaluation at step 100 failed" in caplog.text
+        assert "uploading the evaluation at step 100 failed" in caplog.text
 
         # the same tasks as a rollout suite through the pipeline (a fresh state folder)
         monkeypatch.setenv("FAKE_LLM_URL", fake.url)
