@@ -19,7 +19,6 @@ from eval_pipeline.tracking.worker import (
     WorkerError,
     active_worker,
     background_log_path,
-    prestart,
     run_deferred,
     run_logged,
     tracking_worker,
@@ -95,10 +94,10 @@ def test_a_worker_left_to_finish_alone_writes_to_its_log_and_can_be_waited_for(
         tmp_path: Path, eval_home: Path, capfd: pytest.CaptureFixture[str]) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     gate, target = tmp_path / "go", tmp_path / "done.txt"
-    prestart(uri, finish_in_background=True)
-    with tracking_worker(uri) as worker:
-        run_deferred(uri, append_when, str(gate), str(target), "traces written")
-        run_deferred(uri, math.sqrt, -1.0)  # an error: logged in the background log, not raised here
+    worker = TrackingWorker(uri, finish_in_background=True)  # as the CLI's ``prestart`` makes it
+    worker.defer(append_when, str(gate), str(target), "traces written")
+    worker.defer(math.sqrt, -1.0)  # an error: logged in the background log, not raised here
+    worker.close()
     assert worker._process.poll() is None and not target.exists()  # closing did not wait for it
     gate.touch()
     wait_for_background_logging(uri)
