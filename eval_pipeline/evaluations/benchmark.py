@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from eval_pipeline.data.formats import load_samples
@@ -23,13 +22,13 @@ from eval_pipeline.evaluations.chat_prompts import (
     with_template_variables,
 )
 from eval_pipeline.evaluations.harbor_engine import harbor_record, score_harbor
-from eval_pipeline.evaluations.metric_registry import RegisteredMetric, parse_metrics
+from eval_pipeline.evaluations.metric_registry import RegisteredMetric, metric_values, parse_metrics
 from eval_pipeline.evaluations.run_tables import BenchmarkRun, HarborRun
 from eval_pipeline.evaluations.upload import upload
 from eval_pipeline.inference.base import GenerationParams, Sampler
 from eval_pipeline.inference.cache import RequestCache
 from eval_pipeline.inference.runner import run_generations
-from eval_pipeline.metrics.aggregate import aggregate_scores, breakdown_column
+from eval_pipeline.metrics.aggregate import aggregate_scores
 from eval_pipeline.scoring.registry import score_generations, validate_scorers
 from eval_pipeline.suites.spec import ScorerSpec, Suite
 
@@ -207,8 +206,8 @@ class BenchmarkEvaluator:
         keys = list(self.breakdown_keys or self.benchmark.breakdown_keys)
         table = aggregate_scores(self.name, samples, scores, keys)
         metrics = parse_metrics(self.metrics)
-        values = metric_values(metrics, samples, scores, table, self.benchmark.reward,
-                               self.benchmark.success_threshold, keys)
+        values = scorer_metric_values(metrics, samples, scores, table, self.benchmark.reward,
+                                      self.benchmark.success_threshold, keys)
         failed = int(scores.loc[scores["scorer"] == self.benchmark.reward, "error"].notna().sum())
         if failed:
             logger.warning("%s: %d of %d answers could not be scored (not averaged in)", self.name, failed,
@@ -299,38 +298,16 @@ def _local_with_variables(sampler: Any, variables: dict[str, Any]) -> Sampler:
     return wrapped
 
 
-def metric_values(metrics: list[RegisteredMetric], samples: pd.DataFrame, scores: pd.DataFrame,
-                  table: pd.DataFrame, reward: str, success_threshold: float,
-                  breakdown_keys: list[str]) -> dict[str, float]:
+def scorer_metric_values(metrics: list[RegisteredMetric], samples: pd.DataFrame, scores: pd.DataFrame,
+                         table: pd.DataFrame, reward: str, success_threshold: float,
+                         breakdown_keys: list[str]) -> dict[str, float]:
     """The metric dict: mean_reward read from the aggregated table (the pipeline's number), the others from the
     reward scorer's per-item rewards; breakdowns as ``<metric>/<key>=<value>``."""
     rows = scores[(scores["scorer"] == reward) & scores["error"].isna()].sort_values("sample_index", kind="stable")
     rewards = {sample_id: group["score"].to_numpy(dtype=float)
                for sample_id, group in rows.groupby("sample_id", sort=False)}
-    reward_rows = table[table["metric"] == reward]
-
-    def compute(ids: list[str], key: str | None, value: str | None) -> dict[str, float]:
-        out = {}
-        for metric in metrics:
-            if metric.kind == "mean_reward":
-                out[metric.name] = _table_value(reward_rows, key, value)
-            else:
-                out[metric.name] = metric.value([rewards[i] for i in ids if i in rewards], success_threshold)
-        return out
-
-    values = compute(list(samples["sample_id"]), None, None)
-    for key in breakdown_keys:
-        groups = pd.Series(breakdown_column(samples, key).to_numpy(), index=samples["sample_id"])
-        for value in sorted({v for v in groups if v is not None}):
-            ids = list(groups.index[np.asarray(groups == value)])
-            values |= {f"{name}/{key}={value}": number for name, number in compute(ids, key, value).items()}
-    return values
-
-
-def _table_value(rows: pd.DataFrame, key: str | None, value: str | None) -> float:
-    selected = rows[rows["breakdown_key"].isna()] if key is None else rows[
-        (rows["breakdown_key"] == key) & (rows["breakdown_value"] == value)]
-    return float(selected["value"].iloc[0]) if len(selected) else float("nan")
+    return metric_values(metrics, samples, rewards, table[table["metric"] == reward], success_threshold,
+                         breakdown_keys)
 
 
 def _scorer_spec(scorer: Any) -> ScorerSpec:

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from eval_pipeline.agents.harbor_env import HarborKind
@@ -25,11 +24,10 @@ from eval_pipeline.agents.model_agent import model_agent_factory, model_agent_id
 from eval_pipeline.agents.rollout import RolloutSettings
 from eval_pipeline.agents.runner import run_rollouts
 from eval_pipeline.evaluations.chat_prompts import apply_user_template
-from eval_pipeline.evaluations.metric_registry import RegisteredMetric
+from eval_pipeline.evaluations.metric_registry import RegisteredMetric, metric_values
 from eval_pipeline.evaluations.run_tables import HarborRun
 from eval_pipeline.evaluations.upload import UploadSource
 from eval_pipeline.inference.base import GenerationParams, Sampler
-from eval_pipeline.metrics.aggregate import breakdown_column
 from eval_pipeline.metrics.rollout_metrics import rollout_metrics
 from eval_pipeline.tasks.rollout import ROLLOUT, agent_tasks
 from eval_pipeline.tracking.mlflow_log import EvaluationRecord
@@ -72,26 +70,8 @@ def harbor_values(metrics: list[RegisteredMetric], samples: pd.DataFrame, rollou
     """The metric dict (``<metric>/<key>=<value>`` for breakdowns) from the non-error trials' rewards."""
     valid = rollouts[rollouts["error"].isna()].sort_values("sample_index", kind="stable")
     rewards = {sample_id: group["reward"].to_numpy(dtype=float) for sample_id, group in valid.groupby("sample_id")}
-    overall = table[table["metric"] == "mean_reward"]
-
-    def compute(ids: list[str], key: str | None, value: str | None) -> dict[str, float]:
-        out = {}
-        for metric in metrics:
-            if metric.kind == "mean_reward":
-                rows = overall[overall["breakdown_key"].isna()] if key is None else overall[
-                    (overall["breakdown_key"] == key) & (overall["breakdown_value"] == value)]
-                out[metric.name] = float(rows["value"].iloc[0]) if len(rows) else float("nan")
-            else:
-                out[metric.name] = metric.value([rewards[i] for i in ids if i in rewards], success_threshold)
-        return out
-
-    values = compute(list(samples["sample_id"]), None, None)
-    for key in breakdown_keys:
-        groups = pd.Series(breakdown_column(samples, key).to_numpy(), index=samples["sample_id"])
-        for value in sorted({v for v in groups if v is not None}):
-            ids = list(groups.index[np.asarray(groups == value)])
-            values |= {f"{name}/{key}={value}": number for name, number in compute(ids, key, value).items()}
-    return values
+    return metric_values(metrics, samples, rewards, table[table["metric"] == "mean_reward"], success_threshold,
+                         breakdown_keys)
 
 
 def harbor_record(evaluator: UploadSource, run: HarborRun, model: str, model_path: str | None,

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from eval_pipeline.errors import EvalInputError
+from eval_pipeline.metrics.aggregate import breakdown_column
 from eval_pipeline.metrics.passk import pass_at_k, pass_hat_k
 
 DEFAULT_METRICS = ("mean_reward", "pass_rate")
@@ -62,3 +64,32 @@ def parse_metric(name: str) -> RegisteredMetric:
 def parse_metrics(names: Sequence[str]) -> list[RegisteredMetric]:
     """The named metrics (the defaults when none is named), duplicates dropped."""
     return [parse_metric(name) for name in dict.fromkeys(names or DEFAULT_METRICS)]
+
+
+def metric_values(metrics: list[RegisteredMetric], samples: pd.DataFrame, rewards: dict[str, np.ndarray],
+                  mean_rows: pd.DataFrame, success_threshold: float, breakdown_keys: Sequence[str]) -> dict[str, float]:
+    """The metric dict, overall and per breakdown value (``<metric>/<key>=<value>``): ``mean_reward`` read from the
+    aggregated table's rows ``mean_rows`` (the pipeline's number), the others from each item's ``rewards``."""
+
+    def compute(ids: list[str], key: str | None, value: str | None) -> dict[str, float]:
+        out = {}
+        for metric in metrics:
+            if metric.kind == "mean_reward":
+                out[metric.name] = _table_value(mean_rows, key, value)
+            else:
+                out[metric.name] = metric.value([rewards[i] for i in ids if i in rewards], success_threshold)
+        return out
+
+    values = compute(list(samples["sample_id"]), None, None)
+    for key in breakdown_keys:
+        groups = pd.Series(breakdown_column(samples, key).to_numpy(), index=samples["sample_id"])
+        for value in sorted({v for v in groups if v is not None}):
+            ids = list(groups.index[np.asarray(groups == value)])
+            values |= {f"{name}/{key}={value}": number for name, number in compute(ids, key, value).items()}
+    return values
+
+
+def _table_value(rows: pd.DataFrame, key: str | None, value: str | None) -> float:
+    selected = rows[rows["breakdown_key"].isna()] if key is None else rows[
+        (rows["breakdown_key"] == key) & (rows["breakdown_value"] == value)]
+    return float(selected["value"].iloc[0]) if len(selected) else float("nan")

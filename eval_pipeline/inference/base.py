@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,3 +109,15 @@ def _message(value: ChatMessage | Mapping[str, Any]) -> ChatMessage:
 
 def _tool(value: ToolSpec | Mapping[str, Any]) -> ToolSpec:
     return value if isinstance(value, ToolSpec) else ToolSpec.from_dict(value)
+
+
+class HostedForOneStream:
+    """Mixin for a sampler that hosts its model only while it answers (a server it starts, a temporary endpoint):
+    ``close`` (the subclass's: stop, delete) runs after each ``stream``, also when it fails or is stopped."""
+
+    def stream(self, requests: Sequence[GenerationRequest],
+               params: GenerationParams) -> Iterator[tuple[int, Completion]]:
+        try:
+            yield from super().stream(requests, params)  # type: ignore[misc]
+        finally:
+            self.close()  # type: ignore[attr-defined]

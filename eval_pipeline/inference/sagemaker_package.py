@@ -4,19 +4,18 @@ endpoint that this run creates before its first request and deletes after its la
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 from eval_pipeline.inference.aws import aws_client, check_credentials
 from eval_pipeline.inference.backend_registry import Backend, SpecKey
-from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
+from eval_pipeline.inference.base import HostedForOneStream
 from eval_pipeline.inference.model_package import resolve_hosting
 from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
 from eval_pipeline.inference.sagemaker import SageMakerSampler
 from eval_pipeline.inference.temporary_endpoint import TemporaryEndpoint, remove_abandoned_endpoints
 
 
-class SageMakerPackageSampler(SageMakerSampler):
+class SageMakerPackageSampler(HostedForOneStream, SageMakerSampler):
     backend = "sagemaker_package"
 
     def __init__(self, package_arn: str, *, model_artifact: str | None = None, instance_type: str | None = None,
@@ -52,13 +51,6 @@ class SageMakerPackageSampler(SageMakerSampler):
                                                timeout_s=self.startup_timeout_s, poll_s=self.poll_s).start()
             self.endpoint = self.temporary.name
         super().prepare()
-
-    def stream(self, requests: Sequence[GenerationRequest],
-               params: GenerationParams) -> Iterator[tuple[int, Completion]]:
-        try:
-            yield from super().stream(requests, params)
-        finally:
-            self.close()
 
     def close(self) -> None:
         """Delete the endpoint, its config and its model (the next ``prepare`` creates new ones)."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from eval_pipeline import paths
 from eval_pipeline.errors import EvalInputError
 from eval_pipeline.inference.backend_registry import Backend, SpecKey
-from eval_pipeline.inference.base import Completion, GenerationParams, GenerationRequest
+from eval_pipeline.inference.base import HostedForOneStream
 from eval_pipeline.inference.managed_server import ManagedServer, free_port
 from eval_pipeline.inference.model_files import registry_uri, resolve_model_files
 from eval_pipeline.inference.model_spec import ModelSpec, SuitePaths
@@ -28,7 +28,7 @@ def vllm_command(model: str, port: int, server_args: Sequence[str] = (), python:
             "--host", HOST, "--port", str(port), *server_args]
 
 
-class VllmSampler(OpenAISampler):
+class VllmSampler(HostedForOneStream, OpenAISampler):
     backend = "vllm"
 
     def __init__(self, model: str, *, server_args: Sequence[str] = (), startup_timeout_s: float = 900.0,
@@ -63,13 +63,6 @@ class VllmSampler(OpenAISampler):
             self._server = server.start()
             self.base_url = f"http://{HOST}:{port}/v1"
         super().prepare()
-
-    def stream(self, requests: Sequence[GenerationRequest],
-               params: GenerationParams) -> Iterator[tuple[int, Completion]]:
-        try:
-            yield from super().stream(requests, params)
-        finally:
-            self.close()
 
     def close(self) -> None:
         """Stop the server (the next ``prepare`` starts a new one)."""
